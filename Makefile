@@ -1,0 +1,42 @@
+# Every target builds .venv first when it is missing or older than the project's metadata.
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: help install demo test lint bench clean
+
+## help: list the targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
+
+## install: create .venv and install the project with its dev tools
+install: $(STAMP)
+
+## demo: run the whole job end to end on the built-in synthetic catalog
+demo: $(STAMP)
+	$(PY) -m shopstyle_spider.demo
+
+## test: lint, then run the test suite
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+## lint: ruff over the whole tree
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+## bench: the benchmarks in bench/ (minutes; not part of test)
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## clean: remove run outputs under data/ (keeps .venv)
+clean:
+	find data -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,47 @@
+"""Every path the project reads or writes, resolved in one place.
+
+Run outputs land under ``data/`` in the checkout (``SHOPSTYLE_DATA_DIR`` moves them); the shared real data sets
+and the offline ImageNet backbone are read from ``../shared`` beside the checkout (``SHARED_DIR`` moves it).
+Nothing here touches the disk: importing this module creates no folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Where run outputs go."""
+    return Path(os.environ.get("SHOPSTYLE_DATA_DIR", PROJECT_ROOT / "data"))
+
+
+def crawl_db() -> Path:
+    return data_dir() / "crawl.db"
+
+
+def images_dir() -> Path:
+    return data_dir() / "images"
+
+
+def models_dir() -> Path:
+    return data_dir() / "models"
+
+
+def shared_dir() -> Path:
+    """The read-only shared data (never copied into the repo)."""
+    return Path(os.environ.get("SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+
+
+def fashion_dir() -> Path:
+    return shared_dir() / "datasets" / "fashion"
+
+
+def shopstyle_sample_dir() -> Path:
+    return shared_dir() / "datasets" / "shopstyle-sample"
+
+
+def mobilenet_v2_backbone() -> Path:
+    return shared_dir() / "models" / "mobilenet_v2_imagenet.keras"

@@ -1,0 +1,87 @@
+"""``python -m shopstyle_spider.sandbox``: serve a catalog, print ``SANDBOX_URL=...``, run until signalled."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .catalog import CatalogError
+from .loading import load_catalog
+from .process import URL_PREFIX
+from .ratelimit import RateLimiter
+from .server import Sandbox, build_site
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m shopstyle_spider.sandbox",
+        description="A local ShopStyle API v2 (categories, products, product by id, images) over a catalog. "
+                    f"On start it prints one line '{URL_PREFIX}http://HOST:PORT/api/v2' to stdout.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--catalog", default="synthetic",
+                        help="what to serve: 'synthetic' (generated, deterministic for --seed), "
+                             "'fashion:PATH' (the layout of shared/datasets/fashion) or 'jsonl:PATH' "
+                             "(records like shared/datasets/shopstyle-sample/products.jsonl)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalog")
+    parser.add_argument("--products-per-category", type=int, default=60,
+                        help="products in each leaf of the synthetic catalog")
+    parser.add_argument("--categories-file", type=Path, default=None,
+                        help="leaf category paths for a jsonl catalog (default: categories.txt beside the JSONL)")
+    parser.add_argument("--api-key", default="sandbox-key",
+                        help="the only key (pid) accepted; others get 403, none gets 401")
+    parser.add_argument("--rate-limit", type=int, default=750,
+                        help="API requests per minute per key, as the real API; beyond it 429 with Retry-After "
+                             "(0 turns it off; images are never limited)")
+    parser.add_argument("--rate-burst", type=int, default=None,
+                        help="requests a key may send back to back before the per-minute pace applies "
+                             "(default: the whole minute's budget)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback keeps it private)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
+    args = parser.parse_args(argv)
+    if args.products_per_category < 0:
+        parser.error("--products-per-category must be >= 0")
+    if args.rate_limit < 0:
+        parser.error("--rate-limit must be >= 0 (0 turns it off)")
+    if args.rate_burst is not None and args.rate_burst < 1:
+        parser.error("--rate-burst must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    try:
+        catalog = load_catalog(args.catalog, seed=args.seed, products_per_category=args.products_per_category,
+                               categories_file=args.categories_file)
+    except (CatalogError, OSError) as error:
+        print(f"sandbox: cannot load catalog: {error}", file=sys.stderr)
+        return 2
+
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+    from twisted.web.server import Site
+
+    sandbox = Sandbox(catalog, args.api_key, RateLimiter(args.rate_limit, args.rate_burst))
+    site = Site(build_site(sandbox))
+    site.noisy = False
+    try:
+        port = reactor.listenTCP(args.port, site, interface=args.host)
+    except CannotListenError as error:
+        print(f"sandbox: cannot listen on {args.host}:{args.port}: {error.socketError}", file=sys.stderr)
+        return 2
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    sandbox.base_url = f"http://{host}:{port.getHost().port}"
+    print(f"{URL_PREFIX}{sandbox.base_url}/api/v2", flush=True)
+    print(f"sandbox: serving the {catalog.name} catalog: {len(catalog)} products in {len(catalog.leaves())} leaf "
+          f"categories (loaded in {time.monotonic() - started:.1f}s); rate limit "
+          f"{args.rate_limit or 'off'}{'/min' if args.rate_limit else ''}; stop with Ctrl-C",
+          file=sys.stderr, flush=True)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

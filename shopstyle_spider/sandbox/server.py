@@ -1,0 +1,231 @@
+"""The sandbox HTTP server: one Twisted resource per endpoint over a loaded catalog.
+
+Twisted is already here (Scrapy runs on it), serves from one thread without locks, and its reactor stops
+cleanly on SIGTERM and SIGINT.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from urllib.parse import quote
+
+from PIL import Image
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from .api import IMAGE_SIZES, ApiError, category_json, product_json
+from .catalog import DEFAULT_SORT, ROOT_ID, SORTS, Catalog
+from .ratelimit import RateLimiter
+
+RESULT_CAP = 5000  # the real API never returns a result past this offset, whatever `total` says
+MAX_LIMIT = 50
+DEFAULT_LIMIT = 10
+
+
+class Sandbox:
+    """What the endpoints share: the catalog, the key, the limiter and the URLs the server is reachable at."""
+
+    def __init__(self, catalog: Catalog, api_key: str, limiter: RateLimiter):
+        self.catalog = catalog
+        self.api_key = api_key
+        self.limiter = limiter
+        self.base_url = ""  # set once the port is bound
+        self._product_json: dict[int, dict] = {}
+
+    @property
+    def images_url(self) -> str:
+        return f"{self.base_url}/images"
+
+    def product(self, product_id: int, pid: str) -> dict:
+        if product_id not in self._product_json:
+            product = self.catalog.product(product_id)
+            self._product_json[product_id] = product_json(self.catalog, product, self.images_url)
+        body = self._product_json[product_id]
+        if "retailer" in body:  # as on the real API, the retailer link carries the caller's key
+            body = {**body, "clickUrl": f"{self.base_url}/action/apiVisitRetailer?id={product_id}&pid={quote(pid)}"}
+        return body
+
+
+def _write_json(request: Request, status: int, body: dict, headers: dict[str, str] | None = None) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    for name, value in (headers or {}).items():
+        request.setHeader(name.encode(), value.encode())
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def _params(request: Request) -> dict[str, str]:
+    """Query parameters, last value wins; bytes that are not UTF-8 are a client error, not a crash."""
+    try:
+        return {key.decode(): values[-1].decode() for key, values in request.args.items()}
+    except UnicodeDecodeError as error:
+        raise ApiError(400, "InvalidParameter", "query parameters must be UTF-8") from error
+
+
+def _int_param(params: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = params.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "InvalidParameter", f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ApiError(400, "InvalidParameter", f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+class ApiEndpoint(Resource):
+    """Checks the key and the budget, then answers JSON; ``postpath`` is what follows the endpoint's name."""
+
+    isLeaf = True
+
+    def __init__(self, sandbox: Sandbox):
+        super().__init__()
+        self.sandbox = sandbox
+
+    def render_GET(self, request: Request) -> bytes:
+        try:
+            params = _params(request)
+            pid = params.get("pid", "")
+            if not pid:
+                raise ApiError(401, "MissingPartnerId", "The pid parameter (your API key) is required.")
+            if pid != self.sandbox.api_key:
+                raise ApiError(403, "InvalidPartnerId", "The pid parameter is not a valid API key.")
+            wait = self.sandbox.limiter.acquire(pid)
+            if wait:
+                raise ApiError(429, "RateLimitExceeded", "Too many requests for this API key; slow down.",
+                               {"Retry-After": RateLimiter.retry_after_header(wait)})
+            path = [segment.decode("utf-8", "replace") for segment in request.postpath if segment]
+            return _write_json(request, 200, self.answer(path, params, pid))
+        except ApiError as error:
+            return _write_json(request, error.code, error.body(), error.headers)
+
+    def answer(self, path: list[str], params: dict[str, str], pid: str) -> dict:
+        raise NotImplementedError
+
+    def _category(self, params: dict[str, str]):
+        category_id = params.get("cat") or ROOT_ID
+        category = self.sandbox.catalog.category(category_id)
+        if category is None:
+            raise ApiError(400, "InvalidCategory", f"Unknown category {category_id!r}.")
+        return category
+
+
+class CategoriesEndpoint(ApiEndpoint):
+    def answer(self, path, params, pid):
+        if path:
+            raise ApiError(404, "NotFound", "No such endpoint.")
+        root = self._category(params)
+        depth = _int_param(params, "depth", 0, minimum=0) or None
+        descendants = self.sandbox.catalog.descendants(root.id, depth)
+        return {"metadata": {"root": category_json(root)}, "categories": [category_json(c) for c in descendants]}
+
+
+class ProductsEndpoint(ApiEndpoint):
+    def answer(self, path, params, pid):
+        if len(path) == 1:
+            return self.one(path[0], pid)
+        if path:
+            raise ApiError(404, "NotFound", "No such endpoint.")
+        catalog = self.sandbox.catalog
+        category = self._category(params)
+        sort = params.get("sort") or DEFAULT_SORT
+        if sort not in SORTS:
+            raise ApiError(400, "InvalidSort", f"Unknown sort {sort!r}; expected one of {', '.join(SORTS)}.")
+        if sort.startswith("Price") and not catalog.has_prices:
+            raise ApiError(400, "InvalidSort", f"This catalog has no prices, so sort={sort} is not available.")
+        if params.get("fl"):
+            raise ApiError(400, "InvalidParameter", "Filters (fl) are not supported by the sandbox.")
+        offset = _int_param(params, "offset", 0)
+        limit = min(_int_param(params, "limit", DEFAULT_LIMIT), MAX_LIMIT)
+        products = catalog.query(category.id, sort)
+        if params.get("fts"):
+            words = params["fts"].lower().split()
+            products = [p for p in products
+                        if all(w in f"{p.name} {p.description or ''}".lower() for w in words)]
+        window = products[offset:min(offset + limit, RESULT_CAP)] if offset < RESULT_CAP else []
+        return {
+            "metadata": {"offset": offset, "limit": limit, "total": len(products),
+                         "category": category_json(category)},
+            "products": [self.sandbox.product(p.id, pid) for p in window],
+        }
+
+    def one(self, raw_id: str, pid: str) -> dict:
+        product = self.sandbox.catalog.product(int(raw_id)) if raw_id.isdigit() else None
+        if product is None:
+            raise ApiError(404, "InvalidProductId", f"No product with id {raw_id!r}.")
+        return self.sandbox.product(product.id, pid)
+
+
+class ImagesEndpoint(Resource):
+    """``/images/<product id>/<Size>.jpg``: the photo, scaled into the size's box; not rate limited (a CDN)."""
+
+    isLeaf = True
+
+    def __init__(self, sandbox: Sandbox):
+        super().__init__()
+        self.sandbox = sandbox
+        self._scaled: dict[tuple[int, str], bytes] = {}
+
+    def render_GET(self, request: Request) -> bytes:
+        path = [segment.decode("utf-8", "replace") for segment in request.postpath]
+        data = None
+        if len(path) == 2 and path[0].isdigit() and path[1].removesuffix(".jpg") in IMAGE_SIZES:
+            data = self._bytes(int(path[0]), path[1].removesuffix(".jpg"))
+        if data is None:
+            return _write_json(request, 404, ApiError(404, "ImageNotFound", "No such image.").body())
+        request.setHeader(b"content-type", _mime(data).encode())
+        return data
+
+    def _bytes(self, product_id: int, size: str) -> bytes | None:
+        original = self.sandbox.catalog.images.original(product_id)
+        box = IMAGE_SIZES[size]
+        if original is None or box is None:
+            return original
+        key = (product_id, size)
+        if key not in self._scaled:
+            with Image.open(io.BytesIO(original)) as image:
+                image.thumbnail(box)
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="JPEG", quality=85)
+            self._scaled[key] = buffer.getvalue()
+        return self._scaled[key]
+
+
+def _mime(data: bytes) -> str:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return Image.MIME.get(image.format, "application/octet-stream")
+    except OSError:
+        return "application/octet-stream"
+
+
+class NotFoundEndpoint(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        return _write_json(request, 404, ApiError(404, "NotFound", "No such endpoint.").body())
+
+
+class Tree(Resource):
+    """A path level whose unknown children answer the API's JSON 404 instead of Twisted's HTML page."""
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return NotFoundEndpoint()
+
+
+def build_site(sandbox: Sandbox) -> Resource:
+    root, api, v2 = Tree(), Tree(), Tree()
+    endpoints: dict[bytes, Callable[[Sandbox], Resource]] = {
+        b"categories": CategoriesEndpoint,
+        b"products": ProductsEndpoint,
+    }
+    for name, endpoint in endpoints.items():
+        v2.putChild(name, endpoint(sandbox))
+    api.putChild(b"v2", v2)
+    root.putChild(b"api", api)
+    root.putChild(b"images", ImagesEndpoint(sandbox))
+    return root
