@@ -1,0 +1,84 @@
+"""Crawl-wide extensions: keep the API key out of the logs, and print a summary when the crawl ends."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import closing
+
+from scrapy import signals
+
+from . import schema
+from .redaction import LogRedactor
+
+logger = logging.getLogger(__name__)
+
+
+class RedactKeyInLogs:
+    """Redact every log record for the crawl's lifetime."""
+
+    def __init__(self):
+        self.redactor = LogRedactor()
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        extension = cls()
+        extension.redactor.install()  # before anything is requested, so no URL with the key is ever logged
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
+        return extension
+
+    def spider_opened(self, spider):
+        self.redactor.secrets = tuple(s for s in (getattr(spider, "api_key", ""),) if s)
+
+    def engine_stopped(self):
+        self.redactor.uninstall()
+
+
+class CrawlSummary:
+    """What the crawl did, in a few lines: categories, products, images, drops by reason, requests, time."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        extension = cls(crawler)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        return extension
+
+    def spider_closed(self, spider, reason):
+        stats = self.crawler.stats.get_stats()
+        dropped = {key.removeprefix("shopstyle/dropped/"): value for key, value in stats.items()
+                   if key.startswith("shopstyle/dropped/")}
+        images = {key.removeprefix("shopstyle/images/"): value for key, value in stats.items()
+                  if key.startswith("shopstyle/images/")}
+        lines = [
+            f"crawl finished ({reason}) in {stats.get('elapsed_time_seconds', 0):.1f}s",
+            f"  this run: {stats.get('shopstyle/products_written', 0)} products written, "
+            f"{stats.get('shopstyle/leaves/completed', 0)} leaves completed, "
+            f"{stats.get('shopstyle/leaves/skipped', 0)} skipped as already complete, "
+            f"{stats.get('shopstyle/leaves/incomplete', 0)} incomplete",
+            f"  images this run: {_counts(images)}",
+            f"  dropped items: {_counts(dropped)}",
+            f"  requests: {stats.get('downloader/request_count', 0)} "
+            f"({stats.get('shopstyle/api_requests', 0)} to the API, "
+            f"{stats.get('retry/count', 0)} retries, {stats.get('shopstyle/backoff/429', 0)} answered 429); "
+            f"malformed pages {stats.get('shopstyle/malformed_pages', 0)}, "
+            f"unreachable products {stats.get('shopstyle/unreachable_products', 0)}",
+        ]
+        db_path = self.crawler.settings.get("SHOPSTYLE_DB")
+        try:
+            with closing(schema.connect(db_path, readonly=True)) as db:
+                totals = db.execute(
+                    "SELECT (SELECT count(*) FROM categories), (SELECT count(*) FROM products), "
+                    "(SELECT count(*) FROM products WHERE image_status = 'ok'), "
+                    "(SELECT count(*) FROM products WHERE image_status NOT IN ('ok', 'none'))").fetchone()
+            lines.append(f"  database {db_path}: {totals[0]} categories, {totals[1]} products, "
+                         f"{totals[2]} images stored, {totals[3]} images missing or failed")
+        except schema.SchemaError as error:
+            lines.append(f"  database: {error}")
+        logger.info("\n".join(lines))
+
+
+def _counts(counter: dict[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in sorted(counter.items())) or "none"

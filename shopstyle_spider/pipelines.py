@@ -1,0 +1,193 @@
+"""Item pipelines, one concern each: validate products, fetch their images, store everything in sqlite."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+
+from itemadapter import ItemAdapter
+from scrapy import Request, signals
+from scrapy.exceptions import DropItem
+from scrapy.http.request import NO_CALLBACK
+from scrapy.pipelines.images import ImageException, ImagesPipeline
+from scrapy.pipelines.media import FileException
+
+from . import schema
+from .items import CategoryItem, LeafDoneItem, ProductItem
+
+logger = logging.getLogger(__name__)
+
+
+class ValidationPipeline:
+    """Drop products that cannot be trained on, counting each drop by reason in the crawl stats."""
+
+    REQUIRED = ("id", "name", "category_id")
+
+    def __init__(self, stats):
+        self.stats = stats
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler.stats)
+
+    def process_item(self, item):
+        if not isinstance(item, ProductItem):
+            return item
+        adapter = ItemAdapter(item)
+        for field in self.REQUIRED:
+            value = adapter[field]
+            if isinstance(value, str):
+                value = adapter[field] = value.strip()
+            if value in (None, ""):
+                return self._drop(f"missing_{field}", f"product {adapter['id']!r} from leaf {item.crawl_leaf!r} "
+                                                     f"has no {field}")
+        if not isinstance(adapter["id"], int) or isinstance(adapter["id"], bool) or adapter["id"] <= 0:
+            return self._drop("bad_id", f"product id {adapter['id']!r} from leaf {item.crawl_leaf!r} is not a "
+                                        "positive integer")
+        return item
+
+    def _drop(self, reason: str, message: str):
+        self.stats.inc_value(f"shopstyle/dropped/{reason}")
+        raise DropItem(message)
+
+
+class ProductImagesPipeline(ImagesPipeline):
+    """Fetch each product's largest photo into IMAGES_STORE as ``full/<product id>.jpg``.
+
+    Naming by product id keeps the file stable across sandboxes and hosts (the URL's host and port change) and
+    lets a re-crawl find it already stored. A photo that is missing, fails or does not decode keeps its product:
+    the reason is recorded on the item instead.
+    """
+
+    def get_media_requests(self, item, info):
+        if not isinstance(item, ProductItem) or not item.image_urls:
+            return []
+        return [Request(url, callback=NO_CALLBACK) for url in item.image_urls]
+
+    def file_path(self, request, response=None, info=None, *, item=None):
+        return f"full/{item.id}.jpg"
+
+    async def media_downloaded(self, response, request, info, *, item=None):
+        if response.status == 404:  # a dead image link is common and expected: recorded, not logged as a warning
+            self.crawler.stats.inc_value("shopstyle/images/missing")
+            raise FileException("missing (HTTP 404)")
+        return await super().media_downloaded(response, request, info, item=item)
+
+    def item_completed(self, results, item, info):
+        if not isinstance(item, ProductItem):
+            return item
+        if not item.image_urls:
+            item.image_status = "none"
+        for ok, result in results:
+            if ok:
+                item.images = [result]
+                item.image_path, item.image_checksum = result["path"], result["checksum"]
+                item.image_status, item.image_error = "ok", None
+            else:
+                error = result.value
+                message = str(error) or type(error).__name__
+                if message.startswith("missing"):
+                    item.image_status = "missing"
+                elif isinstance(error, ImageException) or "cannot identify image" in message:
+                    item.image_status = "invalid"
+                else:
+                    item.image_status = "failed"
+                item.image_error = message[:500]
+        return item
+
+
+class SqliteStorePipeline:
+    """Upsert categories and products in batched transactions; mark a leaf complete once all of it is stored.
+
+    A leaf counts as complete only when every product item the spider yielded for it has come through (stored,
+    or dropped by validation): killed before that, the next run crawls the leaf again and the upserts make the
+    repeat harmless.
+    """
+
+    def __init__(self, db_path: str, batch_size: int, stats):
+        self.db_path = db_path
+        self.batch_size = batch_size
+        self.stats = stats
+        self.db = None
+        self._categories: list[dict] = []
+        self._products: list[dict] = []
+        self._leaves: list[dict] = []
+        self._through: Counter[str] = Counter()  # product items of a leaf that finished the pipelines
+        self._errors: Counter[str] = Counter()
+        self._done: dict[str, LeafDoneItem] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        pipeline = cls(crawler.settings.get("SHOPSTYLE_DB"), crawler.settings.getint("SHOPSTYLE_DB_BATCH_SIZE"),
+                       crawler.stats)
+        crawler.signals.connect(pipeline.item_dropped, signal=signals.item_dropped)
+        crawler.signals.connect(pipeline.item_error, signal=signals.item_error)
+        return pipeline
+
+    def open_spider(self):
+        self.db = schema.connect(self.db_path)
+
+    def close_spider(self):
+        self.flush()
+        self.db.close()
+
+    def process_item(self, item):
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        if isinstance(item, CategoryItem):
+            self._categories.append({**ItemAdapter(item).asdict(), "is_leaf": int(item.is_leaf), "now": now})
+        elif isinstance(item, ProductItem):
+            row = {column: getattr(item, column) for column in schema.PRODUCT_COLUMNS}
+            row["in_stock"] = None if item.in_stock is None else int(item.in_stock)
+            self._products.append({**row, "now": now})
+            self.stats.inc_value(f"shopstyle/images/{item.image_status}")
+            self._item_through(item.crawl_leaf)
+        elif isinstance(item, LeafDoneItem):
+            self._done[item.category_id] = item
+            self._check_leaf(item.category_id)
+        if len(self._products) + len(self._categories) >= self.batch_size:
+            self.flush()
+        return item
+
+    def item_dropped(self, item, response, exception, spider=None):
+        if isinstance(item, ProductItem):
+            self._item_through(item.crawl_leaf)
+
+    def item_error(self, item, response, failure, spider=None):
+        if isinstance(item, ProductItem):
+            self._errors[item.crawl_leaf] += 1
+            self._item_through(item.crawl_leaf)
+
+    def _item_through(self, leaf: str) -> None:
+        self._through[leaf] += 1
+        self._check_leaf(leaf)
+
+    def _check_leaf(self, leaf: str) -> None:
+        done = self._done.get(leaf)
+        if done is None or self._through[leaf] < done.products:
+            return
+        del self._done[leaf]
+        if done.failed_pages or self._errors[leaf]:
+            logger.warning("leaf %s is incomplete (%d pages failed, %d items failed): the next run crawls it again",
+                           leaf, done.failed_pages, self._errors[leaf])
+            self.stats.inc_value("shopstyle/leaves/incomplete")
+            return
+        self._leaves.append({"category_id": leaf, "total": done.total, "reached": done.reached,
+                             "unreachable": done.unreachable,
+                             "completed_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        self.stats.inc_value("shopstyle/leaves/completed")
+        self.flush()  # the leaf's products and its completion land in one transaction
+
+    def flush(self) -> None:
+        if not (self._categories or self._products or self._leaves):
+            return
+        with self.db:
+            self.db.executemany(schema.upsert_sql("categories", schema.CATEGORY_COLUMNS), self._categories)
+            self.db.executemany(schema.upsert_sql("products", schema.PRODUCT_COLUMNS), self._products)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO leaves (category_id, total, reached, unreachable, completed_at) "
+                "VALUES (:category_id, :total, :reached, :unreachable, :completed_at)", self._leaves)
+        self.stats.inc_value("shopstyle/products_written", len(self._products))
+        self._categories.clear()
+        self._products.clear()
+        self._leaves.clear()

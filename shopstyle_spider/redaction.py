@@ -1,0 +1,63 @@
+"""Keep the API key out of everything the crawl leaves behind: stored URLs and every log line.
+
+Scrapy logs request URLs (``Crawled (200) <GET ...?pid=KEY...>``), retries and tracebacks; the key travels as the
+``pid`` query parameter, so it is removed from URLs before they are stored and from every record the root log
+handlers emit, wherever the record came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "REDACTED"
+_PID_IN_TEXT = re.compile(r"(?<=[?&;]pid=)[^&#\s'\"<>]+")
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` without its ``pid`` parameter (the API key)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "pid"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every ``pid=`` value and every literal secret replaced by ``REDACTED``."""
+    text = _PID_IN_TEXT.sub(REDACTED, text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class LogRedactor:
+    """Rewrites every log record as it is created, so that no handler (Scrapy re-creates its root handler
+    while a crawl starts) can ever emit a URL with the key or the key itself, in a message or a traceback."""
+
+    def __init__(self, *secrets: str):
+        self.secrets = tuple(s for s in secrets if s)
+        self._previous = None
+
+    def redact(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.msg = redact_text(record.getMessage(), self.secrets)
+        record.args = None
+        if record.exc_info:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info), self.secrets)
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info, self.secrets)
+        return record
+
+    def install(self) -> None:
+        if self._previous is not None:
+            return
+        previous = self._previous = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(lambda *args, **kwargs: self.redact(previous(*args, **kwargs)))
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            logging.setLogRecordFactory(self._previous)
+            self._previous = None

@@ -1,0 +1,31 @@
+"""Run ``scrapy crawl shopstyle`` in a subprocess: the demo, the benchmarks and the tests crawl through this."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import PROJECT_ROOT
+
+
+def crawl_command(api_url: str, db: Path, images: Path, spider_args: dict[str, object] | None = None,
+                  settings: dict[str, object] | None = None) -> list[str]:
+    command = [sys.executable, "-m", "scrapy", "crawl", "shopstyle",
+               "-s", f"SHOPSTYLE_API_URL={api_url}", "-s", f"SHOPSTYLE_DB={db}", "-s", f"IMAGES_STORE={images}"]
+    for name, value in (spider_args or {}).items():
+        command += ["-a", f"{name}={value}"]
+    for name, value in (settings or {}).items():
+        command += ["-s", f"{name}={value}"]
+    return command
+
+
+def run_crawl(api_url: str, db: Path, images: Path, *, api_key: str | None, spider_args=None, settings=None,
+              timeout: float | None = None, capture: bool = True) -> subprocess.CompletedProcess:
+    """Crawl with the key in the environment (never on the command line, where `ps` would show it)."""
+    env = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"}
+    if api_key is not None:
+        env["SHOPSTYLE_API_KEY"] = api_key
+    return subprocess.run(crawl_command(api_url, db, images, spider_args, settings), cwd=PROJECT_ROOT, env=env,
+                          capture_output=capture, text=True, timeout=timeout)

@@ -1,0 +1,71 @@
+"""Settings of the shopstyle crawl; every one can be overridden with ``scrapy crawl shopstyle -s NAME=VALUE``.
+
+Only values we choose are here; the rest are Scrapy's defaults.
+"""
+
+from shopstyle_spider import config
+
+BOT_NAME = "shopstyle_spider"
+SPIDER_MODULES = ["shopstyle_spider.spiders"]
+NEWSPIDER_MODULE = "shopstyle_spider.spiders"
+
+# --- The API --------------------------------------------------------------------------------------------------
+# Base URL of the ShopStyle API v2; point it at a sandbox (python -m shopstyle_spider.sandbox) to crawl locally.
+SHOPSTYLE_API_URL = "https://api.shopstyle.com/api/v2"
+# The API's budget per key. API requests are paced to stay under it: one every 60/N seconds, never in bursts.
+SHOPSTYLE_REQUESTS_PER_MINUTE = 750
+# API requests in flight at once (pacing still holds); more hides the API's latency.
+SHOPSTYLE_API_CONCURRENCY = 4
+# Products per page (the API's maximum).
+SHOPSTYLE_PAGE_SIZE = 50
+# Two sorts that list a category in exactly opposite orders. A leaf with more products than the API lets one
+# query reach (5,000) is read from both ends: first in the first order, then in the second until the two meet.
+# The empty string is the API's default order.
+SHOPSTYLE_DEEP_SORTS = ["", "Recency"]
+
+# --- Where results go -----------------------------------------------------------------------------------------
+# The sqlite database of categories, products and crawl state (shared with `modeling`).
+SHOPSTYLE_DB = str(config.crawl_db())
+# Rows written per transaction; a leaf's completion always commits at once with its last products.
+SHOPSTYLE_DB_BATCH_SIZE = 500
+# Where product photos are stored, as full/<product id>.jpg.
+IMAGES_STORE = str(config.images_dir())
+# Re-download a stored photo after this many days (0: always).
+IMAGES_EXPIRES = 90
+
+# --- Politeness and robustness --------------------------------------------------------------------------------
+ROBOTSTXT_OBEY = False  # an API with a documented budget, not a web site
+USER_AGENT = "shopstyle-categorizer (+https://github.com/shopstyle-categorizer)"
+# Total requests in flight; images (from a CDN, not budgeted) use what the paced API leaves free.
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 8
+DOWNLOAD_TIMEOUT = 30
+# 5xx, 408, 429 and network errors are retried this many times...
+RETRY_TIMES = 5
+# ...after holding the API for BASE * 2**attempt seconds (capped at MAX), or for Retry-After on a 429.
+SHOPSTYLE_BACKOFF_BASE = 0.5
+SHOPSTYLE_BACKOFF_MAX = 60.0
+# AutoThrottle may adapt the image downloads to the CDN's latency; the API keeps its fixed pace either way.
+AUTOTHROTTLE_ENABLED = False
+AUTOTHROTTLE_TARGET_CONCURRENCY = 8.0
+AUTOTHROTTLE_START_DELAY = 0.0
+
+DOWNLOADER_MIDDLEWARES = {
+    # just before RetryMiddleware (550), so the wait is set before the retry is queued
+    "shopstyle_spider.middlewares.BackoffMiddleware": 560,
+}
+ITEM_PIPELINES = {
+    "shopstyle_spider.pipelines.ValidationPipeline": 100,
+    "shopstyle_spider.pipelines.ProductImagesPipeline": 200,
+    "shopstyle_spider.pipelines.SqliteStorePipeline": 300,
+}
+EXTENSIONS = {
+    "shopstyle_spider.extensions.RedactKeyInLogs": 0,
+    "shopstyle_spider.extensions.CrawlSummary": 500,
+}
+
+LOG_LEVEL = "INFO"
+# No telnet console or remote control port: a crawl opens no listening socket of its own.
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
+FEED_EXPORT_ENCODING = "utf-8"

@@ -1,0 +1,144 @@
+"""``scrapy crawl shopstyle`` in a subprocess against sandboxes in subprocesses, into real sqlite files and images."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sqlite3
+
+import pytest
+from PIL import Image
+
+from shopstyle_spider.runner import run_crawl
+from shopstyle_spider.sandbox import SandboxProcess, load_catalog
+
+from .apiclient import KEY
+
+SEED, PER_LEAF = 7, 50  # the synthetic_sandbox fixture's catalog
+
+
+def rows(db, sql):
+    connection = sqlite3.connect(db)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def snapshot(db, images):
+    """Every stored column but the crawl timestamps, and every image file's bytes."""
+    products = rows(db, "SELECT id, name, description, category_id, brand, retailer, price, currency, in_stock, "
+                        "click_url, image_url, image_path, image_checksum, image_status, image_error "
+                        "FROM products ORDER BY id")
+    categories = rows(db, "SELECT id, name, parent_id, is_leaf, path FROM categories ORDER BY id")
+    files = {p.relative_to(images).as_posix(): p.read_bytes() for p in sorted(images.rglob("*")) if p.is_file()}
+    return products, categories, files
+
+
+@pytest.fixture(scope="module")
+def synthetic_crawl(synthetic_sandbox, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crawl")
+    db, images = folder / "crawl.db", folder / "images"
+    result = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return db, images, result
+
+
+def test_a_crawl_stores_the_whole_catalog(synthetic_crawl):
+    db, images, result = synthetic_crawl
+    catalog = load_catalog("synthetic", seed=SEED, products_per_category=PER_LEAF)
+    stored = dict(rows(db, "SELECT id, category_id FROM products"))
+    assert stored == {p.id: p.category_id for p in catalog.products()}
+    leaves = {c.id for c in catalog.leaves()}
+    assert {r[0] for r in rows(db, "SELECT id FROM categories WHERE is_leaf = 1")} == leaves
+    assert rows(db, "SELECT path FROM categories WHERE id = 'bootcut-jeans'") == [
+        ("women/womens-clothes/jeans/bootcut-jeans",)]
+    assert {r[0] for r in rows(db, "SELECT category_id FROM leaves")} == leaves
+    assert "crawl finished (finished)" in result.stderr
+    assert f"{len(catalog)} products, {len(catalog)} images stored" in result.stderr
+
+
+def test_images_are_stored_decodable_with_path_and_checksum(synthetic_crawl):
+    db, images, _ = synthetic_crawl
+    stored = rows(db, "SELECT id, image_path, image_checksum, image_status FROM products")
+    assert {status for *_, status in stored} == {"ok"}
+    for product_id, path, checksum, _ in stored[:40]:
+        assert path == f"full/{product_id}.jpg"
+        data = (images / path).read_bytes()
+        assert hashlib.md5(data).hexdigest() == checksum
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            assert image.size == (240, 300)
+
+
+def test_a_second_run_adds_nothing(synthetic_sandbox, synthetic_crawl):
+    db, images, _ = synthetic_crawl
+    before = snapshot(db, images)
+    again = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert snapshot(db, images) == before
+    assert "0 products written" in again.stderr and "27 skipped as already complete" in again.stderr
+
+
+def test_the_key_never_reaches_logs_database_or_file_names(synthetic_sandbox, tmp_path):
+    secret = "k3y-that-must-not-leak"
+    with SandboxProcess("--products-per-category", "3", "--api-key", secret, "--rate-limit", "0") as sandbox:
+        result = run_crawl(sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key=secret,
+                           settings={"LOG_LEVEL": "DEBUG"}, timeout=300)
+    assert result.returncode == 0
+    assert "Crawled (200)" in result.stderr and "pid=REDACTED" in result.stderr  # URLs are logged, redacted
+    assert secret not in result.stderr + result.stdout
+    assert rows(tmp_path / "crawl.db", "SELECT count(*) FROM products")[0][0] == 81
+    assert secret.encode() not in (tmp_path / "crawl.db").read_bytes()
+    for wal in tmp_path.glob("crawl.db*"):
+        assert secret.encode() not in wal.read_bytes()
+    assert all(secret not in str(p) for p in tmp_path.rglob("*"))
+    click_urls = rows(tmp_path / "crawl.db", "SELECT click_url FROM products")
+    assert all("pid" not in url for (url,) in click_urls)
+
+
+def test_no_key_refuses_to_start(synthetic_sandbox, tmp_path):
+    result = run_crawl(synthetic_sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key=None, timeout=120)
+    assert "no API key: pass -a api_key=KEY or set SHOPSTYLE_API_KEY" in result.stderr
+    assert "Crawled (" not in result.stderr  # not one request was sent
+    assert "crawl finished (missing_api_key)" in result.stderr
+
+
+def test_a_wrong_key_stops_the_crawl_at_once_with_the_apis_error(synthetic_sandbox, tmp_path):
+    result = run_crawl(synthetic_sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key="wrong",
+                       timeout=120)
+    assert "the API rejected the key: 403 InvalidPartnerId" in result.stderr
+    assert "crawl finished (api_key_rejected)" in result.stderr
+    assert "Retrying" not in result.stderr
+
+
+def test_the_default_budget_never_draws_a_429(tmp_path):
+    """The sandbox paces like the real API (750/min) but allows no burst: only a paced client gets no 429."""
+    with SandboxProcess("--products-per-category", "60", "--rate-burst", "2") as sandbox:
+        result = run_crawl(sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key=KEY,
+                           spider_args={"categories": "boots,pumps,sandals", "max_per_category": 60},
+                           settings={"SHOPSTYLE_PAGE_SIZE": 10}, timeout=300)
+    assert result.returncode == 0
+    assert "'downloader/response_status_count/429'" not in result.stderr
+    assert "0 answered 429" in result.stderr
+    assert rows(tmp_path / "crawl.db", "SELECT count(*) FROM products") == [(180,)]
+
+
+def test_a_429_is_honoured_and_the_crawl_completes(tmp_path):
+    """A client over budget is told to wait; it waits, retries and still stores everything."""
+    with SandboxProcess("--products-per-category", "20", "--rate-limit", "60", "--rate-burst", "3") as sandbox:
+        result = run_crawl(sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key=KEY,
+                           spider_args={"categories": "boots,pumps"},
+                           settings={"SHOPSTYLE_REQUESTS_PER_MINUTE": 6000, "SHOPSTYLE_PAGE_SIZE": 10}, timeout=300)
+    assert result.returncode == 0
+    assert "'shopstyle/backoff/429'" in result.stderr
+    assert rows(tmp_path / "crawl.db", "SELECT count(*) FROM products") == [(40,)]
+    assert "2 leaves completed" in result.stderr
+
+
+def test_categories_argument_and_unknown_leaves(synthetic_sandbox, tmp_path):
+    result = run_crawl(synthetic_sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key=KEY,
+                       spider_args={"categories": "boots,no-such-leaf", "max_per_category": 7}, timeout=120)
+    assert result.returncode == 0
+    assert "['no-such-leaf'] not leaves under 'women'" in result.stderr
+    assert rows(tmp_path / "crawl.db", "SELECT category_id, count(*) FROM products GROUP BY 1") == [("boots", 7)]
