@@ -68,11 +68,26 @@ class ProductImagesPipeline(ImagesPipeline):
     def file_path(self, request, response=None, info=None, *, item=None):
         return f"full/{item.id}.jpg"
 
+    def convert_image(self, image, size=None, *, response_body):
+        """Store a JPEG photo byte for byte: re-encoding it would only lose detail (and change its checksum)."""
+        if size is None and image.mode == "RGB" and response_body.getvalue()[:3] == b"\xff\xd8\xff":
+            return image, response_body
+        return super().convert_image(image, size, response_body=response_body)
+
     async def media_downloaded(self, response, request, info, *, item=None):
         if response.status == 404:  # a dead image link is common and expected: recorded, not logged as a warning
             self.crawler.stats.inc_value("shopstyle/images/missing")
             raise FileException("missing (HTTP 404)")
         return await super().media_downloaded(response, request, info, item=item)
+
+    def media_failed(self, failure, request, info):
+        """Keep the reason (Scrapy's own handler replaces it with a bare FileException)."""
+        error = failure.value
+        if isinstance(error, FileException) and str(error):
+            if not str(error).startswith("missing"):
+                logger.warning("photo %s not stored: %s", request.url, error)
+            raise error
+        return super().media_failed(failure, request, info)
 
     def item_completed(self, results, item, info):
         if not isinstance(item, ProductItem):

@@ -142,3 +142,31 @@ def test_categories_argument_and_unknown_leaves(synthetic_sandbox, tmp_path):
     assert result.returncode == 0
     assert "['no-such-leaf'] not leaves under 'women'" in result.stderr
     assert rows(tmp_path / "crawl.db", "SELECT category_id, count(*) FROM products GROUP BY 1") == [("boots", 7)]
+
+
+def test_fashion_catalog_big_leaf_from_both_ends_and_missing_photos(fashion_sandbox, fashion_dir, tmp_path):
+    """tshirts holds 6,017 products, over the API's 5,000 cap: the second pass in reverse order reaches the rest."""
+    db = tmp_path / "crawl.db"
+    result = run_crawl(fashion_sandbox.url, db, tmp_path / "images", api_key=KEY,
+                       spider_args={"root": "clothes-shoes-and-jewelry", "categories": "tshirts,watches",
+                                    "max_per_category": 100000},
+                       settings={"SHOPSTYLE_REQUESTS_PER_MINUTE": 60000}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (fashion_dir / "styles.csv").read_text(encoding="utf-8").splitlines()[1:]
+    expected = {int(f[0]): f[4] for f in (line.split(",", 9) for line in lines) if f[4] in ("Tshirts", "Watches")}
+    stored = dict(rows(db, "SELECT id, category_id FROM products"))
+    assert set(stored) == set(expected)
+    assert rows(db, "SELECT category_id, total, reached, unreachable FROM leaves ORDER BY 1") == [
+        ("tshirts", 6017, 6017, 0), ("watches", len([c for c in expected.values() if c == "Watches"]),
+                                     len([c for c in expected.values() if c == "Watches"]), 0)]
+    with_photo = {pid for pid in expected if (fashion_dir / "images" / f"{pid}.jpg").exists()}
+    statuses = dict(rows(db, "SELECT id, image_status FROM products"))
+    assert {pid for pid, status in statuses.items() if status == "ok"} == with_photo
+    assert {status for pid, status in statuses.items() if pid not in with_photo} == {"missing"}
+    sample = min(with_photo)
+    assert (tmp_path / "images" / "full" / f"{sample}.jpg").read_bytes() == (
+        fashion_dir / "images" / f"{sample}.jpg").read_bytes()
+    leaves = {r[0] for r in rows(db, "SELECT id FROM categories WHERE is_leaf = 1")}
+    assert len(leaves) == 142 and {"tshirts", "casual-shoes", "watches"} <= leaves
+    assert rows(db, "SELECT parent_id, path FROM categories WHERE id = 'watches'") == [
+        ("accessories-watches", "clothes-shoes-and-jewelry/accessories/accessories-watches/watches")]
