@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import signal
 import sqlite3
+import subprocess
+import time
 
 import pytest
 from PIL import Image
 
-from shopstyle_spider.runner import run_crawl
+from shopstyle_spider.config import PROJECT_ROOT
+from shopstyle_spider.runner import crawl_command, run_crawl
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
 
 from .apiclient import KEY
@@ -170,3 +175,23 @@ def test_fashion_catalog_big_leaf_from_both_ends_and_missing_photos(fashion_sand
     assert len(leaves) == 142 and {"tshirts", "casual-shoes", "watches"} <= leaves
     assert rows(db, "SELECT parent_id, path FROM categories WHERE id = 'watches'") == [
         ("accessories-watches", "clothes-shoes-and-jewelry/accessories/accessories-watches/watches")]
+
+
+def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, synthetic_crawl, tmp_path):
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    env = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"} | {"SHOPSTYLE_API_KEY": KEY}
+    crawl = subprocess.Popen(crawl_command(synthetic_sandbox.url, db, images), cwd=PROJECT_ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and crawl.poll() is None:
+        if db.exists() and rows(db, "SELECT count(*) FROM leaves")[0][0] >= 3:
+            break
+        time.sleep(0.05)
+    crawl.send_signal(signal.SIGKILL)
+    crawl.wait()
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+    partial = rows(db, "SELECT count(*) FROM products")[0][0]
+    resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert snapshot(db, images) == snapshot(*synthetic_crawl[:2])
+    assert partial < 27 * PER_LEAF or "skipped as already complete" in resumed.stderr
