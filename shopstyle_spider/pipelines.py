@@ -76,7 +76,6 @@ class ProductImagesPipeline(ImagesPipeline):
 
     async def media_downloaded(self, response, request, info, *, item=None):
         if response.status == 404:  # a dead image link is common and expected: recorded, not logged as a warning
-            self.crawler.stats.inc_value("shopstyle/images/missing")
             raise FileException("missing (HTTP 404)")
         return await super().media_downloaded(response, request, info, item=item)
 

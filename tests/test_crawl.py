@@ -168,6 +168,7 @@ def test_fashion_catalog_big_leaf_from_both_ends_and_missing_photos(fashion_sand
     statuses = dict(rows(db, "SELECT id, image_status FROM products"))
     assert {pid for pid, status in statuses.items() if status == "ok"} == with_photo
     assert {status for pid, status in statuses.items() if pid not in with_photo} == {"missing"}
+    assert f"images this run: missing {len(expected) - len(with_photo)}, ok {len(with_photo)}" in result.stderr
     sample = min(with_photo)
     assert (tmp_path / "images" / "full" / f"{sample}.jpg").read_bytes() == (
         fashion_dir / "images" / f"{sample}.jpg").read_bytes()
