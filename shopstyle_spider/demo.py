@@ -7,12 +7,11 @@ stages join here as they land.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
 
-from . import config
+from . import config, schema
 from .runner import run_crawl
 from .sandbox import SandboxProcess
 
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the crawl failed (exit {result.returncode})", file=sys.stderr)
         return result.returncode
 
-    with closing(sqlite3.connect(db)) as connection:
+    with closing(schema.connect(db, readonly=True)) as connection:
         leaves = connection.execute(
             "SELECT category_id, count(*), sum(image_status = 'ok') FROM products GROUP BY 1 ORDER BY 1").fetchall()
         sample = connection.execute(

@@ -34,6 +34,10 @@ class LeafProgress:
     deep_pass: bool = False
     seen: set = field(default_factory=set)
 
+    def wanted(self, max_per_category: int) -> int:
+        """How many products this leaf should yield: all of them, up to the crawl's per-category limit."""
+        return min(self.total, max_per_category)
+
 
 class ShopstyleSpider(scrapy.Spider):
     name = "shopstyle"
@@ -146,11 +150,11 @@ class ShopstyleSpider(scrapy.Spider):
 
     def read_page(self, progress: LeafProgress, body: dict, offset: int):
         page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
-        wanted = min(int(body["metadata"]["total"]), self.max_per_category)
         if offset == 0 and not progress.deep_pass:
             progress.total = int(body["metadata"]["total"])
-            for next_offset in range(page_size, min(wanted, RESULT_CAP), page_size):
+            for next_offset in range(page_size, min(progress.wanted(self.max_per_category), RESULT_CAP), page_size):
                 yield self.page_request(progress, next_offset)
+        wanted = progress.wanted(self.max_per_category)
         met_first_pass = False
         for product in body["products"]:
             if len(progress.seen) >= self.max_per_category:
@@ -170,7 +174,7 @@ class ShopstyleSpider(scrapy.Spider):
     def maybe_finish(self, progress: LeafProgress):
         if progress.pending_pages:
             return
-        wanted = min(progress.total, self.max_per_category)
+        wanted = progress.wanted(self.max_per_category)
         if not progress.deep_pass and progress.total > RESULT_CAP and len(progress.seen) < wanted \
                 and len(self.settings.getlist("SHOPSTYLE_DEEP_SORTS")) > 1 and not progress.failed_pages:
             progress.deep_pass = True
