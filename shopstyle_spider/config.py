@@ -30,6 +30,11 @@ def models_dir() -> Path:
     return data_dir() / "models"
 
 
+def embedding_cache_dir() -> Path:
+    """Photo embeddings, one sqlite file per backbone: a second training run embeds nothing."""
+    return data_dir() / "cache" / "embeddings"
+
+
 def shared_dir() -> Path:
     """The read-only shared data (never copied into the repo)."""
     return Path(os.environ.get("SHARED_DIR", PROJECT_ROOT.parent / "shared"))

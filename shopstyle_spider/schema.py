@@ -1,4 +1,7 @@
-"""The crawl database: its one schema, its version, and how to open it (the crawler writes, ``modeling`` reads).
+"""The crawl database: its one schema, its version, and how to open it.
+
+The crawler writes categories, products and leaves; ``modeling.train`` adds its experiments and their test-split
+predictions beside them, which ``modeling.analyze`` reads.
 
 WAL mode lets ``modeling`` read while a crawl writes. ``PRAGMA user_version`` holds ``SCHEMA_VERSION``; a database
 written by a newer version of the project is refused rather than misread.
@@ -9,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: experiments and predictions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS categories (
@@ -50,6 +53,33 @@ CREATE TABLE IF NOT EXISTS leaves (
     reached       INTEGER NOT NULL,   -- distinct products the crawl could read
     unreachable   INTEGER NOT NULL,   -- total - reached where the API's result cap hid the rest
     completed_at  TEXT NOT NULL
+);
+
+-- One row per `modeling.train` run; parameters, library versions and metrics as JSON objects.
+CREATE TABLE IF NOT EXISTS experiments (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    parameters  TEXT NOT NULL,
+    versions    TEXT NOT NULL,
+    metrics     TEXT NOT NULL,
+    model_path  TEXT
+);
+
+-- Every held-out product an experiment predicted; a branch's columns are NULL where it had nothing to say
+-- (no image branch, or no usable photo).
+CREATE TABLE IF NOT EXISTS predictions (
+    experiment_id       INTEGER NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+    product_id          INTEGER NOT NULL,
+    split               TEXT NOT NULL,    -- validation | test
+    true_category       TEXT NOT NULL,
+    predicted_category  TEXT NOT NULL,
+    score               REAL NOT NULL,
+    text_category       TEXT,
+    text_score          REAL,
+    image_category      TEXT,
+    image_score         REAL,
+    PRIMARY KEY (experiment_id, product_id)
 );
 """
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from shopstyle_spider import config
+from shopstyle_spider.runner import run_crawl
 from shopstyle_spider.sandbox import SandboxProcess
+
+from .apiclient import KEY
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +38,36 @@ def synthetic_sandbox():
 
 
 @pytest.fixture(scope="session")
+def synthetic_crawl(synthetic_sandbox, tmp_path_factory):
+    """(database, image store, crawl process) of one crawl of the synthetic sandbox; copy it before writing to it."""
+    folder = tmp_path_factory.mktemp("crawl")
+    db, images = folder / "crawl.db", folder / "images"
+    result = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return db, images, result
+
+
+@pytest.fixture(scope="session")
 def fashion_sandbox(fashion_dir):
     with SandboxProcess("--catalog", f"fashion:{fashion_dir}", "--rate-limit", "0") as sandbox:
         yield sandbox
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory):
+    """A random 32x32 Keras CNN with the backbone contract (raw RGB 0..255 in, pooled features out), saved to disk.
+
+    Its features are average-pooled over a 4x4 grid rather than globally, so that even random filters keep the coarse
+    silhouette that tells the synthetic catalog's sibling categories apart.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    outputs = keras.layers.Flatten()(keras.layers.AveragePooling2D(8)(x))
+    path = tmp_path_factory.mktemp("backbone") / "tiny.keras"
+    keras.utils.set_random_seed(0)
+    keras.Model(inputs, outputs).save(path)
+    return path

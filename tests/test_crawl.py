@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import time
 
-import pytest
 from PIL import Image
 
 from shopstyle_spider.config import PROJECT_ROOT
@@ -38,15 +37,6 @@ def snapshot(db, images):
     categories = rows(db, "SELECT id, name, parent_id, is_leaf, path FROM categories ORDER BY id")
     files = {p.relative_to(images).as_posix(): p.read_bytes() for p in sorted(images.rglob("*")) if p.is_file()}
     return products, categories, files
-
-
-@pytest.fixture(scope="module")
-def synthetic_crawl(synthetic_sandbox, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("crawl")
-    db, images = folder / "crawl.db", folder / "images"
-    result = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return db, images, result
 
 
 def test_a_crawl_stores_the_whole_catalog(synthetic_crawl):

@@ -1,0 +1,88 @@
+"""Products from the crawl database as a training frame, and the deterministic split every experiment shares.
+
+The split is a hash of the product id, not a random draw: a product stays in the same split when the crawl grows,
+when categories are chosen differently, and from one experiment to the next, so test figures are comparable and no
+model ever trains on a product another experiment was tested on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import closing
+from pathlib import Path
+
+import pandas as pd
+
+from shopstyle_spider import schema
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+# Percent of the hash space each split takes, in the order of SPLITS: 80/10/10.
+SPLIT_PERCENT = (80, 10, 10)
+
+PRODUCTS_SQL = """
+SELECT p.id, p.name, p.description, p.category_id AS category, c.parent_id AS parent, c.path,
+       p.image_path, p.image_status
+FROM products AS p LEFT JOIN categories AS c ON c.id = p.category_id
+ORDER BY p.id
+"""
+
+
+class DataError(ValueError):
+    """The database holds nothing the requested experiment can train on."""
+
+
+def split_of(product_id: int | str) -> str:
+    """``train``, ``validation`` or ``test``, fixed for a product id forever."""
+    bucket = int.from_bytes(hashlib.sha256(str(product_id).encode()).digest()[:8], "big") % 100
+    bound = 0
+    for name, percent in zip(SPLITS, SPLIT_PERCENT, strict=True):
+        bound += percent
+        if bucket < bound:
+            return name
+    raise AssertionError("split percentages do not add up to 100")
+
+
+def load_products(db: str | Path, images_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every crawled product with its leaf, parent, path, text, absolute image path (None without a photo) and split.
+
+    The frame's ``name``, ``description`` and ``image_path`` columns are exactly what a trained model takes.
+    """
+    with closing(schema.connect(db, readonly=True)) as connection:
+        frame = pd.read_sql_query(PRODUCTS_SQL, connection)
+    if frame.empty:
+        raise DataError(f"{db}: no products (crawl a catalog into it first)")
+    images_dir = Path(images_dir) if images_dir is not None else None
+    has_photo = (frame["image_status"] == "ok") & frame["image_path"].notna()
+    frame["image_path"] = [
+        str(images_dir / path) if ok and images_dir is not None else None
+        for path, ok in zip(frame["image_path"], has_photo, strict=True)
+    ]
+    frame["description"] = frame["description"].fillna("")
+    frame["split"] = [split_of(product_id) for product_id in frame["id"]]
+    return frame.drop(columns="image_status")
+
+
+def select_categories(frame: pd.DataFrame, categories: list[str] | None = None,
+                      min_products: int = 1) -> pd.DataFrame:
+    """Products of the named leaves (all by default) whose leaf has at least ``min_products`` training products.
+
+    A leaf named in ``categories`` that the crawl does not hold is an error, not silently an empty class.
+    """
+    if categories:
+        unknown = sorted(set(categories) - set(frame["category"]))
+        if unknown:
+            raise DataError(f"categories not in the crawl database: {', '.join(unknown)}")
+        frame = frame[frame["category"].isin(categories)]
+    train_counts = frame.loc[frame["split"] == "train", "category"].value_counts()
+    keep = set(train_counts[train_counts >= min_products].index)
+    dropped = sorted(set(frame["category"]) - keep)
+    if dropped:
+        log.info("left out %d categories with fewer than %d training products: %s", len(dropped), min_products,
+                 ", ".join(dropped[:20]) + (" ..." if len(dropped) > 20 else ""))
+    frame = frame[frame["category"].isin(keep)]
+    if frame["category"].nunique() < 2:
+        raise DataError(f"fewer than 2 categories with at least {min_products} training products: nothing to learn")
+    return frame.reset_index(drop=True)

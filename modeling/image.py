@@ -1,0 +1,246 @@
+"""The image branch: photo paths -> Keras backbone embeddings (cached on disk) -> a linear classifier.
+
+Embedding is the expensive step of training (minutes per ten thousand photos on a CPU), so it is done once per
+photo and backbone: vectors are cached under the backbone's fingerprint and the photo's content hash, and a second
+run, or a model retrained with other parameters, embeds nothing. Decoding and resizing run in threads while the
+network works on the previous batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps, UnidentifiedImageError
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from .backbones import BackboneError, LoadedBackbone, backbone_fingerprint, load_backbone
+
+__all__ = ["EmbeddingCache", "ImageEmbedder", "make_image_classifier", "read_photo"]
+
+log = logging.getLogger(__name__)
+
+# A photo larger than this many pixels is refused before it is decoded (a decompression bomb, or a mistake).
+MAX_PIXELS = 40_000_000
+
+
+class EmbeddingCache:
+    """Vectors of one backbone keyed by photo content hash, in a small sqlite file that survives interrupted runs."""
+
+    def __init__(self, folder: str | Path, fingerprint: str):
+        self.path = Path(folder) / f"{fingerprint}.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (sha TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        keys = list(keys)
+        found = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for sha, blob in self._db.execute(f"SELECT sha, vector FROM embeddings WHERE sha IN ({marks})", chunk):
+                found[sha] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)",
+                                 [(sha, np.asarray(v, dtype=np.float32).tobytes()) for sha, v in items])
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _content_key(path: str | None) -> str | None:
+    """The photo's content hash, or None where there is no readable file."""
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def read_photo(path: str, size: int) -> np.ndarray:
+    """RGB uint8 (size, size, 3): the photo padded to a square with white (product shots sit on white) and scaled.
+
+    Raises ``ValueError`` naming the file for anything that is not a decodable, reasonably sized image.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ValueError(f"{path}: {width}x{height} pixels is over the {MAX_PIXELS:,} allowed")
+            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when the photo is large
+            rgb = image.convert("RGB")
+            square = ImageOps.pad(rgb, (size, size), color=(255, 255, 255))
+            return np.asarray(square, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as error:
+        raise ValueError(f"{path}: not a usable image ({error})") from error
+
+
+def _batched(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class ImageEmbedder(TransformerMixin, BaseEstimator):
+    """Photo paths -> (n, d) float32 embeddings; a row is NaN where the photo is absent or unusable.
+
+    Parameters
+    ----------
+    backbone : str
+        A ``keras.applications`` name (``inception_v3``, ``mobilenet_v2``, ``efficientnet_b0``, ``resnet50``) or the
+        path of a ``.keras`` file taking raw RGB 0..255 (N, S, S, 3) and returning pooled features (N, D).
+    weights : str or None
+        For a named application: ``"imagenet"`` (downloaded by Keras, so online only) or None (random weights,
+        for timing an architecture). Ignored for a file.
+    batch_size : int
+        Photos per network call.
+    cache_dir : str or None
+        Folder of the embedding cache; None embeds every time.
+    workers : int
+        Threads decoding photos ahead of the network.
+    progress : bool
+        Show a progress bar while embedding.
+
+    The network itself is never stored on the estimator's pickled state: it is rebuilt from ``backbone`` on first
+    use, and refused if its fingerprint is not the one the estimator was fitted with.
+    """
+
+    def __init__(self, backbone: str = "mobilenet_v2", weights: str | None = "imagenet", batch_size: int = 32,
+                 cache_dir: str | None = None, workers: int = 4, progress: bool = True):
+        self.backbone = backbone
+        self.weights = weights
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.workers = workers
+        self.progress = progress
+
+    def fit(self, X=None, y=None):
+        """Build the network once (an unusable spec fails here, before any training) and note its fingerprint."""
+        self.fingerprint_ = backbone_fingerprint(self.backbone, self.weights)
+        loaded = self._network()
+        self.input_size_ = loaded.input_size
+        self.n_features_out_ = int(loaded.model.output_shape[-1])
+        return self
+
+    def _network(self) -> LoadedBackbone:
+        loaded = self.__dict__.get("_loaded")
+        if loaded is None:
+            fingerprint = backbone_fingerprint(self.backbone, self.weights)
+            if hasattr(self, "fingerprint_") and fingerprint != self.fingerprint_:
+                raise BackboneError(f"image backbone {self.backbone} is not the network this model was trained "
+                                    f"with (fingerprint {fingerprint} != {self.fingerprint_}); restore that file")
+            loaded = self._loaded = load_backbone(self.backbone, self.weights)
+        return loaded
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_loaded", None)
+        return state
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "fingerprint_")
+        paths = _image_paths(X)
+        out = np.full((len(paths), self.n_features_out_), np.nan, dtype=np.float32)
+        with ThreadPoolExecutor(max(1, self.workers)) as pool:
+            keys = list(pool.map(_content_key, paths))
+            cache = EmbeddingCache(self.cache_dir, self.fingerprint_) if self.cache_dir else None
+            try:
+                known = cache.get_many({k for k in keys if k}) if cache is not None else {}
+                todo: dict[str, str] = {}  # content hash -> one path holding it
+                for path, key in zip(paths, keys, strict=True):
+                    if key and key not in known:
+                        todo.setdefault(key, path)
+                new = self._embed(todo, pool, cache)
+                log.info("%d new photos embedded, %d from the cache", len(new), len(known))
+                known.update(new)
+            finally:
+                if cache is not None:
+                    cache.close()
+        offered = sum(1 for p in paths if p)
+        for row, key in enumerate(keys):
+            if key in known:
+                out[row] = known[key]
+        unusable = offered - int((~np.isnan(out[:, 0])).sum())
+        if unusable:
+            log.warning("%d of %d photos could not be read or decoded; those products are classified by text only",
+                        unusable, offered)
+        return out
+
+    def _embed(self, todo: dict[str, str], pool: ThreadPoolExecutor,
+               cache: EmbeddingCache | None) -> dict[str, np.ndarray]:
+        """Embed each photo once, decoding up to a few batches ahead of the network."""
+        if not todo:
+            return {}
+        network = self._network()
+        size = network.input_size
+        items = list(todo.items())
+        ahead: deque[tuple[list[str], list[Future]]] = deque()
+        batches = _batched(items, self.batch_size)
+        embedded: dict[str, np.ndarray] = {}
+        bar = tqdm(total=len(items), desc=f"embedding photos ({self.backbone})", unit="photo",
+                   disable=not self.progress)
+
+        def submit_next() -> None:
+            batch = next(batches, None)
+            if batch is not None:
+                ahead.append(([key for key, _ in batch], [pool.submit(read_photo, path, size) for _, path in batch]))
+
+        for _ in range(3):
+            submit_next()
+        while ahead:
+            keys, futures = ahead.popleft()
+            submit_next()
+            pixels, good = [], []
+            for key, future in zip(keys, futures, strict=True):
+                try:
+                    pixels.append(future.result())
+                    good.append(key)
+                except ValueError as error:
+                    log.warning("%s", error)
+            if pixels:
+                vectors = np.asarray(network.embed(np.stack(pixels)), dtype=np.float32)
+                new = dict(zip(good, vectors, strict=True))
+                embedded.update(new)
+                if cache is not None:
+                    cache.put_many(new.items())
+            bar.update(len(keys))
+        bar.close()
+        return embedded
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "n_features_out_")
+        return np.asarray([f"embedding{i}" for i in range(self.n_features_out_)], dtype=object)
+
+
+def _image_paths(X) -> list[str | None]:
+    """Paths from a frame's ``image_path`` column, a Series, or a sequence; empty and NaN mean no photo."""
+    if isinstance(X, pd.DataFrame):
+        if "image_path" not in X:
+            return [None] * len(X)
+        X = X["image_path"]
+    return [p if isinstance(p, str) and p else None for p in (X.tolist() if hasattr(X, "tolist") else list(X))]
+
+
+def make_image_classifier(*, C: float = 0.01, max_iter: int = 500) -> Pipeline:
+    """Logistic regression on standardised embeddings: the linear probe that is the usual read-out of a backbone."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))

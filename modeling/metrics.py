@@ -1,0 +1,93 @@
+"""The figures a catalog team acts on, computed one way for training reports and for ``modeling.analyze``.
+
+Coverage at a target accuracy answers "if we auto-file every product whose score is at least t, what share of the
+catalog is filed, and is it at least this accurate?". It is computed exactly from the sorted scores: the threshold
+is the lowest score whose whole set of products scoring at least that much reaches the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+__all__ = ["Coverage", "branch_metrics", "coverage_at_accuracy", "expected_calibration_error"]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    target: float
+    coverage: float  # share of products scoring >= threshold
+    threshold: float | None  # None when no threshold reaches the target
+    accuracy: float  # accuracy of the covered products (nan when none)
+
+
+def coverage_at_accuracy(correct, scores, target: float) -> Coverage:
+    """The largest share of products, taken by descending score, whose accuracy is at least ``target``.
+
+    Products with equal scores are covered together or not at all, since a threshold cannot split them.
+
+    >>> coverage_at_accuracy([1, 1, 0, 1], [0.9, 0.8, 0.7, 0.6], 0.75)
+    Coverage(target=0.75, coverage=1.0, threshold=0.6, accuracy=0.75)
+    >>> coverage_at_accuracy([1, 1, 0, 1], [0.9, 0.8, 0.7, 0.6], 0.95)
+    Coverage(target=0.95, coverage=0.5, threshold=0.8, accuracy=1.0)
+    """
+    correct = np.asarray(correct, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    if correct.shape != scores.shape or correct.ndim != 1:
+        raise ValueError("correct and scores must be 1-d and of the same length")
+    if len(scores) == 0:
+        return Coverage(target, 0.0, None, float("nan"))
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    cumulative = np.cumsum(correct[order]) / np.arange(1, len(scores) + 1)
+    # a cut may only fall after the last of a run of equal scores
+    boundary = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    ok = np.flatnonzero(boundary & (cumulative >= target - 1e-12))
+    if len(ok) == 0:
+        return Coverage(target, 0.0, None, float("nan"))
+    last = ok[-1]
+    return Coverage(target, float((last + 1) / len(scores)), float(sorted_scores[last]), float(cumulative[last]))
+
+
+def expected_calibration_error(correct, scores, bins: int = 15) -> float:
+    """Mean gap between score and accuracy over equal-width score bins, weighted by their products: 0 means a
+    score of 0.9 is right 90% of the time."""
+    correct = np.asarray(correct, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    if len(scores) == 0:
+        return float("nan")
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            gap += members.sum() * abs(correct[members].mean() - scores[members].mean())
+    return float(gap / len(scores))
+
+
+def branch_metrics(true, predicted, scores, parents: dict[str, str] | None = None) -> dict[str, float | int | None]:
+    """Accuracy, coverages at 95% and 98%, calibration, macro-F1 and the parent-category figures of one prediction
+    set (``parents`` maps a leaf to its parent)."""
+    true = np.asarray(true, dtype=object)
+    predicted = np.asarray(predicted, dtype=object)
+    scores = np.asarray(scores, dtype=float)
+    correct = true == predicted
+    figures: dict[str, float | int | None] = {"n": int(len(true))}
+    if len(true) == 0:
+        return figures
+    figures["accuracy"] = float(correct.mean())
+    figures["macro_f1"] = float(f1_score(true.astype(str), predicted.astype(str), average="macro", zero_division=0))
+    figures["ece"] = expected_calibration_error(correct, scores)
+    for target in (0.95, 0.98):
+        cover = coverage_at_accuracy(correct, scores, target)
+        figures[f"coverage_{round(target * 100)}"] = cover.coverage
+        figures[f"threshold_{round(target * 100)}"] = cover.threshold
+    if parents:
+        parent_correct = np.array([parents.get(t) == parents.get(p) for t, p in zip(true, predicted, strict=True)])
+        figures["parent_accuracy"] = float(parent_correct.mean())
+        for target in (0.95, 0.98):
+            figures[f"parent_coverage_{round(target * 100)}"] = coverage_at_accuracy(parent_correct, scores,
+                                                                                    target).coverage
+    return figures

@@ -1,0 +1,178 @@
+"""``python -m modeling.predict``: categories for products from a JSONL or CSV file, or for a whole crawl database.
+
+Input records carry ``id``, ``name``, ``description`` and optionally ``image_path``. Each output line is JSON: the
+product's ``id``, ``category``, ``score`` (a calibrated probability), ``parent`` category, the next 3
+``alternatives`` with their scores, and whether a photo was used. A record that cannot be read gets an ``error``
+line naming it (line number and id) and every other record is still predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import islice
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from shopstyle_spider import config, schema
+
+from .data import DataError, load_products
+from .persistence import ModelFileError, load_model
+
+ALTERNATIVES = 3
+CHUNK = 1000  # products predicted together: large enough to batch photos, small enough to show progress
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m modeling.predict", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True,
+                        help="a .joblib file written by modeling.train (a pickle: load only models you trust)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, help="products as JSON lines (.jsonl) or CSV with a header (.csv)")
+    source.add_argument("--db", type=Path, help="a crawl database: predict every product it holds, with its photo")
+    parser.add_argument("--images", type=Path,
+                        help="folder that relative image paths are resolved against (default: the crawl's "
+                             f"{config.images_dir()} with --db, the input file's folder with --input)")
+    parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line number, record, None) or (line number, None, why it cannot be read), for a .jsonl or .csv file."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        if path.suffix.lower() == ".csv":
+            reader = csv.DictReader(f)
+            for row in reader:
+                if None in row:
+                    yield reader.line_num, None, f"{len(reader.fieldnames) + len(row[None])} fields where the header " \
+                                                 f"has {len(reader.fieldnames)}"
+                else:
+                    yield reader.line_num, row, None
+            return
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, None, f"not JSON ({error.msg} at column {error.colno})"
+                continue
+            if not isinstance(record, dict):
+                yield number, None, f"a JSON {type(record).__name__}, not an object"
+            else:
+                yield number, record, None
+
+
+def check_record(record: dict, images: Path | None) -> tuple[dict | None, str | None]:
+    """The model's input row for a record, or why the record cannot be predicted."""
+    product_id = record.get("id")
+    if product_id is None or str(product_id).strip() == "":
+        return None, "no id"
+    name = record.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None, "no name (a non-empty string is required)"
+    description = record.get("description")
+    if description is not None and not isinstance(description, str):
+        return None, f"description is a {type(description).__name__}, not text"
+    image_path = record.get("image_path") or None
+    if image_path is not None:
+        if not isinstance(image_path, str):
+            return None, f"image_path is a {type(image_path).__name__}, not a path"
+        if images is not None and not Path(image_path).is_absolute():
+            image_path = str(images / image_path)
+    return {"id": product_id, "name": name, "description": description or "", "image_path": image_path}, None
+
+
+def prediction_lines(model, rows: list[dict]) -> Iterator[dict]:
+    """One output line per checked row, predicted together."""
+    stacked, _, image = model.predict_branches(pd.DataFrame(rows))
+    classes = model.classes_
+    parents = model.category_parents or {}
+    ranked = np.argsort(-stacked, axis=1)[:, :ALTERNATIVES + 1]
+    for i, row in enumerate(rows):
+        best, *others = ranked[i]
+        yield {"id": row["id"], "category": classes[best], "score": round(float(stacked[i, best]), 6),
+               "parent": parents.get(classes[best]),
+               "alternatives": [{"category": classes[k], "score": round(float(stacked[i, k]), 6)} for k in others],
+               "photo_used": bool(not np.isnan(image[i, 0]))}
+
+
+def db_records(db: Path, images: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Every product of a crawl database as (row number, record, None), with the absolute path of its stored photo."""
+    frame = load_products(db, images)
+    for number, (product_id, name, description, image_path) in enumerate(
+            frame[["id", "name", "description", "image_path"]].itertuples(index=False, name=None), start=1):
+        yield number, {"id": int(product_id), "name": name, "description": description,
+                       "image_path": image_path}, None
+
+
+def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: Path | None, out,
+        progress: bool) -> tuple[int, int]:
+    """Predict in chunks, writing lines in input order as each chunk is done; returns (predicted, errors)."""
+    predicted = errors = 0
+    bar = tqdm(desc="predicting", unit="product", disable=not progress)
+    while chunk := list(islice(records, CHUNK)):
+        lines: list[dict | None] = []  # None: the place of a prediction still to make
+        rows = []
+        for number, record, problem in chunk:
+            row = None
+            if problem is None:
+                row, problem = check_record(record, images)
+            if row is None:
+                who = record.get("id") if isinstance(record, dict) else None
+                lines.append({"line": number, "id": who, "error": problem})
+            else:
+                lines.append(None)
+                rows.append(row)
+        made = prediction_lines(model, rows) if rows else iter(())
+        for line in lines:
+            out.write(json.dumps(line if line is not None else next(made), default=str) + "\n")
+        predicted += len(rows)
+        errors += len(chunk) - len(rows)
+        bar.update(len(chunk))
+    bar.close()
+    return predicted, errors
+
+
+@contextmanager
+def open_output(name: str) -> Iterator[TextIO]:
+    if name == "-":
+        yield sys.stdout
+        return
+    with open(name, "w", encoding="utf-8") as f:
+        yield f
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        model = load_model(args.model)
+        if args.db is not None:
+            images = args.images or config.images_dir()
+            records = db_records(args.db, images)
+        else:
+            if not args.input.is_file():
+                raise FileNotFoundError(f"{args.input}: no such input file")
+            records = read_records(args.input)
+            images = args.images or args.input.resolve().parent
+        with open_output(args.output) as out:
+            predicted, errors = run(model, records, images, out, progress=not args.no_progress)
+    except (ModelFileError, schema.SchemaError, DataError, FileNotFoundError) as error:
+        print(f"modeling.predict: {error}", file=sys.stderr)
+        return 2
+    print(f"modeling.predict: {predicted} products predicted, {errors} records with errors", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

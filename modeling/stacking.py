@@ -1,0 +1,170 @@
+"""One estimator for a product: text and image branches stacked by a meta-model trained on out-of-fold probabilities.
+
+Why out-of-fold: a branch is far surer on products it was trained on than on new ones, so a meta-model fitted on
+in-sample probabilities learns to trust it too much. Each training product's branch probabilities therefore come
+from a copy of the branch that never saw it; the branches are then refitted on everything.
+
+Products without a usable photo get their own meta-model over the text probabilities alone, so they are served,
+and their confidence is calibrated on products like them rather than borrowed from products with photos.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+from .fusion import LogLinearFusion
+from .image import ImageEmbedder, make_image_classifier
+from .text import make_text_pipeline
+
+__all__ = ["ProductClassifier"]
+
+log = logging.getLogger(__name__)
+
+INPUT_COLUMNS = ("name", "description", "image_path")
+
+
+def _proba_in(estimator, X, classes: np.ndarray) -> np.ndarray:
+    """``predict_proba`` laid out on ``classes``; classes the estimator never saw get probability 0."""
+    proba = estimator.predict_proba(X)
+    out = np.zeros((proba.shape[0], len(classes)), dtype=np.float64)
+    out[:, np.searchsorted(classes, estimator.classes_)] = proba
+    return out
+
+
+def _out_of_fold_proba(estimator, X, y: np.ndarray, classes: np.ndarray, n_splits: int, random_state: int,
+                       label: str) -> np.ndarray:
+    """Each row's probabilities from a clone fitted on the other folds (stratified, shuffled, seeded)."""
+    oof = np.zeros((len(y), len(classes)))
+    n_splits = min(n_splits, len(y))
+    # Stratify where every class can be; otherwise plain shuffled folds (a class rarer than the number of folds is
+    # then absent from some folds' training part, and its column there is 0, which is what out-of-fold means).
+    _, counts = np.unique(y, return_counts=True)
+    splitter = StratifiedKFold if counts.min() >= n_splits else KFold
+    folds = splitter(n_splits=n_splits, shuffle=True, random_state=random_state)
+    for number, (train, held) in enumerate(folds.split(np.zeros(len(y)), y), start=1):
+        started = time.perf_counter()
+        part = X.iloc[train] if isinstance(X, pd.DataFrame) else X[train]
+        rest = X.iloc[held] if isinstance(X, pd.DataFrame) else X[held]
+        fitted = clone(estimator).fit(part, y[train])
+        oof[held] = _proba_in(fitted, rest, classes)
+        log.info("%s branch: fold %d/%d in %.1f s", label, number, n_splits, time.perf_counter() - started)
+    return oof
+
+
+class ProductClassifier(ClassifierMixin, BaseEstimator):
+    """Leaf category of a product from a DataFrame with ``name``, ``description`` and (optional) ``image_path``.
+
+    Parameters
+    ----------
+    text : estimator or None
+        The text branch, taking the frame; None means ``make_text_pipeline()``.
+    image : ImageEmbedder or None
+        Photo paths -> embeddings; None for a text-only model.
+    image_classifier : estimator or None
+        Embeddings -> category probabilities; None means ``make_image_classifier()``.
+    meta_per_class : bool
+        Whether the fusion of text and image learns a weight per class and branch rather than per branch.
+    meta_alpha : float
+        L2 penalty of the fusion meta-models (see ``LogLinearFusion``).
+    cv : int
+        Folds for the out-of-fold probabilities the meta-models learn from.
+    random_state : int
+        Seed of the folds.
+    category_parents : dict or None
+        Leaf -> parent category, carried with the model so that its users can report parents without the database.
+
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"name": ["red maxi dress", "blue midi dress", "black ankle boots", "brown knee boots"] * 3,
+    ...                   "description": [""] * 12})
+    >>> y = ["dresses", "dresses", "boots", "boots"] * 3
+    >>> model = ProductClassifier(cv=2).fit(X, y)
+    >>> model.predict(pd.DataFrame({"name": ["green wrap dress"], "description": [""]})).tolist()
+    ['dresses']
+    """
+
+    def __init__(self, text=None, image: ImageEmbedder | None = None, image_classifier=None,
+                 meta_per_class: bool = False, meta_alpha: float = 1e-2, cv: int = 5, random_state: int = 0,
+                 category_parents: dict[str, str] | None = None):
+        self.text = text
+        self.image = image
+        self.image_classifier = image_classifier
+        self.meta_per_class = meta_per_class
+        self.meta_alpha = meta_alpha
+        self.cv = cv
+        self.random_state = random_state
+        self.category_parents = category_parents
+
+    def _meta_model(self, n_branches: int) -> LogLinearFusion:
+        return LogLinearFusion(n_branches, per_class=self.meta_per_class and n_branches > 1, alpha=self.meta_alpha)
+
+    def fit(self, X: pd.DataFrame, y):
+        X = _check_frame(X)
+        y = np.asarray(y).astype(str)
+        if type_of_target(y) not in ("binary", "multiclass"):
+            raise ValueError(f"y must hold one category per product, got {type_of_target(y)}")
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError("need at least 2 categories to learn from")
+        text = self.text if self.text is not None else make_text_pipeline()
+        y_index = np.searchsorted(self.classes_, y)
+
+        text_oof = _out_of_fold_proba(text, X, y, self.classes_, self.cv, self.random_state, "text")
+        self.text_ = clone(text).fit(X, y)
+        self.meta_text_ = self._meta_model(1).fit(text_oof, y_index)
+
+        self.image_ = self.image_classifier_ = self.meta_image_ = None
+        if self.image is not None:
+            self.image_ = clone(self.image).fit()
+            embeddings = self.image_.transform(X)
+            usable = ~np.isnan(embeddings[:, 0])
+            if len(np.unique(y[usable])) >= 2:
+                classifier = self.image_classifier if self.image_classifier is not None else make_image_classifier()
+                image_oof = _out_of_fold_proba(classifier, embeddings[usable], y[usable], self.classes_, self.cv,
+                                               self.random_state, "image")
+                self.image_classifier_ = clone(classifier).fit(embeddings[usable], y[usable])
+                self.meta_image_ = self._meta_model(2).fit(np.hstack([text_oof[usable], image_oof]),
+                                                           y_index[usable])
+            else:
+                log.warning("fewer than 2 categories have usable photos: the model uses text only")
+        return self
+
+    def predict_branches(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stacked, text and image probabilities (rows of the image array are NaN where no photo was usable)."""
+        check_is_fitted(self, "classes_")
+        X = _check_frame(X)
+        text = _proba_in(self.text_, X, self.classes_)
+        stacked = self.meta_text_.predict_proba(text)
+        image = np.full_like(text, np.nan)
+        if self.meta_image_ is not None and "image_path" in X:
+            embeddings = self.image_.transform(X)
+            usable = ~np.isnan(embeddings[:, 0])
+            if usable.any():
+                image[usable] = _proba_in(self.image_classifier_, embeddings[usable], self.classes_)
+                stacked[usable] = self.meta_image_.predict_proba(np.hstack([text[usable], image[usable]]))
+        return stacked, text, image
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict_branches(X)[0]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _check_frame(X) -> pd.DataFrame:
+    """A frame with text columns; a product's missing description or photo is fine, a missing name column is not."""
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame with columns {', '.join(INPUT_COLUMNS)}, "
+                        f"got {type(X).__name__}")
+    if "name" not in X:
+        raise ValueError(f"the frame has no 'name' column (columns: {', '.join(map(str, X.columns))})")
+    return X

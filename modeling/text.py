@@ -1,0 +1,108 @@
+"""The text branch: cleaned name and description -> TF-IDF word and character n-grams -> logistic regression.
+
+Cleaning is the pipeline's first step, so a fitted model cleans what it predicts exactly as it cleaned what it
+learned from: ShopStyle descriptions are HTML with entities, real catalogs carry control characters and odd Unicode.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+import numpy as np
+import pandas as pd
+from nltk.stem.snowball import SnowballStemmer
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from w3lib.html import replace_tags
+
+__all__ = ["StemmingTokenizer", "clean_text", "clean_text_columns", "make_text_pipeline"]
+
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+def clean_text(value: object) -> str:
+    """Plain text from a catalog field: tags replaced by spaces (``<li>`` bullets must not glue words together),
+    HTML5 entities decoded (ShopStyle uses ``&comma;``), NFKC, no control characters or lone surrogates, single spaces.
+
+    >>> clean_text("<ul><li>Silk&nbsp;blouse</li><li>ﬁtted&comma;\\x00 &lt;b&gt;</li></ul>")
+    'Silk blouse fitted, <b>'
+    """
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN
+        return ""
+    text = html.unescape(replace_tags(str(value), " "))
+    text = unicodedata.normalize("NFKC", _UNPRINTABLE.sub(" ", text))
+    return _SPACE.sub(" ", text).strip()
+
+
+def clean_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``name`` and ``text`` (name and description together), cleaned; a missing description reads as empty.
+
+    The name is part of ``text`` so that its vocabulary is never empty, even in a catalog without descriptions.
+    """
+    names = [clean_text(v) for v in frame["name"]]
+    descriptions = [clean_text(v) for v in frame["description"]] if "description" in frame else [""] * len(frame)
+    return pd.DataFrame({"name": names, "text": [f"{n} {d}".strip() for n, d in zip(names, descriptions, strict=True)]},
+                        index=frame.index)
+
+
+class StemmingTokenizer:
+    """Words as scikit-learn's default pattern finds them, lower-cased and Snowball-stemmed (no nltk data needed).
+
+    A class rather than a closure so that a fitted pipeline pickles.
+    """
+
+    def __init__(self, language: str = "english"):
+        self.language = language
+        self._stemmer = SnowballStemmer(language)
+
+    def __call__(self, text: str) -> list[str]:
+        return [self._stemmer.stem(word) for word in _WORD.findall(text.lower())]
+
+    def __getstate__(self) -> dict:
+        return {"language": self.language}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["language"])
+
+    def __eq__(self, other: object) -> bool:  # lets clone() and get_params() comparisons treat equal tokenizers alike
+        return isinstance(other, StemmingTokenizer) and other.language == self.language
+
+    def __hash__(self) -> int:
+        return hash(("StemmingTokenizer", self.language))
+
+    def __repr__(self) -> str:
+        return f"StemmingTokenizer({self.language!r})"
+
+
+def make_text_pipeline(*, stem: bool = True, C: float = 5.0, max_iter: int = 300) -> Pipeline:
+    """The text classifier, untrained; every knob stays reachable with ``set_params`` (``classifier__C``, ...).
+
+    Word n-grams (1-2) carry the product type ("maxi dress"); character n-grams within words (2-5) catch
+    inflections, compounds and typos; name and description together get a second vocabulary, so that words of the
+    description count without diluting the name's.
+    """
+    tokenizer = StemmingTokenizer() if stem else None
+
+    def words(min_df: int) -> TfidfVectorizer:
+        return TfidfVectorizer(tokenizer=tokenizer, token_pattern=None if stem else r"(?u)\b\w\w+\b",
+                               lowercase=not stem, ngram_range=(1, 2), min_df=min_df, sublinear_tf=True,
+                               dtype=np.float32)
+
+    features = ColumnTransformer([
+        ("name_words", words(1), "name"),
+        ("name_chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+                                       dtype=np.float32), "name"),
+        ("text_words", words(2), "text"),
+    ])
+    return Pipeline([
+        ("clean", FunctionTransformer(clean_text_columns)),
+        ("features", features),
+        ("classifier", LogisticRegression(C=C, max_iter=max_iter)),
+    ])

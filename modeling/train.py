@@ -1,0 +1,212 @@
+"""``python -m modeling.train``: learn leaf categories from a crawl, report held-out figures, save a reusable model.
+
+Each run is an experiment: its parameters, library versions and metrics, and every validation and test prediction
+(with each branch's own), go into the crawl database for ``modeling.analyze``; the model goes to
+``<out>/<experiment id>.joblib`` with a JSON card beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from contextlib import closing
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from shopstyle_spider import config, schema
+
+from .backbones import BackboneError
+from .data import DataError, load_products, select_categories
+from .image import ImageEmbedder
+from .metrics import branch_metrics
+from .persistence import save_model
+from .stacking import ProductClassifier
+from .text import make_text_pipeline
+
+log = logging.getLogger("modeling.train")
+
+LIBRARIES = ("scikit-learn", "keras", "tensorflow-cpu", "numpy", "pandas", "nltk", "joblib", "pillow", "scrapy")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for library in LIBRARIES:
+        try:
+            versions[library] = version(library)
+        except PackageNotFoundError:
+            versions[library] = "absent"
+    return versions
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m modeling.train", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--db", type=Path, default=config.crawl_db(), help="the crawl database to learn from")
+    parser.add_argument("--images", type=Path, default=config.images_dir(),
+                        help="the crawl's IMAGES_STORE (image paths in the database are relative to it)")
+    parser.add_argument("--image-backbone", default=str(config.mobilenet_v2_backbone()),
+                        help="a keras.applications name (inception_v3, mobilenet_v2, efficientnet_b0, resnet50: "
+                             "their ImageNet weights download only when online), the path of a .keras file taking "
+                             "raw RGB 0..255 and returning pooled features, or 'none' for a text-only model")
+    parser.add_argument("--weights", choices=("imagenet", "random"), default="imagenet",
+                        help="weights of a named keras.applications backbone ('random' only to time an architecture)")
+    parser.add_argument("--categories", type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
+                        help="only these leaf categories, comma-separated (default: every leaf)")
+    parser.add_argument("--min-products", type=int, default=10,
+                        help="leave out leaves with fewer training products than this")
+    parser.add_argument("--out", type=Path, default=config.models_dir(), help="folder for <experiment id>.joblib/.json")
+    parser.add_argument("--name", help="experiment name (default: the backbone and the number of categories)")
+    parser.add_argument("--cache-dir", type=Path, default=config.embedding_cache_dir(),
+                        help="embedding cache (keyed by backbone and photo content: a second run embeds nothing)")
+    parser.add_argument("--text-C", type=float, default=5.0, help="inverse regularisation of the text classifier")
+    parser.add_argument("--no-stemming", action="store_true", help="TF-IDF on words as written, without stemming")
+    parser.add_argument("--cv", type=int, default=5, help="folds for the out-of-fold probabilities of the stacking")
+    parser.add_argument("--batch-size", type=int, default=32, help="photos per network call when embedding")
+    parser.add_argument("--keep", choices=("better", "stacked"), default="better",
+                        help="'better': when stacking text and image does not beat text alone on the validation "
+                             "split, say so and save the text-only model; 'stacked': save the stacked model anyway")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """Figures of the stacked model and of each branch on ``frame``, and one prediction row per product."""
+    stacked, text, image = model.predict_branches(frame)
+    classes = model.classes_
+    has_image = ~np.isnan(image[:, 0])
+    rows = pd.DataFrame({
+        "product_id": frame["id"].to_numpy(), "split": frame["split"].to_numpy(),
+        "true_category": frame["category"].to_numpy(),
+        "predicted_category": classes[stacked.argmax(1)], "score": stacked.max(1),
+        "text_category": classes[text.argmax(1)], "text_score": text.max(1),
+        "image_category": np.where(has_image, classes[np.nan_to_num(image).argmax(1)], None),
+        "image_score": np.where(has_image, np.nan_to_num(image).max(1), np.nan),
+    })
+    parents = model.category_parents
+    true = rows["true_category"]
+    figures = {
+        "stacked": branch_metrics(true, rows["predicted_category"], rows["score"], parents),
+        "text": branch_metrics(true, rows["text_category"], rows["text_score"], parents),
+    }
+    if has_image.any():
+        photo = rows[has_image]
+        figures["image"] = branch_metrics(photo["true_category"], photo["image_category"], photo["image_score"],
+                                          parents)
+        figures["stacked_with_photo"] = branch_metrics(photo["true_category"], photo["predicted_category"],
+                                                       photo["score"], parents)
+        figures["text_with_photo"] = branch_metrics(photo["true_category"], photo["text_category"],
+                                                    photo["text_score"], parents)
+    return figures, rows
+
+
+def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame) -> int:
+    """One transaction: the experiment row, its predictions, then the model file named after the row's id."""
+    with closing(schema.connect(db)) as connection, connection:
+        cursor = connection.execute(
+            "INSERT INTO experiments (name, created_at, parameters, versions, metrics) VALUES (?, ?, ?, ?, ?)",
+            (card["name"], card["created_at"], json.dumps(card["parameters"]), json.dumps(card["versions"]),
+             json.dumps(card["metrics"])))
+        experiment_id = cursor.lastrowid
+        records = predictions.astype(object).where(predictions.notna(), None)
+        connection.executemany(
+            "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(experiment_id, *row) for row in records.itertuples(index=False, name=None)])
+        model_path = out / f"{experiment_id}.joblib"
+        save_model(model, model_path, {"experiment_id": experiment_id, **card})
+        connection.execute("UPDATE experiments SET model_path = ? WHERE id = ?", (str(model_path), experiment_id))
+    return experiment_id
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    lines = [f"{'split':<11} {'branch':<19} {'n':>6} {'accuracy':>9} {'cov@95':>7} {'cov@98':>7} {'parent':>7} "
+             f"{'ECE':>6}"]
+    for split, branches in metrics.items():
+        for branch, f in branches.items():
+            lines.append(f"{split:<11} {branch:<19} {f['n']:>6} {f['accuracy']:>9.4f} {f['coverage_95']:>7.3f} "
+                         f"{f['coverage_98']:>7.3f} {f.get('parent_accuracy', float('nan')):>7.4f} {f['ece']:>6.3f}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    started = time.perf_counter()
+    try:
+        frame = select_categories(load_products(args.db, args.images), args.categories, args.min_products)
+        embedder = None
+        if args.image_backbone.lower() != "none":
+            embedder = ImageEmbedder(args.image_backbone, weights=None if args.weights == "random" else "imagenet",
+                                     batch_size=args.batch_size, cache_dir=str(args.cache_dir),
+                                     progress=not args.no_progress)
+            embedder.fit()  # an unusable backbone fails here, before minutes of text training
+    except (DataError, BackboneError, schema.SchemaError) as error:
+        print(f"modeling.train: {error}", file=sys.stderr)
+        return 2
+
+    train = frame[frame["split"] == "train"]
+    held_out = frame[frame["split"] != "train"]
+    with closing(schema.connect(args.db, readonly=True)) as connection:
+        parents = dict(connection.execute("SELECT id, parent_id FROM categories WHERE is_leaf = 1").fetchall())
+    log.info("%d categories; %d training, %d validation, %d test products (%d of them with a photo)",
+             frame["category"].nunique(), len(train), (frame["split"] == "validation").sum(),
+             (frame["split"] == "test").sum(), frame["image_path"].notna().sum())
+
+    model = ProductClassifier(text=make_text_pipeline(stem=not args.no_stemming, C=args.text_C), image=embedder,
+                              cv=args.cv, random_state=args.seed,
+                              category_parents={c: parents.get(c) for c in sorted(frame["category"].unique())})
+    model.fit(train, train["category"])
+    metrics, predictions = {}, []
+    for split in ("validation", "test"):
+        metrics[split], rows = evaluate(model, held_out[held_out["split"] == split])
+        predictions.append(rows)
+    validation = metrics["validation"]
+    verdict = "text only"
+    if model.meta_image_ is not None:
+        if validation["stacked"]["accuracy"] > validation["text"]["accuracy"]:
+            verdict = "stacked text and image"
+        elif args.keep == "stacked":
+            log.warning("stacking does not beat text alone on validation (%.4f vs %.4f): keeping it as asked",
+                        validation["stacked"]["accuracy"], validation["text"]["accuracy"])
+            verdict = "stacked text and image (kept as asked; it did not beat text on validation)"
+        else:
+            log.warning("stacking does not beat text alone on validation (%.4f vs %.4f): keeping the text-only model",
+                        validation["stacked"]["accuracy"], validation["text"]["accuracy"])
+            model = clone(model).set_params(image=None).fit(train, train["category"])
+            metrics, predictions = {}, []
+            for split in ("validation", "test"):
+                metrics[split], rows = evaluate(model, held_out[held_out["split"] == split])
+                predictions.append(rows)
+            verdict = "text only (stacking lost on validation)"
+
+    card = {
+        "name": args.name or f"{Path(args.image_backbone).stem if embedder else 'text-only'} "
+                             f"{frame['category'].nunique()} categories",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parameters": {"db": str(args.db), "image_backbone": args.image_backbone if embedder else None,
+                       "weights": args.weights if embedder else None, "categories": args.categories,
+                       "min_products": args.min_products, "text_C": args.text_C, "stemming": not args.no_stemming,
+                       "cv": args.cv, "seed": args.seed, "keep": args.keep, "model": verdict,
+                       "train_products": len(train), "train_seconds": round(time.perf_counter() - started, 1)},
+        "versions": library_versions(),
+        "metrics": metrics,
+        "categories": {c: parents.get(c) for c in model.classes_},
+    }
+    experiment_id = record_experiment(args.db, args.out, model, card, pd.concat(predictions, ignore_index=True))
+    print(f"experiment {experiment_id}: {card['name']} ({verdict}), trained in {card['parameters']['train_seconds']} s")
+    print("\n".join(summary_lines(metrics)))
+    print(f"model: {args.out / f'{experiment_id}.joblib'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

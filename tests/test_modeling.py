@@ -1,0 +1,244 @@
+"""Training, saving, reloading and predicting on a real crawl of the synthetic sandbox, with a tiny Keras backbone."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn.base
+from sklearn.base import clone
+
+from modeling import predict, train
+from modeling.data import DataError, load_products, select_categories, split_of
+from modeling.image import ImageEmbedder
+from modeling.persistence import ModelFileError, load_model
+from modeling.stacking import ProductClassifier
+from modeling.text import clean_text, make_text_pipeline
+from shopstyle_spider.config import PROJECT_ROOT
+
+
+def test_the_split_is_a_fixed_80_10_10_function_of_the_id():
+    splits = [split_of(i) for i in range(20_000)]
+    shares = {name: splits.count(name) / len(splits) for name in ("train", "validation", "test")}
+    assert abs(shares["train"] - 0.8) < 0.01 and abs(shares["validation"] - 0.1) < 0.01
+    assert abs(shares["test"] - 0.1) < 0.01
+    assert [split_of(i) for i in range(50)] == splits[:50] and split_of("50") == splits[50]
+
+
+def test_real_shopstyle_descriptions_come_out_as_plain_text(sample_dir):
+    text = (sample_dir / "products.jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines()]
+    bulleted = next(r["description"] for r in records if "</li><li>" in r["description"])
+    cleaned = [clean_text(r["description"]) for r in records]
+    assert not any("<li>" in c or "&comma;" in c or "&quot;" in c or "  " in c for c in cleaned)
+    first, second = bulleted.split("</li><li>")[0:2]
+    assert f"{clean_text(first)} {clean_text(second)}" in clean_text(bulleted)  # bullets stay separate words
+
+
+@pytest.fixture(scope="module")
+def crawl_copy(synthetic_crawl, tmp_path_factory):
+    """A private copy of the synthetic crawl's database (training writes experiments into it)."""
+    source, images, _ = synthetic_crawl
+    db = tmp_path_factory.mktemp("training") / "crawl.db"
+    with sqlite3.connect(source) as original, sqlite3.connect(db) as copy:
+        original.backup(copy)
+    return db, images
+
+
+def test_products_load_with_parents_photos_and_splits(crawl_copy):
+    db, images = crawl_copy
+    frame = load_products(db, images)
+    assert len(frame) == 27 * 50 and frame["category"].nunique() == 27
+    assert set(frame["parent"]) >= {"jeans", "dresses"} and frame["path"].str.startswith("women/").all()
+    with_photo = frame["image_path"].dropna()
+    assert len(with_photo) > 0.9 * len(frame) and all(p.startswith(str(images)) for p in with_photo)
+    chosen = select_categories(frame, ["bootcut-jeans", "skinny-jeans"], min_products=5)
+    assert set(chosen["category"]) == {"bootcut-jeans", "skinny-jeans"}
+    with pytest.raises(DataError, match="not in the crawl database: no-such-leaf"):
+        select_categories(frame, ["bootcut-jeans", "no-such-leaf"])
+    with pytest.raises(DataError, match="fewer than 2 categories"):
+        select_categories(frame, min_products=1000)
+
+
+@pytest.fixture(scope="module")
+def trained(crawl_copy, tiny_backbone, tmp_path_factory):
+    """One `modeling.train` run: text + the tiny image backbone, stacked."""
+    db, images = crawl_copy
+    out = tmp_path_factory.mktemp("models")
+    code = train.main(["--db", str(db), "--images", str(images), "--image-backbone", str(tiny_backbone),
+                       "--out", str(out), "--cache-dir", str(out / "cache"), "--cv", "3", "--min-products", "5",
+                       "--no-progress", "--name", "synthetic test", "--keep", "stacked"])
+    assert code == 0
+    return db, images, out
+
+
+def test_training_records_the_experiment_its_predictions_and_a_model_card(trained):
+    db, images, out = trained
+    with sqlite3.connect(db) as connection:
+        (experiment_id, name, parameters, versions, metrics, model_path), = connection.execute(
+            "SELECT id, name, parameters, versions, metrics, model_path FROM experiments")
+        predictions = pd.read_sql_query("SELECT * FROM predictions", connection)
+    frame = load_products(db, images)
+    held_out = frame[frame["split"] != "train"]
+    assert name == "synthetic test" and model_path == str(out / f"{experiment_id}.joblib")
+    assert sorted(predictions["product_id"]) == sorted(held_out["id"])
+    assert dict(zip(predictions["product_id"], predictions["split"], strict=True)) == dict(
+        zip(held_out["id"], held_out["split"], strict=True))
+    assert predictions["score"].between(0, 1).all() and predictions["text_category"].notna().all()
+    assert json.loads(versions)["scikit-learn"] == sklearn.__version__
+    assert json.loads(parameters)["image_backbone"].endswith("tiny.keras")
+    metrics = json.loads(metrics)
+    test = metrics["test"]
+    assert test["stacked"]["n"] == (held_out["split"] == "test").sum()
+    assert test["text"]["accuracy"] > 0.6 and test["stacked"]["accuracy"] > 0.6  # 27 leaves: chance is 0.04
+    assert {"image", "stacked_with_photo", "text_with_photo"} <= set(test)
+    observed = (predictions.query("split == 'test'").eval("true_category == predicted_category")).mean()
+    assert observed == pytest.approx(test["stacked"]["accuracy"])
+    card = json.loads((out / f"{experiment_id}.json").read_text())
+    assert card["metrics"] == metrics and card["categories"]["bootcut-jeans"] == "jeans"
+
+
+def test_a_photo_branch_that_does_not_help_is_dropped(crawl_copy, tmp_path, caplog):
+    """A backbone whose every embedding is zero cannot beat text: training says so and saves the text-only model."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    blind = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, kernel_initializer="zeros")(inputs))
+    keras.Model(inputs, blind).save(tmp_path / "blind.keras")
+    db, images = crawl_copy
+    with caplog.at_level(logging.WARNING, logger="modeling.train"):
+        assert train.main(["--db", str(db), "--images", str(images), "--image-backbone", str(tmp_path / "blind.keras"),
+                           "--out", str(tmp_path / "models"), "--cache-dir", str(tmp_path / "cache"), "--cv", "3",
+                           "--categories", "bootcut-jeans,skinny-jeans,day-dresses,evening-dresses",
+                           "--no-progress"]) == 0
+    assert "stacking does not beat text alone on validation" in caplog.text
+    card = json.loads(next((tmp_path / "models").glob("*.json")).read_text())
+    assert card["parameters"]["model"] == "text only (stacking lost on validation)"
+    assert set(card["metrics"]["test"]) == {"stacked", "text"}
+    model = load_model(next((tmp_path / "models").glob("*.joblib")))
+    assert model.image is None and model.meta_image_ is None
+
+
+def test_a_saved_model_predicts_the_same_in_a_fresh_process_without_loading_keras(trained, tmp_path):
+    db, images, out = trained
+    model_path = next(out.glob("*.joblib"))
+    frame = load_products(db, images)
+    sample = frame[frame["split"] == "test"].head(40)[["id", "name", "description", "image_path"]]
+    sample.loc[sample.index[:5], "image_path"] = None  # some products come without a photo
+    sample.to_json(tmp_path / "sample.jsonl", orient="records", lines=True)
+    expected = joblib.load(model_path).predict_proba(sample)
+    script = (
+        "import sys, joblib, numpy, pandas\n"
+        f"model = joblib.load({str(model_path)!r})\n"
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'unpickling imported Keras'\n"
+        f"X = pandas.read_json({str(tmp_path / 'sample.jsonl')!r}, lines=True)\n"
+        f"numpy.save({str(tmp_path / 'proba.npy')!r}, model.predict_proba(X))\n"
+        "print(type(model).__name__, list(model.predict(X[:2])))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ProductClassifier [")
+    np.testing.assert_allclose(np.load(tmp_path / "proba.npy"), expected, atol=1e-6)
+    assert np.allclose(expected.sum(axis=1), 1)
+
+
+def test_predict_writes_a_line_per_product_and_names_every_bad_record(trained, tmp_path, capsys):
+    db, images, out = trained
+    model_path = next(out.glob("*.joblib"))
+    photo = load_products(db, images)["image_path"].dropna().iloc[0]
+    lines = [
+        json.dumps({"id": 1, "name": "Indigo bootcut jeans", "description": "<p>Stretch&nbsp;denim</p>"}),
+        "{not json",
+        json.dumps({"id": 3, "description": "no name"}),
+        json.dumps({"id": 4, "name": "Maxi dress", "image_path": 42}),
+        json.dumps(["a", "list"]),
+        "",
+        json.dumps({"id": 7, "name": "<script>alert(1)</script> \u0000\u202e dress", "image_path": "nowhere.jpg"}),
+        json.dumps({"id": 8, "name": "Skinny jeans", "description": None, "image_path": photo}),
+        json.dumps({"name": "no id"}),
+    ]
+    source = tmp_path / "products.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    assert predict.main(["--model", str(model_path), "--input", str(source), "--output", str(output),
+                         "--no-progress"]) == 0
+    results = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    errors = {r["line"]: r for r in results if "error" in r}
+    assert {n: r["error"].split(" (")[0] for n, r in errors.items()} == {
+        2: "not JSON", 3: "no name", 4: "image_path is a int, not a path", 5: "a JSON list, not an object",
+        9: "no id"}
+    assert errors[3]["id"] == 3
+    good = {r["id"]: r for r in results if "error" not in r}
+    assert set(good) == {1, 7, 8}
+    assert good[1]["category"] in {"bootcut-jeans", "flare-jeans", "skinny-jeans", "distressed-jeans"}
+    assert good[1]["parent"] == "jeans" and not good[1]["photo_used"]
+    assert good[7]["photo_used"] is False and good[8]["photo_used"] is True
+    for r in good.values():
+        scores = [r["score"]] + [a["score"] for a in r["alternatives"]]
+        assert len(r["alternatives"]) == 3 and scores == sorted(scores, reverse=True) and sum(scores) <= 1 + 1e-6
+    assert "3 products predicted, 5 records with errors" in capsys.readouterr().err
+
+
+def test_predict_reads_csv_and_a_whole_crawl_database(trained, tmp_path):
+    db, images, out = trained
+    model_path = next(out.glob("*.joblib"))
+    source = tmp_path / "products.csv"
+    source.write_text('id,name,description\n1,"Pleated midi skirt, navy",\n2,too,many,fields,here\n',
+                      encoding="utf-8")
+    output = tmp_path / "csv.jsonl"
+    assert predict.main(["--model", str(model_path), "--input", str(source), "--output", str(output),
+                         "--no-progress"]) == 0
+    first, second = (json.loads(line) for line in output.read_text().splitlines())
+    assert first["id"] == "1" and first["category"] and second == {
+        "line": 3, "id": None, "error": "5 fields where the header has 3"}
+    output = tmp_path / "db.jsonl"
+    assert predict.main(["--model", str(model_path), "--db", str(db), "--images", str(images), "--output",
+                         str(output), "--no-progress"]) == 0
+    results = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(results) == 27 * 50 and sum(r["photo_used"] for r in results) > 0.9 * len(results)
+
+
+def test_a_damaged_model_file_is_named_in_a_clear_error(trained, tmp_path, capsys):
+    _, _, out = trained
+    model_path = next(out.glob("*.joblib"))
+    broken = tmp_path / "broken.joblib"
+    broken.write_bytes(model_path.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match=r"broken\.joblib: not a readable model file"):
+        load_model(broken)
+    source = tmp_path / "p.jsonl"
+    source.write_text('{"id": 1, "name": "jeans"}\n')
+    assert predict.main(["--model", str(broken), "--input", str(source), "--no-progress"]) == 2
+    assert "broken.joblib: not a readable model file" in capsys.readouterr().err
+
+
+def test_a_model_from_another_scikit_learn_version_warns_clearly(tmp_path, monkeypatch):
+    X = pd.DataFrame({"name": ["red dress", "blue dress", "black boots", "brown boots"] * 3})
+    model = ProductClassifier(cv=2).fit(X, ["dress", "dress", "boots", "boots"] * 3)
+    monkeypatch.setattr(sklearn.base, "__version__", "1.0.0")  # what BaseEstimator.__getstate__ records
+    joblib.dump(model, tmp_path / "old.joblib")
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match=r"old\.joblib was trained with scikit-learn 1\.0\.0 and this is"):
+        loaded = load_model(tmp_path / "old.joblib")
+    assert loaded.predict(pd.DataFrame({"name": ["green dress"]})).tolist() == ["dress"]
+
+
+def test_the_classifier_is_a_cloneable_estimator_that_serves_products_without_photos(tiny_backbone):
+    model = ProductClassifier(text=make_text_pipeline(C=2.0), image=ImageEmbedder(str(tiny_backbone)), cv=3)
+    copy = clone(model)
+    assert copy.get_params()["text__classifier__C"] == 2.0 and copy.get_params()["image__backbone"].endswith(".keras")
+    X = pd.DataFrame({"name": ["wool scarf", "silk scarf", "leather belt", "canvas belt"] * 3,
+                      "description": ["warm", "", "<b>brown</b>", None] * 3})
+    fitted = copy.fit(X, ["scarves", "scarves", "belts", "belts"] * 3)
+    assert fitted.meta_image_ is None  # no product had a photo: the image branch stays out
+    stacked, text, image = fitted.predict_branches(pd.DataFrame({"name": ["cashmere scarf"]}))
+    assert np.isnan(image).all() and fitted.classes_[stacked.argmax()] == "scarves"
+    with pytest.raises(TypeError, match="expected a pandas DataFrame"):
+        fitted.predict([["cashmere scarf"]])
