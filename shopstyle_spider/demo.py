@@ -1,12 +1,15 @@
 """``make demo``: the whole job end to end on the built-in synthetic catalog, with no API key or network needed.
 
-It starts the sandbox, crawls it into ``data/demo/`` (database and photos) and shows what was stored. The model
-stages join here as they land.
+It starts the sandbox, crawls it into ``data/demo/`` (database and photos), trains a model on the crawl (text and,
+where ``../shared`` has the offline MobileNetV2, photos) and predicts a few products it never saw. Each stage runs
+as the command a user would type, in a subprocess.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -31,13 +34,51 @@ def main(argv: list[str] | None = None) -> int:
 
     with SandboxProcess("--seed", str(args.seed), "--products-per-category", str(args.products_per_category),
                         "--api-key", DEMO_KEY) as sandbox:
-        print(f"1/2 sandbox serving the synthetic catalog at {sandbox.url}", flush=True)
-        print(f"2/2 crawling it into {db} and {images} (the crawl's log follows)", flush=True)
+        print(f"1/4 sandbox serving the synthetic catalog at {sandbox.url}", flush=True)
+        print(f"2/4 crawling it into {db} and {images} (the crawl's log follows)", flush=True)
         result = run_crawl(sandbox.url, db, images, api_key=DEMO_KEY, capture=False)
     if result.returncode != 0:
         print(f"the crawl failed (exit {result.returncode})", file=sys.stderr)
         return result.returncode
+    show_crawl(db)
 
+    backbone = config.mobilenet_v2_backbone()
+    backbone_arg = str(backbone) if backbone.is_file() else "none"
+    print(f"\n3/4 training on the crawl (image backbone: {backbone_arg})", flush=True)
+    models = out / "models"
+    code = run_module("modeling.train", "--db", str(db), "--images", str(images), "--out", str(models),
+                      "--image-backbone", backbone_arg, "--name", "demo")
+    if code != 0:
+        return code
+    model = max(models.glob("*.joblib"), key=lambda p: p.stat().st_mtime)
+
+    print(f"\n4/4 predicting products the model never saw with {model}", flush=True)
+    source, predictions = out / "new_products.jsonl", out / "predictions.jsonl"
+    write_new_products(db, images, source)
+    code = run_module("modeling.predict", "--model", str(model), "--input", str(source), "--output",
+                      str(predictions), "--no-progress")
+    if code != 0:
+        return code
+    for line in predictions.read_text(encoding="utf-8").splitlines():
+        p = json.loads(line)
+        if "error" in p:
+            print(f"  line {p['line']}: {p['error']}")
+            continue
+        others = ", ".join(f"{a['category']} {a['score']:.2f}" for a in p["alternatives"])
+        print(f"  {str(p['id']):<10} {p['category']:<18} {p['score']:.2f}  "
+              f"{'photo+text' if p['photo_used'] else 'text only':<10} (then {others})")
+    print(f"\nrun it again and the crawl finds everything complete: {sys.executable} -m shopstyle_spider.demo")
+    return 0
+
+
+def run_module(module: str, *args: str) -> int:
+    code = subprocess.run([sys.executable, "-m", module, *args], cwd=config.PROJECT_ROOT).returncode
+    if code != 0:
+        print(f"python -m {module} failed (exit {code})", file=sys.stderr)
+    return code
+
+
+def show_crawl(db: Path) -> None:
     with closing(schema.connect(db, readonly=True)) as connection:
         leaves = connection.execute(
             "SELECT category_id, count(*), sum(image_status = 'ok') FROM products GROUP BY 1 ORDER BY 1").fetchall()
@@ -47,8 +88,24 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(ok for *_, ok in leaves)} with their photo; for example:")
     for product_id, category, name, image_path in sample:
         print(f"  {product_id}  {category:<20} {name:<45} {image_path}")
-    print(f"\nrun it again and the crawl finds everything complete: {sys.executable} -m shopstyle_spider.demo")
-    return 0
+
+
+def write_new_products(db: Path, images: Path, path: Path) -> None:
+    """Products to predict: a few invented ones (text only) and a few crawled ones from the test split."""
+    invented = [
+        {"id": "new-1", "name": "Ripped skinny jeans with frayed hem", "description": "<p>Stretch denim</p>"},
+        {"id": "new-2", "name": "Sequin evening gown", "description": "Floor length, <b>silk</b> lining"},
+        {"id": "new-3", "name": "Chunky cable-knit cardigan", "description": ""},
+        {"id": "new-4", "name": "", "description": "a record without a name: reported, not predicted"},
+    ]
+    with closing(schema.connect(db, readonly=True)) as connection:
+        rows = connection.execute(
+            "SELECT id, name, description, image_path FROM products WHERE image_status = 'ok' AND id IN "
+            "(SELECT product_id FROM predictions WHERE split = 'test' AND experiment_id = "
+            "(SELECT max(id) FROM experiments)) ORDER BY id LIMIT 3").fetchall()
+    crawled = [{"id": r["id"], "name": r["name"], "description": r["description"],
+                "image_path": str(images / r["image_path"])} for r in rows]
+    path.write_text("".join(json.dumps(record) + "\n" for record in invented + crawled), encoding="utf-8")
 
 
 if __name__ == "__main__":
