@@ -1,0 +1,119 @@
+"""The figures of ``modeling.analyze``, read from the experiments and predictions that ``modeling.train`` recorded.
+
+Everything is computed with pandas and numpy over whole columns, so a database with 150k predictions is analysed
+in seconds. A leaf's parent comes from the crawl's category table; a parent prediction is scored with its leaf's
+score (a lower bound of the parent's probability), so parent coverages are conservative.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_fscore_support
+
+from shopstyle_spider import schema
+
+from .metrics import branch_metrics
+
+__all__ = ["BRANCHES", "AnalysisError", "branch_columns", "category_table", "confused_pairs", "experiment_figures",
+           "load_experiments", "load_predictions", "most_confident_errors"]
+
+# branch -> (predicted column, score column) of the predictions table
+BRANCHES = {"stacked": ("predicted_category", "score"), "text": ("text_category", "text_score"),
+            "image": ("image_category", "image_score")}
+
+
+class AnalysisError(ValueError):
+    """A request the database cannot answer (no experiments, an unknown experiment id)."""
+
+
+def branch_columns(predictions: pd.DataFrame, branch: str) -> pd.DataFrame:
+    """true, predicted, score of one branch, on the rows where that branch predicted (image: products with photos)."""
+    predicted, score = BRANCHES[branch]
+    rows = predictions[predictions[predicted].notna()]
+    return pd.DataFrame({"true": rows["true_category"], "predicted": rows[predicted], "score": rows[score]})
+
+
+def load_experiments(db: str | Path) -> pd.DataFrame:
+    with closing(schema.connect(db, readonly=True)) as connection:
+        try:
+            frame = pd.read_sql_query("SELECT * FROM experiments ORDER BY id", connection)
+        except pd.errors.DatabaseError as error:
+            raise AnalysisError(f"{db}: no experiments table (train a model with `python -m modeling.train`)") \
+                from error
+    if frame.empty:
+        raise AnalysisError(f"{db}: no experiments yet (train a model with `python -m modeling.train`)")
+    for column in ("parameters", "versions", "metrics"):
+        frame[column] = frame[column].map(json.loads)
+    return frame.set_index("id", drop=False)
+
+
+def load_predictions(db: str | Path, split: str = "test", experiment: int | None = None) -> pd.DataFrame:
+    """Predictions of one split (``all`` for validation and test), with the product's text and photo path."""
+    where, params = [], []
+    if split != "all":
+        where.append("p.split = ?")
+        params.append(split)
+    if experiment is not None:
+        where.append("p.experiment_id = ?")
+        params.append(experiment)
+    sql = ("SELECT p.*, pr.name, pr.description, pr.image_path FROM predictions AS p "
+           "LEFT JOIN products AS pr ON pr.id = p.product_id" + (" WHERE " + " AND ".join(where) if where else ""))
+    with closing(schema.connect(db, readonly=True)) as connection:
+        return pd.read_sql_query(sql, connection, params=params)
+
+
+def load_parents(db: str | Path) -> dict[str, str | None]:
+    with closing(schema.connect(db, readonly=True)) as connection:
+        return dict(connection.execute("SELECT id, parent_id FROM categories").fetchall())
+
+
+def experiment_figures(predictions: pd.DataFrame, parents: dict[str, str | None]) -> dict[str, dict]:
+    """``branch_metrics`` of each branch that predicted something in this experiment's rows."""
+    figures = {}
+    for branch in BRANCHES:
+        rows = branch_columns(predictions, branch)
+        if len(rows):
+            figures[branch] = branch_metrics(rows["true"], rows["predicted"], rows["score"], parents)
+    return figures
+
+
+def category_table(predictions: pd.DataFrame, branch: str = "stacked") -> pd.DataFrame:
+    """Precision, recall, F1 and support per true or predicted category, worst F1 first."""
+    rows = branch_columns(predictions, branch)
+    labels = sorted(set(rows["true"]) | set(rows["predicted"]))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        rows["true"], rows["predicted"], labels=labels, zero_division=0)
+    table = pd.DataFrame({"category": labels, "precision": precision, "recall": recall, "f1": f1,
+                          "support": support})
+    return table.sort_values(["f1", "support", "category"], ascending=[True, False, True]).reset_index(drop=True)
+
+
+def confused_pairs(predictions: pd.DataFrame, top: int = 10, branch: str = "stacked") -> pd.DataFrame:
+    """The (true, predicted) pairs most often wrong, with their count and share of the true category."""
+    rows = branch_columns(predictions, branch)
+    wrong = rows[rows["true"] != rows["predicted"]]
+    pairs = wrong.groupby(["true", "predicted"]).size().rename("count").reset_index()
+    support = rows["true"].value_counts()
+    pairs["share_of_true"] = pairs["count"] / pairs["true"].map(support)
+    return pairs.sort_values(["count", "true", "predicted"], ascending=[False, True, True]).head(top) \
+        .reset_index(drop=True)
+
+
+def most_confident_errors(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The k wrong stacked predictions with the highest scores: where auto-filing would hurt most."""
+    wrong = predictions[predictions["true_category"] != predictions["predicted_category"]]
+    return wrong.sort_values(["score", "product_id"], ascending=[False, True]).head(k).reset_index(drop=True)
+
+
+def accuracy_coverage_curve(predictions: pd.DataFrame, branch: str = "stacked") -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, accuracy of the covered) when products are filed in descending score order."""
+    rows = branch_columns(predictions, branch)
+    order = np.argsort(-rows["score"].to_numpy(), kind="stable")
+    correct = (rows["true"].to_numpy() == rows["predicted"].to_numpy())[order]
+    n = np.arange(1, len(correct) + 1)
+    return n / max(len(correct), 1), np.cumsum(correct) / n

@@ -1,0 +1,149 @@
+"""``python -m modeling.analyze``: how much of the catalog a model can file on its own, and where it goes wrong.
+
+With no option it reports every experiment in the crawl database: per branch (stacked, text, image) the accuracy,
+the coverage at 95% and 98% accuracy with the score threshold that achieves each, the parent-category figures,
+macro-F1 and calibration error, on the test split. ``--experiment N`` adds the per-category table and the most
+confused pairs; ``--html`` writes its most confident errors with their photos; ``--plots`` draws the charts and an
+index page; ``--json`` prints the same figures machine-readable; ``--compare A B`` sets two experiments side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from shopstyle_spider import config, schema
+
+from . import analysis, plots, report
+
+FIGURE_COLUMNS = ("n", "accuracy", "coverage_95", "threshold_95", "coverage_98", "threshold_98", "parent_accuracy",
+                  "parent_coverage_95", "parent_coverage_98", "macro_f1", "ece")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m modeling.analyze", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--db", type=Path, default=config.crawl_db(), help="the crawl database holding experiments")
+    parser.add_argument("--images", type=Path, default=config.images_dir(),
+                        help="the crawl's IMAGES_STORE, for the photos of the error page")
+    parser.add_argument("--split", choices=("test", "validation", "all"), default="test",
+                        help="which held-out predictions to analyse")
+    parser.add_argument("--experiment", type=int,
+                        help="one experiment in detail: per-category table and most confused pairs "
+                             "(--html and --plots use the latest experiment when this is not given)")
+    parser.add_argument("--errors", type=int, default=20, help="how many of the most confident errors --html shows")
+    parser.add_argument("--html", type=Path, help="write the most confident errors, with photos, to this HTML file")
+    parser.add_argument("--plots", type=Path,
+                        help="folder for PNG charts, the error page and an index.html bringing them together")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
+    parser.add_argument("--compare", type=int, nargs=2, metavar=("A", "B"), help="two experiments side by side")
+    return parser
+
+
+def figures_frame(figures: dict[str, dict]) -> pd.DataFrame:
+    rows = [{"branch": branch, **{c: f.get(c) for c in FIGURE_COLUMNS}} for branch, f in figures.items()]
+    return pd.DataFrame(rows, columns=["branch", *FIGURE_COLUMNS])
+
+
+def text_table(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        experiments = analysis.load_experiments(args.db)
+        for chosen in [args.experiment, *(args.compare or [])]:
+            if chosen is not None and chosen not in experiments.index:
+                raise analysis.AnalysisError(f"{args.db}: no experiment {chosen} (there are "
+                                             f"{', '.join(map(str, experiments.index))})")
+        predictions = analysis.load_predictions(args.db, args.split)
+        parents = analysis.load_parents(args.db)
+    except (analysis.AnalysisError, schema.SchemaError) as error:
+        print(f"modeling.analyze: {error}", file=sys.stderr)
+        return 2
+    by_experiment = {e: predictions[predictions["experiment_id"] == e] for e in experiments.index}
+    figures = {e: analysis.experiment_figures(rows, parents) for e, rows in by_experiment.items()}
+    detail_id = args.experiment if args.experiment is not None else (
+        int(experiments.index[-1]) if args.html or args.plots else None)
+
+    result: dict = {"db": str(args.db), "split": args.split, "experiments": [
+        {"id": int(e), "name": experiments.at[e, "name"], "created_at": experiments.at[e, "created_at"],
+         "model": experiments.at[e, "parameters"].get("model"), "figures": figures[e]} for e in experiments.index]}
+    lines = []
+    for entry in result["experiments"]:
+        lines.append(f"experiment {entry['id']}: {entry['name']} ({entry['created_at']}, {entry['model']}), "
+                     f"{args.split} split")
+        lines.append(text_table(figures_frame(entry["figures"])) if entry["figures"] else "  no predictions")
+        lines.append("")
+
+    if detail_id is not None:
+        rows = by_experiment[detail_id]
+        categories = analysis.category_table(rows) if len(rows) else pd.DataFrame()
+        confused = analysis.confused_pairs(rows) if len(rows) else pd.DataFrame()
+        result["experiment"] = {"id": detail_id, "categories": categories.to_dict("records"),
+                                "confused_pairs": confused.to_dict("records")}
+        if args.experiment is not None:
+            lines += [f"experiment {detail_id}: per category (worst F1 first)", text_table(categories), "",
+                      f"experiment {detail_id}: most confused pairs (true -> predicted)", text_table(confused), ""]
+        errors_file = None
+        if args.html or args.plots:
+            errors = analysis.most_confident_errors(rows, args.errors)
+            page = report.errors_page(errors, args.images, f"Experiment {detail_id}: the {len(errors)} most "
+                                                             f"confident errors ({args.split} split)")
+            targets = [args.html] if args.html else []
+            if args.plots:
+                targets.append(args.plots / "errors.html")
+                errors_file = "errors.html"
+            for target in targets:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(page, encoding="utf-8")
+                lines.append(f"wrote {target}")
+        if args.plots:
+            curves = {f"{e}: {experiments.at[e, 'name']}": analysis.accuracy_coverage_curve(r)
+                      for e, r in by_experiment.items() if len(r)}
+            charts = [plots.accuracy_coverage_chart(curves, args.plots / "accuracy_coverage.png")]
+            if len(rows):
+                charts.append(plots.category_f1_chart(categories, args.plots / "category_f1.png"))
+                stacked = analysis.branch_columns(rows, "stacked")
+                charts.append(plots.confusion_chart(stacked["true"], stacked["predicted"],
+                                                    args.plots / "confusion.png"))
+            sections = [(f"Experiment {e['id']}: {e['name']}", report.table_html(figures_frame(e["figures"])))
+                        for e in result["experiments"]]
+            sections.append((f"Experiment {detail_id}: most confused pairs", report.table_html(confused)))
+            sections.append((f"Experiment {detail_id}: per category", report.table_html(categories)))
+            index = args.plots / "index.html"
+            index.write_text(report.index_page(f"Model report ({args.split} split)", sections,
+                                               [c.name for c in charts], errors_file), encoding="utf-8")
+            lines.append(f"wrote {len(charts)} charts and {index}")
+
+    if args.compare:
+        a, b = args.compare
+        frame_a, frame_b = figures_frame(figures[a]).set_index("branch"), figures_frame(figures[b]).set_index("branch")
+        difference = frame_b.subtract(frame_a, fill_value=None)
+        result["compare"] = {"a": a, "b": b, "a_figures": figures[a], "b_figures": figures[b],
+                             "difference": json.loads(difference.to_json(orient="index"))}
+        lines += [f"experiment {a} vs {b} ({args.split} split)"]
+        for branch in frame_a.index.union(frame_b.index):
+            side = pd.DataFrame({f"#{a}": frame_a.loc[branch] if branch in frame_a.index else None,
+                                 f"#{b}": frame_b.loc[branch] if branch in frame_b.index else None})
+            side["difference"] = difference.loc[branch] if branch in difference.index else None
+            lines += [f"{branch}:", text_table(side.reset_index(names="figure")), ""]
+
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print("\n".join(lines).rstrip())
+    print(f"modeling.analyze: {len(predictions)} predictions analysed in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

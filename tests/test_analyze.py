@@ -1,0 +1,183 @@
+"""``modeling.analyze`` on a real sqlite database whose experiments are small enough to compute by hand."""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+from modeling import analyze
+from modeling.metrics import coverage_at_accuracy
+from shopstyle_spider import schema
+
+HOSTILE_NAME = "<script>alert(1)</script> Bootcut"
+HOSTILE_DESCRIPTION = '<img src=x onerror="alert(2)"><b>stretch</b> &amp; denim'
+# (product, true, stacked prediction, score, text prediction, text score, image prediction, image score)
+EXPERIMENT_1 = [
+    (1, "skinny-jeans", "skinny-jeans", 0.95, "skinny-jeans", 0.9, "skinny-jeans", 0.7),
+    (2, "bootcut-jeans", "skinny-jeans", 0.90, "skinny-jeans", 0.8, None, None),
+    (3, "maxi-dresses", "maxi-dresses", 0.80, "midi-dresses", 0.6, "maxi-dresses", 0.9),
+    (4, "midi-dresses", "skinny-jeans", 0.70, "skinny-jeans", 0.5, None, None),
+    (5, "midi-dresses", "midi-dresses", 0.60, "midi-dresses", 0.7, None, None),
+]
+EXPERIMENT_2 = [(p, true, true, 0.99, true, 0.9, None, None) for p, true, *_ in EXPERIMENT_1]
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A crawl database with a two-parent tree, five products (one hostile, one with a photo) and two experiments."""
+    path = tmp_path / "crawl.db"
+    images = tmp_path / "images"
+    (images / "full").mkdir(parents=True)
+    Image.new("RGB", (20, 30), (200, 30, 30)).save(images / "full" / "2.jpg")
+    now = "2026-11-24T00:00:00"
+    with closing(schema.connect(path)) as connection, connection:
+        connection.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?, ?, ?)", [
+            ("women", "Women", None, 0, "women", now, now),
+            ("jeans", "Jeans", "women", 0, "women/jeans", now, now),
+            ("dresses", "Dresses", "women", 0, "women/dresses", now, now),
+            *[(leaf, leaf, parent, 1, f"women/{parent}/{leaf}", now, now) for leaf, parent in (
+                ("skinny-jeans", "jeans"), ("bootcut-jeans", "jeans"), ("maxi-dresses", "dresses"),
+                ("midi-dresses", "dresses"))]])
+        for product, true, *_ in EXPERIMENT_1:
+            connection.execute(
+                "INSERT INTO products (id, name, description, category_id, image_path, image_status, first_seen, "
+                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (product, HOSTILE_NAME if product == 2 else f"product {product}",
+                 HOSTILE_DESCRIPTION if product == 2 else "", true, "full/2.jpg" if product == 2 else None,
+                 "ok" if product == 2 else "none", now, now))
+        for experiment, rows in ((1, EXPERIMENT_1), (2, EXPERIMENT_2)):
+            connection.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (experiment, f"exp{experiment}", now, json.dumps({"model": "stacked"}), "{}", "{}",
+                                None))
+            connection.executemany("INSERT INTO predictions VALUES (?, ?, 'test', ?, ?, ?, ?, ?, ?, ?)",
+                                   [(experiment, *row) for row in rows])
+    return path, images
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = analyze.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_coverage_is_exact_and_never_splits_equal_scores():
+    # sorted by score: right, wrong, right, wrong, right -> running accuracy 1, .5, .67, .5, .6
+    correct, scores = [1, 0, 1, 0, 1], [0.95, 0.9, 0.8, 0.7, 0.6]
+    assert coverage_at_accuracy(correct, scores, 0.95).coverage == 0.2
+    assert coverage_at_accuracy(correct, scores, 0.6).coverage == 1.0
+    assert coverage_at_accuracy(correct, scores, 0.65).coverage == 0.6
+    assert coverage_at_accuracy(correct, scores, 0.65).threshold == 0.8
+    tied = coverage_at_accuracy([1, 0, 1], [0.9, 0.9, 0.5], 0.95)
+    assert tied.coverage == 0.0 and tied.threshold is None  # the two 0.9s go together: 50% accurate
+
+
+def test_the_report_figures_equal_the_hand_computed_ones(db, capsys):
+    path, _ = db
+    code, out, _ = run(capsys, "--db", path, "--json")
+    assert code == 0
+    report = json.loads(out)
+    first = {e["id"]: e for e in report["experiments"]}[1]["figures"]
+    stacked = first["stacked"]
+    assert stacked["n"] == 5 and stacked["accuracy"] == pytest.approx(0.6)
+    assert (stacked["coverage_95"], stacked["threshold_95"]) == (0.2, 0.95)
+    assert (stacked["coverage_98"], stacked["threshold_98"]) == (0.2, 0.95)
+    # parents: jeans, jeans (right), dresses, dresses vs jeans (wrong), dresses -> 1, 1, 1, .75, .8
+    assert stacked["parent_accuracy"] == pytest.approx(0.8)
+    assert stacked["parent_coverage_95"] == pytest.approx(0.6) and stacked["parent_coverage_98"] == pytest.approx(0.6)
+    assert first["text"]["accuracy"] == pytest.approx(0.4)
+    assert first["image"]["n"] == 2 and first["image"]["accuracy"] == 1.0
+    assert "image" not in {e["id"]: e for e in report["experiments"]}[2]["figures"]
+
+
+def test_the_text_report_and_one_experiment_in_detail(db, capsys):
+    path, _ = db
+    code, out, err = run(capsys, "--db", path, "--experiment", 1)
+    assert code == 0 and "5 predictions analysed" not in err and "10 predictions analysed" in err
+    assert "experiment 1: exp1" in out and "experiment 2: exp2" in out
+    detail = out.split("experiment 1: per category")[1]
+    assert "bootcut-jeans     0.0000  0.0000 0.0000        1" in detail
+    assert " midi-dresses skinny-jeans      1         0.5000" in detail
+    code, out, _ = run(capsys, "--db", path, "--experiment", 1, "--json")
+    categories = {c["category"]: c for c in json.loads(out)["experiment"]["categories"]}
+    assert categories["midi-dresses"]["recall"] == 0.5 and categories["skinny-jeans"]["precision"] == pytest.approx(
+        1 / 3)
+    pairs = json.loads(out)["experiment"]["confused_pairs"]
+    assert {(p["true"], p["predicted"]) for p in pairs} == {("bootcut-jeans", "skinny-jeans"),
+                                                           ("midi-dresses", "skinny-jeans")}
+
+
+class _TagBalance(HTMLParser):
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.scripts, self.problems = [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        self.scripts += tag == "script"
+        if any(name.startswith("on") for name, _ in attrs):
+            self.problems.append(f"event handler in <{tag}>")
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.problems.append(f"unbalanced </{tag}>")
+
+
+def test_the_error_page_is_well_formed_and_shows_hostile_text_as_text(db, tmp_path, capsys):
+    path, images = db
+    page = tmp_path / "errors.html"
+    code, out, _ = run(capsys, "--db", path, "--images", images, "--experiment", 1, "--errors", 5, "--html", page)
+    assert code == 0 and f"wrote {page}" in out
+    html = page.read_text(encoding="utf-8")
+    checker = _TagBalance()
+    checker.feed(html)
+    checker.close()
+    assert checker.problems == [] and checker.stack == [] and checker.scripts == 0
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Bootcut" in html
+    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in html and "&amp;amp; denim" in html
+    assert html.count('src="data:image/jpeg;base64,') == 1  # product 2's photo, embedded
+    assert html.index("0.9000") < html.index("0.7000")  # the most confident error first
+
+
+def test_plots_are_real_pngs_brought_together_by_an_index(db, tmp_path, capsys):
+    path, images = db
+    folder = tmp_path / "report"
+    code, out, _ = run(capsys, "--db", path, "--images", images, "--plots", folder)
+    assert code == 0
+    for chart in ("accuracy_coverage.png", "category_f1.png", "confusion.png"):
+        with Image.open(folder / chart) as image:
+            assert image.format == "PNG" and image.size[0] > 300
+            image.verify()
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert all(f'src="{chart}"' in index for chart in ("accuracy_coverage.png", "category_f1.png", "confusion.png"))
+    assert 'href="errors.html"' in index and (folder / "errors.html").is_file()
+    assert "Experiment 2: exp2" in index  # --plots without --experiment details the latest one
+
+
+def test_compare_sets_two_experiments_side_by_side(db, capsys):
+    path, _ = db
+    code, out, _ = run(capsys, "--db", path, "--compare", 1, 2, "--json")
+    assert code == 0
+    difference = json.loads(out)["compare"]["difference"]
+    assert difference["stacked"]["accuracy"] == pytest.approx(0.4)
+    assert difference["stacked"]["coverage_95"] == pytest.approx(0.8)
+    code, out, _ = run(capsys, "--db", path, "--compare", 1, 2)
+    assert "experiment 1 vs 2" in out and "difference" in out
+
+
+def test_bad_requests_get_a_clear_error(db, tmp_path, capsys):
+    path, _ = db
+    code, _, err = run(capsys, "--db", path, "--experiment", 9)
+    assert code == 2 and "no experiment 9 (there are 1, 2)" in err
+    empty = tmp_path / "empty.db"
+    schema.connect(empty).close()
+    code, _, err = run(capsys, "--db", empty)
+    assert code == 2 and "no experiments yet" in err
+    code, _, err = run(capsys, "--db", tmp_path / "absent.db")
+    assert code == 2 and "no crawl database there" in err
