@@ -138,6 +138,15 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
                 log.warning("fewer than 2 categories have usable photos: the model uses text only")
         return self
 
+    def text_only(self) -> ProductClassifier:
+        """This fitted model without its image branch, as fitting it with ``image=None`` would give (the text branch
+        and its fusion never see photos, and the folds are seeded), without training the text branch again."""
+        check_is_fitted(self, "classes_")
+        model = clone(self).set_params(image=None)
+        model.__dict__.update({k: v for k, v in self.__dict__.items() if k.endswith("_") and not k.startswith("_")})
+        model.image_ = model.image_classifier_ = model.meta_image_ = None
+        return model
+
     def predict_branches(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stacked, text and image probabilities (rows of the image array are NaN where no photo was usable)."""
         check_is_fitted(self, "classes_")

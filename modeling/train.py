@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from shopstyle_spider import config, schema
 
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log.warning("stacking does not beat text alone on validation (%.4f vs %.4f): keeping the text-only model",
                         validation["stacked"]["accuracy"], validation["text"]["accuracy"])
-            model = clone(model).set_params(image=None).fit(train, train["category"])
+            model = model.text_only()
             metrics, predictions = {}, []
             for split in ("validation", "test"):
                 metrics[split], rows = evaluate(model, held_out[held_out["split"] == split])

@@ -124,6 +124,12 @@ def test_a_photo_branch_that_does_not_help_is_dropped(crawl_copy, tmp_path, capl
     assert set(card["metrics"]["test"]) == {"stacked", "text"}
     model = load_model(next((tmp_path / "models").glob("*.joblib")))
     assert model.image is None and model.meta_image_ is None
+    # what training kept is exactly a model fitted without photos from the start
+    frame = load_products(db, images)
+    frame = frame[frame["category"].isin(model.classes_)]
+    train_rows = frame[frame["split"] == "train"]
+    refitted = clone(model).fit(train_rows, train_rows["category"])
+    np.testing.assert_allclose(model.predict_proba(frame), refitted.predict_proba(frame), atol=1e-9)
 
 
 def test_a_saved_model_predicts_the_same_in_a_fresh_process_without_loading_keras(trained, tmp_path):
