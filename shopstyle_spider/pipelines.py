@@ -119,10 +119,11 @@ class SqliteStorePipeline:
     repeat harmless.
     """
 
-    def __init__(self, db_path: str, batch_size: int, stats):
+    def __init__(self, db_path: str, batch_size: int, stats, crawler=None):
         self.db_path = db_path
         self.batch_size = batch_size
         self.stats = stats
+        self.crawler = crawler
         self.db = None
         self._categories: list[dict] = []
         self._products: list[dict] = []
@@ -134,19 +135,33 @@ class SqliteStorePipeline:
     @classmethod
     def from_crawler(cls, crawler):
         pipeline = cls(crawler.settings.get("SHOPSTYLE_DB"), crawler.settings.getint("SHOPSTYLE_DB_BATCH_SIZE"),
-                       crawler.stats)
+                       crawler.stats, crawler)
         crawler.signals.connect(pipeline.item_dropped, signal=signals.item_dropped)
         crawler.signals.connect(pipeline.item_error, signal=signals.item_error)
         return pipeline
 
     def open_spider(self):
         self.db = schema.connect(self.db_path)
+        self._state_bound = False
+
+    def _bind_state(self) -> None:
+        """With -s JOBDIR, keep the leaves' counts in the spider state Scrapy saves on a pause, so that a resumed
+        crawl completes the leaves it had started. The state exists once the spider is open, before any item."""
+        if self._state_bound:
+            return
+        self._state_bound = True
+        state = getattr(self.crawler.spider, "state", None) if self.crawler else None
+        if state is not None:
+            self._through = state.setdefault("items_through", self._through)
+            self._errors = state.setdefault("items_failed", self._errors)
+            self._done = state.setdefault("leaves_done", self._done)
 
     def close_spider(self):
         self.flush()
         self.db.close()
 
     def process_item(self, item):
+        self._bind_state()
         now = datetime.now(UTC).isoformat(timespec="seconds")
         if isinstance(item, CategoryItem):
             self._categories.append({**ItemAdapter(item).asdict(), "is_leaf": int(item.is_leaf), "now": now})
@@ -164,10 +179,12 @@ class SqliteStorePipeline:
         return item
 
     def item_dropped(self, item, response, exception, spider=None):
+        self._bind_state()
         if isinstance(item, ProductItem):
             self._item_through(item.crawl_leaf)
 
     def item_error(self, item, response, failure, spider=None):
+        self._bind_state()
         if isinstance(item, ProductItem):
             self._errors[item.crawl_leaf] += 1
             self._item_through(item.crawl_leaf)

@@ -29,6 +29,14 @@ def rows(db, sql):
         connection.close()
 
 
+def stored(db, table: str) -> int:
+    """Rows in a table of a crawl that may not have created its database yet."""
+    try:
+        return rows(db, f"SELECT count(*) FROM {table}")[0][0] if db.exists() else 0
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0
+
+
 def snapshot(db, images):
     """Every stored column but the crawl timestamps, and every image file's bytes."""
     products = rows(db, "SELECT id, name, description, category_id, brand, retailer, price, currency, in_stock, "
@@ -175,7 +183,7 @@ def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, syn
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and crawl.poll() is None:
-        if db.exists() and rows(db, "SELECT count(*) FROM leaves")[0][0] >= 3:
+        if stored(db, "leaves") >= 3:
             break
         time.sleep(0.05)
     crawl.send_signal(signal.SIGKILL)
@@ -186,3 +194,32 @@ def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, syn
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert snapshot(db, images) == snapshot(*synthetic_crawl[:2])
     assert partial < 27 * PER_LEAF or "skipped as already complete" in resumed.stderr
+
+
+def test_jobdir_pauses_mid_leaf_and_resumes_where_it_stopped(synthetic_sandbox, synthetic_crawl, tmp_path):
+    """Ctrl-C with -s JOBDIR keeps the pending pages and the leaves' progress; the resumed crawl reads only what
+    was left and ends equal to an uninterrupted crawl. Small pages and a slow budget make every leaf span pages."""
+    db, images, jobdir = tmp_path / "crawl.db", tmp_path / "images", tmp_path / "job"
+    settings = {"JOBDIR": jobdir, "SHOPSTYLE_PAGE_SIZE": 10, "SHOPSTYLE_REQUESTS_PER_MINUTE": 1200}
+    env = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"} | {"SHOPSTYLE_API_KEY": KEY}
+    crawl = subprocess.Popen(crawl_command(synthetic_sandbox.url, db, images, settings=settings), cwd=PROJECT_ROOT,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and crawl.poll() is None:
+        if stored(db, "products") >= 5 * 10:
+            break
+        time.sleep(0.05)
+    crawl.send_signal(signal.SIGINT)  # Scrapy's graceful stop: finish what is in flight, save the queue and state
+    _, paused_log = crawl.communicate(timeout=120)
+    assert crawl.returncode == 0, paused_log[-3000:]
+    assert "crawl finished (shutdown)" in paused_log
+    paused_products = rows(db, "SELECT count(*) FROM products")[0][0]
+    assert 0 < paused_products < 27 * PER_LEAF and rows(db, "SELECT count(*) FROM leaves")[0][0] < 27
+    assert (jobdir / "spider.state").is_file()
+
+    resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, settings=settings, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming crawl" in resumed.stderr and "leaves in progress from JOBDIR" in resumed.stderr
+    assert "category tree of" not in resumed.stderr  # the tree request was done before the pause: not read again
+    assert snapshot(db, images) == snapshot(*synthetic_crawl[:2])
+    assert rows(db, "SELECT count(*) FROM leaves")[0][0] == 27

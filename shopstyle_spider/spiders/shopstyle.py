@@ -92,6 +92,10 @@ class ShopstyleSpider(scrapy.Spider):
         if not self.api_key:
             self.logger.error("no API key: pass -a api_key=KEY or set SHOPSTYLE_API_KEY")
             raise CloseSpider("missing_api_key")
+        if hasattr(self, "state"):  # -s JOBDIR: leaves in progress live in the state Scrapy saves on a pause
+            self.leaves = self.state.setdefault("leaves", self.leaves)
+            if self.leaves:
+                self.logger.info("resuming %d leaves in progress from JOBDIR", len(self.leaves))
         yield self.api_request("categories", {"cat": self.root}, self.parse_categories)
 
     # --- callbacks --------------------------------------------------------------------------------------------
@@ -129,6 +133,8 @@ class ShopstyleSpider(scrapy.Spider):
         for leaf in leaves:
             if leaf in completed:
                 self.crawler.stats.inc_value("shopstyle/leaves/skipped")
+                continue
+            if leaf in self.leaves:  # resumed from JOBDIR: its pending pages are in the saved queue
                 continue
             progress = self.leaves[leaf] = LeafProgress(leaf)
             yield self.page_request(progress, 0)
