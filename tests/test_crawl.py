@@ -37,11 +37,15 @@ def stored(db, table: str) -> int:
         return 0
 
 
-def snapshot(db, images):
-    """Every stored column but the crawl timestamps, and every image file's bytes."""
+def snapshot(db, images, sandbox_url: str | None = None):
+    """Every stored column but the crawl timestamps, and every image file's bytes; URLs on ``sandbox_url`` are
+    written relative to it, so that crawls of two sandboxes (two ports) serving one catalog compare equal."""
     products = rows(db, "SELECT id, name, description, category_id, brand, retailer, price, currency, in_stock, "
                         "click_url, image_url, image_path, image_checksum, image_status, image_error "
                         "FROM products ORDER BY id")
+    if sandbox_url:
+        root = sandbox_url.removesuffix("/api/v2")
+        products = [tuple(v.replace(root, "<sandbox>") if isinstance(v, str) else v for v in row) for row in products]
     categories = rows(db, "SELECT id, name, parent_id, is_leaf, path FROM categories ORDER BY id")
     files = {p.relative_to(images).as_posix(): p.read_bytes() for p in sorted(images.rglob("*")) if p.is_file()}
     return products, categories, files

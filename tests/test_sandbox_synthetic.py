@@ -205,3 +205,14 @@ def test_bad_catalog_spec_fails_with_a_clear_message():
     assert result.returncode == 2
     assert result.stdout == ""
     assert "/no/such/dir/styles.csv not found" in result.stderr
+
+
+def test_a_photo_does_not_depend_on_which_photos_were_drawn_before():
+    from shopstyle_spider.sandbox.synthetic import _draw
+
+    catalog = load_catalog("synthetic", seed=3, products_per_category=3)
+    ids = sorted(p.id for p in catalog.products())
+    forwards = [catalog.images.original(i) for i in ids]
+    _draw.cache_clear()
+    backwards = [catalog.images.original(i) for i in reversed(ids)][::-1]
+    assert forwards == backwards

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .catalog import CatalogError
+from .faults import Faults, FaultSpecError, parse_spec
 from .loading import load_catalog
 from .process import URL_PREFIX
 from .ratelimit import RateLimiter
@@ -38,9 +39,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate-burst", type=int, default=None,
                         help="requests a key may send back to back before the per-minute pace applies "
                              "(default: the whole minute's budget)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds every answer is held back (without blocking others), to stand in for the "
+                             "round trip to a distant API in benchmarks")
+    parser.add_argument("--faults", default="",
+                        help="inject faults: comma-separated kind=rate (0..1), 'all=RATE' for every kind. Each "
+                             "request may be struck at random, so a retry can succeed: 500; 429 (Retry-After 1); "
+                             "slow (answer held --slow-seconds); reset (connection dropped); badjson (JSON cut in "
+                             "half); truncated-image (photo cut in half). Example: --faults 500=0.1,badjson=0.05")
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
+    parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long a 'slow' fault holds an answer")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback keeps it private)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
     args = parser.parse_args(argv)
+    try:
+        args.fault_rates = parse_spec(args.faults)
+    except FaultSpecError as error:
+        parser.error(str(error))
     if args.products_per_category < 0:
         parser.error("--products-per-category must be >= 0")
     if args.rate_limit < 0:
@@ -64,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet.error import CannotListenError
     from twisted.web.server import Site
 
-    sandbox = Sandbox(catalog, args.api_key, RateLimiter(args.rate_limit, args.rate_burst))
-    site = Site(build_site(sandbox))
+    faults = Faults(args.fault_rates, args.fault_seed, args.slow_seconds)
+    sandbox = Sandbox(catalog, args.api_key, RateLimiter(args.rate_limit, args.rate_burst), faults)
+    site = Site(build_site(sandbox, args.latency))
     site.noisy = False
     try:
         port = reactor.listenTCP(args.port, site, interface=args.host)
@@ -77,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{URL_PREFIX}{sandbox.base_url}/api/v2", flush=True)
     print(f"sandbox: serving the {catalog.name} catalog: {len(catalog)} products in {len(catalog.leaves())} leaf "
           f"categories (loaded in {time.monotonic() - started:.1f}s); rate limit "
-          f"{args.rate_limit or 'off'}{'/min' if args.rate_limit else ''}; stop with Ctrl-C",
+          f"{args.rate_limit or 'off'}{'/min' if args.rate_limit else ''}; faults "
+          f"{', '.join(f'{k}={v}' for k, v in args.fault_rates.items() if v) or 'none'}; stop with Ctrl-C",
           file=sys.stderr, flush=True)
     reactor.run()
     return 0

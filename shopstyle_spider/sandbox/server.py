@@ -13,10 +13,11 @@ from urllib.parse import quote
 
 from PIL import Image
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from .api import IMAGE_SIZES, ApiError, category_json, product_json
 from .catalog import DEFAULT_SORT, ROOT_ID, SORTS, Catalog
+from .faults import API_KINDS, IMAGE_KINDS, Faults
 from .ratelimit import RateLimiter
 
 RESULT_CAP = 5000  # the real API never returns a result past this offset, whatever `total` says
@@ -27,10 +28,11 @@ DEFAULT_LIMIT = 10
 class Sandbox:
     """What the endpoints share: the catalog, the key, the limiter and the URLs the server is reachable at."""
 
-    def __init__(self, catalog: Catalog, api_key: str, limiter: RateLimiter):
+    def __init__(self, catalog: Catalog, api_key: str, limiter: RateLimiter, faults: Faults | None = None):
         self.catalog = catalog
         self.api_key = api_key
         self.limiter = limiter
+        self.faults = faults or Faults()
         self.base_url = ""  # set once the port is bound
         self._product_json: dict[int, dict] = {}
 
@@ -98,8 +100,16 @@ class ApiEndpoint(Resource):
             if wait:
                 raise ApiError(429, "RateLimitExceeded", "Too many requests for this API key; slow down.",
                                {"Retry-After": RateLimiter.retry_after_header(wait)})
+            fault = self.sandbox.faults.strike(API_KINDS)
+            if fault == "500":
+                raise ApiError(500, "InternalError", "Injected fault: internal error.")
+            if fault == "429":
+                raise ApiError(429, "RateLimitExceeded", "Injected fault: too many requests.", {"Retry-After": "1"})
             path = [segment.decode("utf-8", "replace") for segment in request.postpath if segment]
-            return _write_json(request, 200, self.answer(path, params, pid))
+            body = _write_json(request, 200, self.answer(path, params, pid))
+            if fault == "badjson":
+                body = body[:len(body) // 2]
+            return _faulty(request, body, fault, self.sandbox.faults.slow_seconds)
         except ApiError as error:
             return _write_json(request, error.code, error.body(), error.headers)
 
@@ -177,8 +187,11 @@ class ImagesEndpoint(Resource):
             data = self._bytes(int(path[0]), path[1].removesuffix(".jpg"))
         if data is None:
             return _write_json(request, 404, ApiError(404, "ImageNotFound", "No such image.").body())
+        fault = self.sandbox.faults.strike(IMAGE_KINDS)
+        if fault == "500":
+            return _write_json(request, 500, ApiError(500, "InternalError", "Injected fault.").body())
         request.setHeader(b"content-type", _mime(data).encode())
-        return data
+        return _faulty(request, data, fault, self.sandbox.faults.slow_seconds)
 
     def _bytes(self, product_id: int, size: str) -> bytes | None:
         original = self.sandbox.catalog.images.original(product_id)
@@ -193,6 +206,30 @@ class ImagesEndpoint(Resource):
                 image.convert("RGB").save(buffer, format="JPEG", quality=85)
             self._scaled[key] = buffer.getvalue()
         return self._scaled[key]
+
+
+def _faulty(request: Request, body: bytes, fault: str | None, slow_seconds: float):
+    """The answer as the fault wants it: dropped (``reset``), cut off halfway through with the full length announced
+    (``truncated-image``, what a client sees when a connection dies mid-photo), held back (``slow``), or as it is."""
+    if fault == "reset":
+        request.channel.transport.abortConnection()
+        return NOT_DONE_YET
+    if fault == "truncated-image":
+        request.setHeader(b"content-length", str(len(body)).encode())
+        request.write(body[:len(body) // 2])
+        request.channel.transport.loseConnection()
+        return NOT_DONE_YET
+    if fault == "slow":
+        from twisted.internet import reactor
+
+        def answer() -> None:
+            if not request.finished and request.channel is not None:
+                request.write(body)
+                request.finish()
+
+        reactor.callLater(slow_seconds, answer)
+        return NOT_DONE_YET
+    return body
 
 
 def _mime(data: bytes) -> str:
@@ -217,15 +254,41 @@ class Tree(Resource):
         return NotFoundEndpoint()
 
 
-def build_site(sandbox: Sandbox) -> Resource:
+class Delayed(Resource):
+    """An endpoint whose every answer leaves ``seconds`` late, without holding up the others: the round trip to a
+    distant API, for benchmarks that must not flatter a sequential client with loopback's 3 ms."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Resource, seconds: float):
+        super().__init__()
+        self.inner, self.seconds = inner, seconds
+
+    def render(self, request: Request):
+        from twisted.internet import reactor
+
+        def answer() -> None:
+            if request.finished or request.channel is None:  # the client gave up meanwhile
+                return
+            request.write(self.inner.render(request))
+            request.finish()
+
+        reactor.callLater(self.seconds, answer)
+        return NOT_DONE_YET
+
+
+def build_site(sandbox: Sandbox, latency: float = 0.0) -> Resource:
+    def delayed(resource: Resource) -> Resource:
+        return Delayed(resource, latency) if latency > 0 else resource
+
     root, api, v2 = Tree(), Tree(), Tree()
     endpoints: dict[bytes, Callable[[Sandbox], Resource]] = {
         b"categories": CategoriesEndpoint,
         b"products": ProductsEndpoint,
     }
     for name, endpoint in endpoints.items():
-        v2.putChild(name, endpoint(sandbox))
+        v2.putChild(name, delayed(endpoint(sandbox)))
     api.putChild(b"v2", v2)
     root.putChild(b"api", api)
-    root.putChild(b"images", ImagesEndpoint(sandbox))
+    root.putChild(b"images", delayed(ImagesEndpoint(sandbox)))
     return root

@@ -313,8 +313,10 @@ def _draw(seed: int, product_id: int, leaf: Leaf) -> bytes:
             draw.ellipse(box(-0.5, -0.35, 0.5, 0.35), outline=metal, width=12)
 
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
-    noise = Image.effect_noise(IMAGE_SIZE, rng.uniform(8, 20)).convert("RGB")
-    image = Image.blend(image, noise, 0.08)
+    # Noise from the product's own generator: Pillow's effect_noise draws from C's global rand(), which made a
+    # photo depend on which photos the process had drawn before it.
+    noise = Image.frombytes("L", IMAGE_SIZE, rng.randbytes(IMAGE_SIZE[0] * IMAGE_SIZE[1])).convert("RGB")
+    image = Image.blend(image, noise, rng.uniform(0.03, 0.08))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()

@@ -1,0 +1,82 @@
+"""Injected faults: each kind as the sandbox serves it, and a crawl through all of them that loses nothing."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+
+import pytest
+from PIL import Image
+
+from shopstyle_spider.runner import run_crawl
+from shopstyle_spider.sandbox import SandboxProcess
+
+from .apiclient import KEY, get
+from .test_crawl import snapshot
+
+CATALOG = ("--catalog", "synthetic", "--seed", "7", "--products-per-category", "50", "--rate-limit", "0")
+
+
+@pytest.mark.parametrize("kind", ["500", "429", "badjson", "reset", "slow"])
+def test_each_api_fault_as_served(kind):
+    with SandboxProcess(*CATALOG, "--faults", f"{kind}=1", "--slow-seconds", "1.5") as sandbox:
+        url, params = f"{sandbox.url}/products", {"pid": KEY, "cat": "bootcut-jeans", "limit": 5}
+        started = time.monotonic()
+        if kind == "reset":
+            with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
+                get(url, params)
+            return
+        status, headers, body = get(url, params)
+        if kind == "500":
+            assert status == 500 and json.loads(body)["errorName"] == "InternalError"
+        elif kind == "429":
+            assert status == 429 and headers["Retry-After"] == "1"
+        elif kind == "badjson":
+            assert status == 200
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(body)
+        else:
+            assert status == 200 and len(json.loads(body)["products"]) == 5
+            assert time.monotonic() - started >= 1.5
+
+
+def test_a_truncated_photo_is_cut_off_mid_transfer():
+    with SandboxProcess(*CATALOG) as clean:
+        product = json.loads(get(f"{clean.url}/products", {"pid": KEY, "limit": 1})[2])["products"][0]
+        status, _, whole = get(product["image"]["sizes"]["Original"]["url"])
+        assert status == 200
+        Image.open(io.BytesIO(whole)).load()
+        path = product["image"]["sizes"]["Original"]["url"].split("/images/")[1]
+    with SandboxProcess(*CATALOG, "--faults", "truncated-image=1") as sandbox:
+        with pytest.raises(http.client.IncompleteRead) as caught:
+            get(f"{sandbox.root_url}/images/{path}")
+        assert len(caught.value.partial) == len(whole) // 2
+
+
+def test_a_bad_fault_spec_is_refused_naming_the_part():
+    for spec, message in (("teapot=0.1", "unknown kind 'teapot'"), ("500", "'500' is not kind=rate"),
+                          ("500=lots", "not a number"), ("all=1.5", "not between 0 and 1")):
+        result = subprocess.run([sys.executable, "-m", "shopstyle_spider.sandbox", "--faults", spec],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_crawl_under_transient_faults_ends_equal_to_a_fault_free_one(synthetic_sandbox, synthetic_crawl, tmp_path):
+    """Every transient kind at 10% (slow at 2%, each costing a timeout): retries make the result exact."""
+    faults = "500=0.1,429=0.1,reset=0.1,badjson=0.1,truncated-image=0.1,slow=0.02"
+    with SandboxProcess(*CATALOG, "--faults", faults, "--fault-seed", "3", "--slow-seconds", "5") as sandbox:
+        db, images = tmp_path / "crawl.db", tmp_path / "images"
+        result = run_crawl(sandbox.url, db, images, api_key=KEY, timeout=900,
+                           settings={"DOWNLOAD_TIMEOUT": 2, "RETRY_TIMES": 8, "SHOPSTYLE_BACKOFF_BASE": 0.1})
+    assert result.returncode == 0, result.stderr[-3000:]
+    clean_db, clean_images, _ = synthetic_crawl
+    assert snapshot(db, images, sandbox.url) == snapshot(clean_db, clean_images, synthetic_sandbox.url)
+    log = result.stderr
+    for reason in ("malformed_json", "500 Internal Server Error", "429 Unknown Status"):
+        assert f"retry/reason_count/{reason}" in log or reason in log, reason
+    assert "'shopstyle/malformed_pages'" not in log  # every malformed page was read again, none given up
