@@ -64,6 +64,9 @@ EXTENSIONS = {
     "shopstyle_spider.extensions.CrawlSummary": 500,
 }
 
+# `scrapy crawl` exits 1 when the spider refused to crawl (no key, rejected key, no category tree).
+COMMANDS_MODULE = "shopstyle_spider.commands"
+
 LOG_LEVEL = "INFO"
 # No telnet console or remote control port: a crawl opens no listening socket of its own.
 TELNETCONSOLE_ENABLED = False

@@ -109,6 +109,7 @@ def test_no_key_refuses_to_start(synthetic_sandbox, tmp_path):
     assert "no API key: pass -a api_key=KEY or set SHOPSTYLE_API_KEY" in result.stderr
     assert "Crawled (" not in result.stderr  # not one request was sent
     assert "crawl finished (missing_api_key)" in result.stderr
+    assert result.returncode == 1  # a script can tell a refused crawl from one that ran
 
 
 def test_a_wrong_key_stops_the_crawl_at_once_with_the_apis_error(synthetic_sandbox, tmp_path):
@@ -117,6 +118,7 @@ def test_a_wrong_key_stops_the_crawl_at_once_with_the_apis_error(synthetic_sandb
     assert "the API rejected the key: 403 InvalidPartnerId" in result.stderr
     assert "crawl finished (api_key_rejected)" in result.stderr
     assert "Retrying" not in result.stderr
+    assert result.returncode == 1
 
 
 def test_the_default_budget_never_draws_a_429(tmp_path):

@@ -80,3 +80,18 @@ def test_a_crawl_under_transient_faults_ends_equal_to_a_fault_free_one(synthetic
     for reason in ("malformed_json", "500 Internal Server Error", "429 Unknown Status"):
         assert f"retry/reason_count/{reason}" in log or reason in log, reason
     assert "'shopstyle/malformed_pages'" not in log  # every malformed page was read again, none given up
+
+
+def test_a_page_still_malformed_after_retries_is_logged_and_counted_and_the_crawl_goes_on(tmp_path):
+    """Half of the API's answers malformed and no retries: pages are given up one by one, the crawl finishes.
+    (Fault seed 0 lets the first request, the category tree, through.)"""
+    with SandboxProcess(*CATALOG, "--faults", "badjson=0.5", "--fault-seed", "0") as sandbox:
+        result = run_crawl(sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key=KEY, timeout=300,
+                           settings={"RETRY_TIMES": 0})
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stderr
+    assert "crawl finished (finished)" in log and "malformed JSON from" in log
+    malformed = int(log.split("malformed pages ")[1].split(",")[0])
+    incomplete = int(log.split(" skipped as already complete, ")[1].split(" incomplete")[0])
+    assert malformed > 0 and incomplete == malformed  # one page a leaf: each malformed page leaves its leaf open
+    assert f"'shopstyle/malformed_pages': {malformed}" in log

@@ -1,0 +1,24 @@
+"""``scrapy crawl``, exiting with status 1 when the spider refused to crawl or could not start.
+
+Scrapy's own command exits 0 whatever the close reason, so a script or a scheduler cannot tell a crawl that ran
+from one that stopped at once for a missing or rejected API key.
+"""
+
+from __future__ import annotations
+
+from scrapy.commands.crawl import Command as ScrapyCrawlCommand
+
+# close reasons that mean nothing was crawled (set by the shopstyle spider with CloseSpider)
+REFUSED = frozenset({"missing_api_key", "api_key_rejected", "category_tree_unavailable"})
+
+
+class Command(ScrapyCrawlCommand):
+    def _create_crawler(self, spname):
+        self._crawler = super()._create_crawler(spname)
+        return self._crawler
+
+    def run(self, args, opts) -> None:
+        super().run(args, opts)
+        reason = getattr(self, "_crawler", None) and self._crawler.stats.get_value("finish_reason")
+        if reason in REFUSED:
+            self.exitcode = 1
