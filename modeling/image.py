@@ -137,12 +137,13 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     def fit(self, X=None, y=None):
         """Build the network once (an unusable spec fails here, before any training) and note its fingerprint."""
         self.fingerprint_ = backbone_fingerprint(self.backbone, self.weights)
-        loaded = self._network()
+        loaded = self.network()
         self.input_size_ = loaded.input_size
         self.n_features_out_ = int(loaded.model.output_shape[-1])
         return self
 
-    def _network(self) -> LoadedBackbone:
+    def network(self) -> LoadedBackbone:
+        """The Keras network, built on first use and checked against the fingerprint the estimator was fitted with."""
         loaded = self.__dict__.get("_loaded")
         if loaded is None:
             fingerprint = backbone_fingerprint(self.backbone, self.weights)
@@ -191,7 +192,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         """Embed each photo once, decoding up to a few batches ahead of the network."""
         if not todo:
             return {}
-        network = self._network()
+        network = self.network()
         size = network.input_size
         items = list(todo.items())
         ahead: deque[tuple[list[str], list[Future]]] = deque()

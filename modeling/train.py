@@ -66,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="experiment name (default: the backbone and the number of categories)")
     parser.add_argument("--cache-dir", type=Path, default=config.embedding_cache_dir(),
                         help="embedding cache (keyed by backbone and photo content: a second run embeds nothing)")
-    parser.add_argument("--text-C", type=float, default=5.0, help="inverse regularisation of the text classifier")
+    parser.add_argument("--text-classifier", choices=("sgd", "logistic"), default="sgd",
+                        help="the text branch's linear model: logistic loss by SGD (fast on large catalogs) or "
+                             "multinomial logistic regression by L-BFGS")
+    parser.add_argument("--text-alpha", type=float, default=1e-5, help="L2 penalty of the SGD text classifier")
+    parser.add_argument("--text-C", type=float, default=5.0,
+                        help="inverse regularisation of the logistic-regression text classifier")
     parser.add_argument("--no-stemming", action="store_true", help="TF-IDF on words as written, without stemming")
     parser.add_argument("--cv", type=int, default=5, help="folds for the out-of-fold probabilities of the stacking")
     parser.add_argument("--batch-size", type=int, default=32, help="photos per network call when embedding")
@@ -160,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
              frame["category"].nunique(), len(train), (frame["split"] == "validation").sum(),
              (frame["split"] == "test").sum(), frame["image_path"].notna().sum())
 
-    model = ProductClassifier(text=make_text_pipeline(stem=not args.no_stemming, C=args.text_C), image=embedder,
+    model = ProductClassifier(text=make_text_pipeline(stem=not args.no_stemming, classifier=args.text_classifier,
+                                                        alpha=args.text_alpha, C=args.text_C), image=embedder,
                               cv=args.cv, random_state=args.seed,
                               category_parents={c: parents.get(c) for c in sorted(frame["category"].unique())})
     model.fit(train, train["category"])
@@ -193,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "parameters": {"db": str(args.db), "image_backbone": args.image_backbone if embedder else None,
                        "weights": args.weights if embedder else None, "categories": args.categories,
-                       "min_products": args.min_products, "text_C": args.text_C, "stemming": not args.no_stemming,
+                       "min_products": args.min_products, "text_classifier": args.text_classifier,
+                       "text_alpha": args.text_alpha, "text_C": args.text_C, "stemming": not args.no_stemming,
                        "cv": args.cv, "seed": args.seed, "keep": args.keep, "model": verdict,
                        "train_products": len(train), "train_seconds": round(time.perf_counter() - started, 1)},
         "versions": library_versions(),

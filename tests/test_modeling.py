@@ -237,9 +237,10 @@ def test_a_model_from_another_scikit_learn_version_warns_clearly(tmp_path, monke
 
 
 def test_the_classifier_is_a_cloneable_estimator_that_serves_products_without_photos(tiny_backbone):
-    model = ProductClassifier(text=make_text_pipeline(C=2.0), image=ImageEmbedder(str(tiny_backbone)), cv=3)
+    model = ProductClassifier(text=make_text_pipeline(alpha=1e-4), image=ImageEmbedder(str(tiny_backbone)), cv=3)
     copy = clone(model)
-    assert copy.get_params()["text__classifier__C"] == 2.0 and copy.get_params()["image__backbone"].endswith(".keras")
+    params = copy.get_params()
+    assert params["text__classifier__alpha"] == 1e-4 and params["image__backbone"].endswith(".keras")
     X = pd.DataFrame({"name": ["wool scarf", "silk scarf", "leather belt", "canvas belt"] * 3,
                       "description": ["warm", "", "<b>brown</b>", None] * 3})
     fitted = copy.fit(X, ["scarves", "scarves", "belts", "belts"] * 3)
