@@ -52,6 +52,8 @@ class CrawlSummary:
                    if key.startswith("shopstyle/dropped/")}
         images = {key.removeprefix("shopstyle/images/"): value for key, value in stats.items()
                   if key.startswith("shopstyle/images/")}
+        cleaned = {key.removeprefix("shopstyle/cleaned/"): value for key, value in stats.items()
+                   if key.startswith("shopstyle/cleaned/")}
         lines = [
             f"crawl finished ({reason}) in {stats.get('elapsed_time_seconds', 0):.1f}s",
             f"  this run: {stats.get('shopstyle/products_written', 0)} products written, "
@@ -60,6 +62,7 @@ class CrawlSummary:
             f"{stats.get('shopstyle/leaves/incomplete', 0)} incomplete",
             f"  images this run: {_counts(images)}",
             f"  dropped items: {_counts(dropped)}",
+            f"  cleaned: {_counts(cleaned)}; duplicate listings skipped {stats.get('shopstyle/duplicates', 0)}",
             f"  requests: {stats.get('downloader/request_count', 0)} "
             f"({stats.get('shopstyle/api_requests', 0)} to the API, "
             f"{stats.get('retry/count', 0)} retries, {stats.get('shopstyle/backoff/429', 0)} answered 429); "

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 from collections import Counter
 from datetime import UTC, datetime
 
 from itemadapter import ItemAdapter
+from PIL import Image
 from scrapy import Request, signals
 from scrapy.exceptions import DropItem
 from scrapy.http.request import NO_CALLBACK
@@ -17,24 +20,46 @@ from . import schema
 from .items import CategoryItem, LeafDoneItem, ProductItem
 
 logger = logging.getLogger(__name__)
+UNUSABLE = "not a usable image"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\x1b\[[0-9;]*[A-Za-z]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+TEXT_FIELDS = ("name", "description", "brand", "retailer")
+
+
+def clean_field(value: str) -> str:
+    """Text safe to store and show: control characters and terminal escapes removed, lone surrogates (which UTF-8
+    cannot encode, so sqlite would refuse them) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))
 
 
 class ValidationPipeline:
-    """Drop products that cannot be trained on, counting each drop by reason in the crawl stats."""
+    """Clean product text and drop products that cannot be trained on, counting both by kind in the crawl stats."""
 
     REQUIRED = ("id", "name", "category_id")
 
-    def __init__(self, stats):
+    def __init__(self, stats, max_description: int):
         self.stats = stats
+        self.max_description = max_description
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler.stats)
+        return cls(crawler.stats, crawler.settings.getint("SHOPSTYLE_MAX_DESCRIPTION_CHARS"))
 
     def process_item(self, item):
         if not isinstance(item, ProductItem):
             return item
         adapter = ItemAdapter(item)
+        for field in TEXT_FIELDS:
+            value = adapter[field]
+            if isinstance(value, str) and (cleaned := clean_field(value)) != value:
+                adapter[field] = cleaned
+                self.stats.inc_value(f"shopstyle/cleaned/bad_chars_{field}")
+        description = adapter["description"]
+        if isinstance(description, str) and len(description) > self.max_description:
+            adapter["description"] = description[:self.max_description]
+            self.stats.inc_value("shopstyle/cleaned/description_truncated")
         for field in self.REQUIRED:
             value = adapter[field]
             if isinstance(value, str):
@@ -52,6 +77,14 @@ class ValidationPipeline:
         raise DropItem(message)
 
 
+def _not_a_recorded_photo_failure(record: logging.LogRecord) -> bool:
+    """False for Scrapy's traceback of a photo failure this pipeline already recorded on its product and logged in
+    one line (a dead link or a bad image is data, not a crash); True for everything else."""
+    # the key redaction turns records into text and keeps what was raised as record.exception
+    exception = getattr(record, "exception", None) or (record.exc_info[1] if record.exc_info else None)
+    return not isinstance(exception, FileException)
+
+
 class ProductImagesPipeline(ImagesPipeline):
     """Fetch each product's largest photo into IMAGES_STORE as ``full/<product id>.jpg``.
 
@@ -59,6 +92,13 @@ class ProductImagesPipeline(ImagesPipeline):
     lets a re-crawl find it already stored. A photo that is missing, fails or does not decode keeps its product:
     the reason is recorded on the item instead.
     """
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        media_log = logging.getLogger("scrapy.pipelines.media")
+        if _not_a_recorded_photo_failure not in media_log.filters:
+            media_log.addFilter(_not_a_recorded_photo_failure)
+        return super().from_crawler(crawler)
 
     def get_media_requests(self, item, info):
         if not isinstance(item, ProductItem) or not item.image_urls:
@@ -77,6 +117,14 @@ class ProductImagesPipeline(ImagesPipeline):
     async def media_downloaded(self, response, request, info, *, item=None):
         if response.status == 404:  # a dead image link is common and expected: recorded, not logged as a warning
             raise FileException("missing (HTTP 404)")
+        if response.status == 200:
+            # Read the header first: an HTML page or a decompression bomb is bad data to record, not an error for
+            # Scrapy to log with a traceback; the bomb is refused from its header, before any pixel is decoded.
+            try:
+                with Image.open(io.BytesIO(response.body)) as image:
+                    image.size  # noqa: B018  (opening parses the header; size is what a bomb lies about)
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+                raise FileException(f"{UNUSABLE}: {error}") from None
         return await super().media_downloaded(response, request, info, item=item)
 
     def media_failed(self, failure, request, info):
@@ -103,7 +151,7 @@ class ProductImagesPipeline(ImagesPipeline):
                 message = str(error) or type(error).__name__
                 if message.startswith("missing"):
                     item.image_status = "missing"
-                elif isinstance(error, ImageException) or "cannot identify image" in message:
+                elif isinstance(error, ImageException) or message.startswith(UNUSABLE):
                     item.image_status = "invalid"
                 else:
                     item.image_status = "failed"

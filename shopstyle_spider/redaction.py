@@ -42,6 +42,9 @@ class LogRedactor:
         self._previous = None
 
     def redact(self, record: logging.LogRecord) -> logging.LogRecord:
+        # Filters still need to know what was raised once the record is text: keep the exception object (from
+        # exc_info, or from a twisted Failure logged as the message, as Scrapy does).
+        record.exception = record.exc_info[1] if record.exc_info else getattr(record.msg, "value", None)
         record.msg = redact_text(record.getMessage(), self.secrets)
         record.args = None
         if record.exc_info:

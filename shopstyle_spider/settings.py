@@ -28,6 +28,8 @@ SHOPSTYLE_DEEP_SORTS = ["", "Recency"]
 SHOPSTYLE_DB = str(config.crawl_db())
 # Rows written per transaction; a leaf's completion always commits at once with its last products.
 SHOPSTYLE_DB_BATCH_SIZE = 500
+# Descriptions longer than this many characters are cut (and counted): a 1 MB description is an API fault, not text.
+SHOPSTYLE_MAX_DESCRIPTION_CHARS = 20_000
 # Where product photos are stored, as full/<product id>.jpg.
 IMAGES_STORE = str(config.images_dir())
 # Re-download a stored photo after this many days (0: always).

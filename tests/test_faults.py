@@ -95,3 +95,53 @@ def test_a_page_still_malformed_after_retries_is_logged_and_counted_and_the_craw
     incomplete = int(log.split(" skipped as already complete, ")[1].split(" incomplete")[0])
     assert malformed > 0 and incomplete == malformed  # one page a leaf: each malformed page leaves its leaf open
     assert f"'shopstyle/malformed_pages': {malformed}" in log
+
+
+def struck(kind: str, rate: float, seed: int, ids) -> set[int]:
+    """The products a data fault sticks to, as the sandbox decides it."""
+    from shopstyle_spider.sandbox.faults import Faults
+
+    faults = Faults({kind: rate}, seed)
+    return {i for i in ids if faults.sticks(kind, i)}
+
+
+@pytest.fixture(scope="module")
+def data_fault_crawl(tmp_path_factory):
+    """One crawl of the synthetic catalog with every data fault at 5%, and what the sandbox spoiled."""
+    from shopstyle_spider.sandbox import load_catalog
+
+    folder = tmp_path_factory.mktemp("data-faults")
+    spec = "not-image=0.05,bomb=0.05,duplicate=0.05,missing-field=0.05,huge-text=0.05,bad-chars=0.05"
+    with SandboxProcess(*CATALOG, "--faults", spec, "--fault-seed", "11") as sandbox:
+        result = run_crawl(sandbox.url, folder / "crawl.db", folder / "images", api_key=KEY, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids = [p.id for p in load_catalog("synthetic", seed=7, products_per_category=50).products()]
+    spoiled = {kind: struck(kind, 0.05, 11, ids) for kind in spec.replace("=0.05", "").split(",")}
+    return folder / "crawl.db", folder / "images", result.stderr, spoiled, ids
+
+
+def test_data_faults_are_dropped_cleaned_or_rejected_by_kind(data_fault_crawl):
+    db, images, log, spoiled, ids = data_fault_crawl
+    import sqlite3
+
+    connection = sqlite3.connect(db)
+    stored = {row[0]: row[1:] for row in connection.execute(
+        "SELECT id, name, description, image_status, image_error FROM products")}
+    connection.close()
+    assert set(stored) == set(ids) - spoiled["missing-field"]  # dropped with a reason, everything else kept once
+    assert f"'shopstyle/dropped/missing_name': {len(spoiled['missing-field'])}" in log
+    for product in spoiled["not-image"] | spoiled["bomb"]:
+        if product in stored:
+            status, error = stored[product][2:]
+            assert status == "invalid", (product, status, error)
+    bomb = next(p for p in spoiled["bomb"] - spoiled["not-image"] - spoiled["missing-field"])
+    assert "decompression bomb" in stored[bomb][3]
+    assert not any((images / "full" / f"{p}.jpg").exists() for p in spoiled["not-image"] | spoiled["bomb"])
+    for product in spoiled["bad-chars"] - spoiled["missing-field"]:
+        name, description = stored[product][:2]
+        assert name.endswith("[31m\ufffd end") and "\x00" not in name and "\x07" not in name
+    for product in spoiled["huge-text"] - spoiled["missing-field"]:
+        assert len(stored[product][1]) == 20_000
+    assert f"description_truncated {len(spoiled['huge-text'])}" in log  # counted before a missing name drops one
+    assert "duplicate listings skipped" in log and "'shopstyle/duplicates'" in log
+    assert "crawl finished (finished)" in log and "Traceback" not in log

@@ -46,7 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="inject faults: comma-separated kind=rate (0..1), 'all=RATE' for every kind. Each "
                              "request may be struck at random, so a retry can succeed: 500; 429 (Retry-After 1); "
                              "slow (answer held --slow-seconds); reset (connection dropped); badjson (JSON cut in "
-                             "half); truncated-image (photo cut in half). Example: --faults 500=0.1,badjson=0.05")
+                             "half); truncated-image (photo cut off mid-transfer). Data kinds stick to a product "
+                             "every time it is served: "
+                             "not-image (HTML served as image/jpeg); bomb (a PNG claiming 40000x40000 pixels); "
+                             "duplicate (listed twice in its leaf and once in another); missing-field (no name); "
+                             "huge-text (a 1 MB description); bad-chars (control characters and a lone surrogate). "
+                             "Example: --faults 500=0.1,badjson=0.05,bomb=0.01")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long a 'slow' fault holds an answer")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback keeps it private)")

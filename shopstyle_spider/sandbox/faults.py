@@ -2,18 +2,45 @@
 
 Transient kinds strike a request at random, so a retry can succeed: ``500``, ``429`` (Retry-After 1), ``slow`` (an
 answer held past ``--slow-seconds``), ``reset`` (the connection dropped without an answer), ``badjson`` (a JSON
-body cut in half) and ``truncated-image`` (a photo cut in half). Draws come from one generator seeded with
-``--fault-seed``, in the order requests arrive.
+body cut in half) and ``truncated-image`` (a photo cut off mid-transfer). Draws come from one generator seeded
+with ``--fault-seed``, in the order requests arrive.
+
+Data kinds stick to a product, every time it is served, as bad data does: ``not-image`` (an HTML page served as
+image/jpeg), ``bomb`` (a PNG whose header claims 40,000 x 40,000 pixels), ``duplicate`` (the product listed twice
+in its own leaf and once more in another), ``missing-field`` (no ``name``), ``huge-text`` (a 1 MB description) and
+``bad-chars`` (control characters and a lone surrogate in name and description). Which products a kind strikes
+is a hash of the fault seed, the kind and the product id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import struct
+import zlib
 from dataclasses import dataclass, field
 
 API_KINDS = ("500", "429", "slow", "reset", "badjson")  # in the order they are drawn for an API request
 IMAGE_KINDS = ("500", "slow", "reset", "truncated-image")  # the same for a photo (a CDN does not send 429)
 TRANSIENT_KINDS = tuple(dict.fromkeys(API_KINDS + IMAGE_KINDS))
+DATA_KINDS = ("not-image", "bomb", "duplicate", "missing-field", "huge-text", "bad-chars")
+KINDS = TRANSIENT_KINDS + DATA_KINDS
+
+NOT_AN_IMAGE = b"<!DOCTYPE html><html><body><h1>Image temporarily unavailable</h1></body></html>"
+HUGE_TEXT_BYTES = 1_000_000
+BAD_CHARS = "\x00\x07\x1b[31m\ud800"  # NUL, BEL, an ANSI escape, a lone surrogate
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def decompression_bomb(side: int = 40_000) -> bytes:
+    """A valid PNG header for a ``side`` x ``side`` image with one compressed row: tiny on the wire, 1.6 billion
+    pixels for a decoder that trusts the header."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    row = zlib.compress(b"\x00" * (side + 1))
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", row) + _png_chunk(b"IEND", b"")
 
 
 class FaultSpecError(ValueError):
@@ -39,11 +66,11 @@ def parse_spec(spec: str) -> dict[str, float]:
         if not 0 <= rate <= 1:
             raise FaultSpecError(f"--faults: the rate in {part!r} is not between 0 and 1")
         if kind == "all":
-            rates.update(dict.fromkeys(TRANSIENT_KINDS, rate))
-        elif kind in TRANSIENT_KINDS:
+            rates.update(dict.fromkeys(KINDS, rate))
+        elif kind in KINDS:
             rates[kind] = rate
         else:
-            raise FaultSpecError(f"--faults: unknown kind {kind!r} (known: all, {', '.join(TRANSIENT_KINDS)})")
+            raise FaultSpecError(f"--faults: unknown kind {kind!r} (known: all, {', '.join(KINDS)})")
     return rates
 
 
@@ -56,6 +83,7 @@ class Faults:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self.struck: dict[str, int] = dict.fromkeys(TRANSIENT_KINDS, 0)
+        self._sticks: dict[tuple[str, int], bool] = {}
 
     def strike(self, kinds: tuple[str, ...]) -> str | None:
         """The first of ``kinds`` that strikes this request, or None; one draw per kind with a non-zero rate."""
@@ -65,3 +93,25 @@ class Faults:
                 self.struck[kind] += 1
                 return kind
         return None
+
+    def sticks(self, kind: str, product_id: int) -> bool:
+        """Whether a data fault holds for this product: the same answer for the life of the sandbox and per seed."""
+        rate = self.rates.get(kind, 0.0)
+        if not rate:
+            return False
+        key = (kind, product_id)
+        if key not in self._sticks:
+            digest = hashlib.sha256(f"{self.seed}:{kind}:{product_id}".encode()).digest()
+            self._sticks[key] = int.from_bytes(digest[:8], "big") / 2**64 < rate
+        return self._sticks[key]
+
+    def spoil(self, body: dict) -> dict:
+        """A product's JSON with its sticky text faults applied."""
+        product_id = body["id"]
+        if self.sticks("missing-field", product_id):
+            body = {k: v for k, v in body.items() if k != "name"}
+        if self.sticks("huge-text", product_id):
+            body = {**body, "description": ("Soft cotton. " * (HUGE_TEXT_BYTES // 13 + 1))[:HUGE_TEXT_BYTES]}
+        if self.sticks("bad-chars", product_id):
+            body = {**body, **{k: f"{body[k]}{BAD_CHARS} end" for k in ("name", "description") if k in body}}
+        return body

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
 from PIL import Image
@@ -16,8 +16,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from .api import IMAGE_SIZES, ApiError, category_json, product_json
-from .catalog import DEFAULT_SORT, ROOT_ID, SORTS, Catalog
-from .faults import API_KINDS, IMAGE_KINDS, Faults
+from .catalog import DEFAULT_SORT, ROOT_ID, SORTS, Catalog, Product
+from .faults import API_KINDS, IMAGE_KINDS, NOT_AN_IMAGE, Faults, decompression_bomb
 from .ratelimit import RateLimiter
 
 RESULT_CAP = 5000  # the real API never returns a result past this offset, whatever `total` says
@@ -35,6 +35,7 @@ class Sandbox:
         self.faults = faults or Faults()
         self.base_url = ""  # set once the port is bound
         self._product_json: dict[int, dict] = {}
+        self._listings: dict[tuple[str, str], list[Product]] = {}
 
     @property
     def images_url(self) -> str:
@@ -47,7 +48,25 @@ class Sandbox:
         body = self._product_json[product_id]
         if "retailer" in body:  # as on the real API, the retailer link carries the caller's key
             body = {**body, "clickUrl": f"{self.base_url}/action/apiVisitRetailer?id={product_id}&pid={quote(pid)}"}
-        return body
+        return self.faults.spoil(body)
+
+    def listing(self, category_id: str, sort: str) -> Sequence[Product]:
+        """A category's products in ``sort`` order; with the ``duplicate`` fault, its struck products are listed
+        again at the end, and so are the struck products of the next leaf (a product in two categories)."""
+        products = self.catalog.query(category_id, sort)
+        if not self.faults.rates.get("duplicate"):
+            return products
+        key = (category_id, sort)
+        if key not in self._listings:
+            leaves = [leaf.id for leaf in self.catalog.leaves()]
+            extra = [p for p in products if self.faults.sticks("duplicate", p.id)]
+            if category_id in leaves:
+                neighbour = leaves[(leaves.index(category_id) + 1) % len(leaves)]
+                if neighbour != category_id:
+                    extra += [p for p in self.catalog.query(neighbour, sort)
+                              if self.faults.sticks("duplicate", p.id)]
+            self._listings[key] = [*products, *extra]
+        return self._listings[key]
 
 
 def _write_json(request: Request, status: int, body: dict, headers: dict[str, str] | None = None) -> bytes:
@@ -55,7 +74,7 @@ def _write_json(request: Request, status: int, body: dict, headers: dict[str, st
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     for name, value in (headers or {}).items():
         request.setHeader(name.encode(), value.encode())
-    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+    return json.dumps(body).encode("utf-8")  # ASCII escapes: a lone surrogate (the bad-chars fault) stays valid
 
 
 def _params(request: Request) -> dict[str, str]:
@@ -151,7 +170,7 @@ class ProductsEndpoint(ApiEndpoint):
             raise ApiError(400, "InvalidParameter", "Filters (fl) are not supported by the sandbox.")
         offset = _int_param(params, "offset", 0)
         limit = min(_int_param(params, "limit", DEFAULT_LIMIT), MAX_LIMIT)
-        products = catalog.query(category.id, sort)
+        products = self.sandbox.listing(category.id, sort)
         if params.get("fts"):
             words = params["fts"].lower().split()
             products = [p for p in products
@@ -184,7 +203,14 @@ class ImagesEndpoint(Resource):
         path = [segment.decode("utf-8", "replace") for segment in request.postpath]
         data = None
         if len(path) == 2 and path[0].isdigit() and path[1].removesuffix(".jpg") in IMAGE_SIZES:
-            data = self._bytes(int(path[0]), path[1].removesuffix(".jpg"))
+            product_id, faults = int(path[0]), self.sandbox.faults
+            if faults.sticks("not-image", product_id):
+                request.setHeader(b"content-type", b"image/jpeg")
+                return NOT_AN_IMAGE
+            if faults.sticks("bomb", product_id):
+                request.setHeader(b"content-type", b"image/png")
+                return decompression_bomb()
+            data = self._bytes(product_id, path[1].removesuffix(".jpg"))
         if data is None:
             return _write_json(request, 404, ApiError(404, "ImageNotFound", "No such image.").body())
         fault = self.sandbox.faults.strike(IMAGE_KINDS)

@@ -55,6 +55,7 @@ class ShopstyleSpider(scrapy.Spider):
         self.only = {c.strip() for c in categories.split(",") if c.strip()}
         self.api_key = api_key or os.environ.get("SHOPSTYLE_API_KEY", "")
         self.leaves: dict[str, LeafProgress] = {}
+        self.products_seen: set[int] = set()  # across leaves: a product listed in two categories is stored once
 
     @classmethod
     def update_settings(cls, settings):
@@ -168,9 +169,15 @@ class ShopstyleSpider(scrapy.Spider):
             product_id = product.get("id")
             if product_id in progress.seen:
                 met_first_pass = progress.deep_pass
+                if not progress.deep_pass:  # the second pass meeting the first is expected; this is not
+                    self.crawler.stats.inc_value("shopstyle/duplicates")
                 continue
             if product_id is not None:
                 progress.seen.add(product_id)
+                if product_id in self.products_seen:
+                    self.crawler.stats.inc_value("shopstyle/duplicates")
+                    continue
+                self.products_seen.add(product_id)
             progress.products += 1
             yield self.product_item(product, progress.id)
         if progress.deep_pass and body["products"] and not met_first_pass and len(progress.seen) < wanted \
