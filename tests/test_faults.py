@@ -145,3 +145,39 @@ def test_data_faults_are_dropped_cleaned_or_rejected_by_kind(data_fault_crawl):
     assert f"description_truncated {len(spoiled['huge-text'])}" in log  # counted before a missing name drops one
     assert "duplicate listings skipped" in log and "'shopstyle/duplicates'" in log
     assert "crawl finished (finished)" in log and "Traceback" not in log
+
+
+def test_killed_three_times_under_faults_and_resumed_it_ends_as_a_fault_free_crawl(synthetic_sandbox, synthetic_crawl,
+                                                                                  tmp_path):
+    """kill -9 at three moments (after a seeded random share of the products is stored), restart each time; the
+    last run goes to the end. Transient faults strike throughout; the integrity check holds after every kill."""
+    import os
+    import random
+    import signal
+    import sqlite3
+
+    from shopstyle_spider.config import PROJECT_ROOT
+    from shopstyle_spider.runner import crawl_command
+
+    from .test_crawl import stored
+
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    settings = {"RETRY_TIMES": 8, "SHOPSTYLE_BACKOFF_BASE": 0.1}
+    env = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"} | {"SHOPSTYLE_API_KEY": KEY}
+    moments = sorted(random.Random(5).sample(range(100, 1300), 3))
+    faults = "500=0.05,429=0.05,reset=0.05,badjson=0.05,truncated-image=0.05"
+    with SandboxProcess(*CATALOG, "--faults", faults, "--fault-seed", "8") as sandbox:
+        for moment in moments:
+            crawl = subprocess.Popen(crawl_command(sandbox.url, db, images, settings=settings), cwd=PROJECT_ROOT,
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and crawl.poll() is None and stored(db, "products") < moment:
+                time.sleep(0.02)
+            crawl.send_signal(signal.SIGKILL)
+            crawl.wait()
+            with sqlite3.connect(db) as connection:
+                assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        result = run_crawl(sandbox.url, db, images, api_key=KEY, settings=settings, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    clean_db, clean_images, _ = synthetic_crawl
+    assert snapshot(db, images, sandbox.url) == snapshot(clean_db, clean_images, synthetic_sandbox.url)
