@@ -167,7 +167,8 @@ def test_predict_writes_a_line_per_product_and_names_every_bad_record(trained, t
         json.dumps({"id": 4, "name": "Maxi dress", "image_path": 42}),
         json.dumps(["a", "list"]),
         "",
-        json.dumps({"id": 7, "name": "<script>alert(1)</script> \u0000\u202e dress", "image_path": "nowhere.jpg"}),
+        json.dumps({"id": 7, "name": "<script>alert(1)</script> \u0000\u202e\ud800 dress",
+                    "image_path": "nowhere.jpg"}),
         json.dumps({"id": 8, "name": "Skinny jeans", "description": None, "image_path": photo}),
         json.dumps({"name": "no id"}),
     ]

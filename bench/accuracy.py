@@ -1,0 +1,180 @@
+"""Accuracy on the real fashion catalog: our model against the 2016 method, on the same deterministic split.
+
+Crawls ``../shared/datasets/fashion`` through the sandbox into ``data/bench/fashion`` (a second run finds the crawl
+complete and adds nothing) unless ``--db`` names a crawl, trains our model with ``python -m modeling.train`` (text +
+the shared MobileNetV2, stacked; recorded as an experiment), then re-implements the 2016 method on the same
+training products and scores both on the same test products:
+
+- text: binary bag of the 20,000 most frequent words -> 100 ReLU units -> softmax (Keras, Adam, 5 epochs, batch 32)
+- image: softmax regression on the frozen embeddings (the same MobileNetV2 embeddings ours uses)
+- combined: the text model's hidden layer concatenated with the image embedding -> softmax
+
+    .venv/bin/python bench/accuracy.py [--db data/crawl.db --images data/images]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from modeling import train
+from modeling.data import load_products, select_categories
+from modeling.image import ImageEmbedder
+from modeling.metrics import branch_metrics
+from shopstyle_spider import config
+from shopstyle_spider.runner import run_crawl
+from shopstyle_spider.sandbox import SandboxProcess
+
+KEY = "bench-key"
+GOALS = {"text accuracy": 0.98, "image accuracy (photos)": 0.87, "stacked/text error on photos": 0.85,
+         "coverage at 98% accuracy": 0.99}
+
+
+def crawl_fashion(folder: Path) -> tuple[Path, Path]:
+    db, images = folder / "crawl.db", folder / "images"
+    with SandboxProcess("--catalog", f"fashion:{config.fashion_dir()}", "--api-key", KEY, "--rate-limit", "0") as sb:
+        result = run_crawl(sb.url, db, images, api_key=KEY,
+                           spider_args={"root": "clothes-shoes-and-jewelry", "max_per_category": 1_000_000},
+                           settings={"SHOPSTYLE_REQUESTS_PER_MINUTE": 60_000, "LOG_LEVEL": "WARNING"})
+    if result.returncode != 0:
+        raise SystemExit(f"the crawl failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return db, images
+
+
+def method_2016(train_frame, test_frame, train_embeddings, test_embeddings, seed: int) -> dict[str, np.ndarray]:
+    """Class-index predictions and scores of the 2016 text, image and combined models."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    keras.utils.set_random_seed(seed)
+    classes = np.unique(train_frame["category"])
+    y = np.searchsorted(classes, train_frame["category"])
+
+    def text_of(frame):
+        return (frame["name"] + " " + frame["description"]).tolist()
+
+    words = CountVectorizer(binary=True, max_features=20_000)
+    x_train = words.fit_transform(text_of(train_frame)).astype(np.float32)
+    x_test = words.transform(text_of(test_frame)).astype(np.float32)
+    inputs = keras.Input((x_train.shape[1],), sparse=True)
+    hidden = keras.layers.Dense(100, activation="relu", name="hidden")(inputs)
+    text_model = keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(hidden))
+    text_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    text_model.fit(x_train, y, epochs=5, batch_size=32, verbose=0)
+    text_proba = text_model.predict(x_test, batch_size=256, verbose=0)
+
+    has_train = ~np.isnan(train_embeddings[:, 0])
+    has_test = ~np.isnan(test_embeddings[:, 0])
+    image = LogisticRegression(max_iter=1000).fit(train_embeddings[has_train], y[has_train])
+    image_proba = np.zeros((len(test_frame), len(classes)))
+    image_proba[np.ix_(has_test, image.classes_)] = image.predict_proba(test_embeddings[has_test])
+
+    hidden_model = keras.Model(inputs, hidden)
+    combined_train = np.hstack([hidden_model.predict(x_train[has_train], batch_size=256, verbose=0),
+                                train_embeddings[has_train]])
+    combined_test = np.hstack([hidden_model.predict(x_test[has_test], batch_size=256, verbose=0),
+                               test_embeddings[has_test]])
+    head_in = keras.Input((combined_train.shape[1],))
+    head = keras.Model(head_in, keras.layers.Dense(len(classes), activation="softmax")(head_in))
+    head.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    head.fit(combined_train, y[has_train], epochs=5, batch_size=32, verbose=0)
+    combined_proba = np.zeros_like(image_proba)
+    combined_proba[has_test] = head.predict(combined_test, batch_size=256, verbose=0)
+    return {"classes": classes, "text": text_proba, "image": image_proba, "combined": combined_proba,
+            "has_photo": has_test}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--db", type=Path, help="a crawl of the fashion catalog (default: crawl one into --work)")
+    parser.add_argument("--images", type=Path, help="its IMAGES_STORE (default: beside --db)")
+    parser.add_argument("--work", type=Path, default=config.data_dir() / "bench" / "fashion",
+                        help="where the crawl, the models and the embedding cache go")
+    parser.add_argument("--backbone", default=str(config.mobilenet_v2_backbone()), help="image backbone")
+    parser.add_argument("--min-products", type=int, default=10, help="as modeling.train --min-products")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and of the 2016 networks")
+    args = parser.parse_args(argv)
+    if not Path(args.backbone).is_file() or not (config.fashion_dir() / "styles.csv").is_file():
+        print(f"bench/accuracy.py: needs {config.fashion_dir()} and {args.backbone} (set SHARED_DIR)", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    if args.db is None:
+        args.db, args.images = crawl_fashion(args.work)
+    images = args.images or args.db.parent / "images"
+    cache = args.work / "cache"
+    print(f"crawl ready in {time.perf_counter() - started:.0f} s: {args.db}", flush=True)
+
+    t0 = time.perf_counter()
+    code = train.main(["--db", str(args.db), "--images", str(images), "--image-backbone", args.backbone,
+                       "--out", str(args.work / "models"), "--cache-dir", str(cache), "--min-products",
+                       str(args.min_products), "--seed", str(args.seed), "--no-progress", "--name", "bench accuracy",
+                       "--keep", "stacked"])  # every branch is measured, whichever the verdict
+    if code != 0:
+        return code
+    ours_seconds = time.perf_counter() - t0
+    card = json.loads(max((args.work / "models").glob("*.json"), key=lambda p: p.stat().st_mtime).read_text())
+    ours = card["metrics"]["test"]
+
+    frame = select_categories(load_products(args.db, images), min_products=args.min_products)
+    train_frame, test_frame = frame[frame["split"] == "train"], frame[frame["split"] == "test"]
+    embedder = ImageEmbedder(args.backbone, cache_dir=str(cache), progress=False).fit()
+    t0 = time.perf_counter()
+    old = method_2016(train_frame, test_frame, embedder.transform(train_frame), embedder.transform(test_frame),
+                      args.seed)
+    old_seconds = time.perf_counter() - t0
+    parents = card["categories"]
+    true = test_frame["category"].to_numpy()
+    photo = old["has_photo"]
+
+    def figures(proba, rows):
+        predicted = old["classes"][proba.argmax(1)]
+        return branch_metrics(true[rows], predicted[rows], proba.max(1)[rows], parents)
+
+    everything = np.ones(len(true), dtype=bool)
+    baseline = {"text": figures(old["text"], everything), "image": figures(old["image"], photo),
+                "combined_with_photo": figures(old["combined"], photo), "text_with_photo": figures(old["text"], photo)}
+
+    print(f"\naccuracy benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: fashion catalog, "
+          f"{len(old['classes'])} categories, {len(train_frame)} training / {len(test_frame)} test products "
+          f"({photo.sum()} with a photo); ours trained in {ours_seconds:.0f} s, 2016 method in {old_seconds:.0f} s")
+    header = f"{'test split':<32} {'ours':>8} {'2016':>8} {'error ratio':>12}"
+    print(header)
+    print("-" * len(header))
+    rows = [("text only, all products", ours["text"], baseline["text"]),
+            ("image only, products with photo", ours.get("image", {}), baseline["image"]),
+            ("stacked/combined, with photo", ours.get("stacked_with_photo", {}), baseline["combined_with_photo"]),
+            ("text only, products with photo", ours.get("text_with_photo", {}), baseline["text_with_photo"]),
+            ("final model, all products", ours["stacked"], baseline["text"])]
+    for label, a, b in rows:
+        if "accuracy" in a:
+            ratio = (1 - a["accuracy"]) / max(1 - b["accuracy"], 1e-9)
+            print(f"{label:<32} {a['accuracy']:>8.4f} {b['accuracy']:>8.4f} {ratio:>11.2f}x")
+    for name in ("coverage_95", "coverage_98", "parent_accuracy", "ece"):
+        print(f"{'final model ' + name:<32} {ours['stacked'][name]:>8.4f} {baseline['text'][name]:>8.4f}")
+    print("\ngoals (ours):")
+    stacked_ratio = (1 - ours.get("stacked_with_photo", ours["stacked"])["accuracy"]) / max(
+        1 - ours.get("text_with_photo", ours["text"])["accuracy"], 1e-9)
+    measured = {"text accuracy": ours["text"]["accuracy"],
+                "image accuracy (photos)": ours.get("image", {}).get("accuracy", float("nan")),
+                "stacked/text error on photos": stacked_ratio,
+                "coverage at 98% accuracy": ours["stacked"]["coverage_98"]}
+    for goal, target in GOALS.items():
+        value = measured[goal]
+        met = value <= target if "error" in goal else value >= target
+        print(f"  {goal:<30} {value:.4f}  goal {'<=' if 'error' in goal else '>='} {target}  "
+              f"{'met' if met else 'NOT met'}")
+    print(f"\nours: experiment {card['experiment_id']} ({card['parameters']['model']}) in {args.db}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
