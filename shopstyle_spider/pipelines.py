@@ -18,6 +18,7 @@ from scrapy.pipelines.media import FileException
 
 from . import schema
 from .items import CategoryItem, LeafDoneItem, ProductItem
+from .spiders.shopstyle import IMAGE_SLOT
 
 logger = logging.getLogger(__name__)
 UNUSABLE = "not a usable image"
@@ -103,7 +104,7 @@ class ProductImagesPipeline(ImagesPipeline):
     def get_media_requests(self, item, info):
         if not isinstance(item, ProductItem) or not item.image_urls:
             return []
-        return [Request(url, callback=NO_CALLBACK) for url in item.image_urls]
+        return [Request(url, callback=NO_CALLBACK, meta={"download_slot": IMAGE_SLOT}) for url in item.image_urls]
 
     def file_path(self, request, response=None, info=None, *, item=None):
         return f"full/{item.id}.jpg"

@@ -38,8 +38,10 @@ IMAGES_EXPIRES = 90
 # --- Politeness and robustness --------------------------------------------------------------------------------
 ROBOTSTXT_OBEY = False  # an API with a documented budget, not a web site
 USER_AGENT = "shopstyle-categorizer (+https://github.com/shopstyle-categorizer)"
-# Total requests in flight; images (from a CDN, not budgeted) use what the paced API leaves free.
-CONCURRENT_REQUESTS = 16
+# Photo downloads in flight at once: they come from the API's CDN, which is not budgeted and is built for this.
+SHOPSTYLE_IMAGE_CONCURRENCY = 32
+# Total requests in flight (API + photos + anything else), and per domain outside the API and photo slots.
+CONCURRENT_REQUESTS = 48
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 30
 # 5xx, 408, 429 and network errors are retried this many times...

@@ -20,6 +20,7 @@ from ..items import CategoryItem, LeafDoneItem, ProductItem
 from ..redaction import redact_url
 
 API_SLOT = "shopstyle-api"
+IMAGE_SLOT = "shopstyle-images"  # photo downloads (ProductImagesPipeline) share this slot
 RESULT_CAP = 5000  # the API returns nothing past this offset, whatever `total` says
 IMAGE_SIZE_PREFERENCE = ("Original", "XLarge", "Large", "Medium", "Small")
 
@@ -59,7 +60,7 @@ class ShopstyleSpider(scrapy.Spider):
 
     @classmethod
     def update_settings(cls, settings):
-        """Give API requests their own download slot, paced to the request budget."""
+        """Give API requests their own download slot, paced to the request budget, and photos theirs."""
         super().update_settings(settings)
         per_minute = settings.getfloat("SHOPSTYLE_REQUESTS_PER_MINUTE")
         if per_minute <= 0:
@@ -67,6 +68,7 @@ class ShopstyleSpider(scrapy.Spider):
         slots = settings.getdict("DOWNLOAD_SLOTS")
         slots[API_SLOT] = {"concurrency": settings.getint("SHOPSTYLE_API_CONCURRENCY"), "delay": 60.0 / per_minute,
                            "jitter": 0}
+        slots[IMAGE_SLOT] = {"concurrency": settings.getint("SHOPSTYLE_IMAGE_CONCURRENCY"), "delay": 0}
         settings.set("DOWNLOAD_SLOTS", slots, priority="spider")
 
     # --- requests ---------------------------------------------------------------------------------------------
