@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import sqlite3
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from scrapy.exceptions import DropItem
 from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.images import ImageException, ImagesPipeline
 from scrapy.pipelines.media import FileException
+from scrapy.utils.defer import deferred_from_coro
 
 from . import schema
 from .items import CategoryItem, LeafDoneItem, ProductItem
@@ -22,6 +24,7 @@ from .spiders.shopstyle import IMAGE_SLOT
 
 logger = logging.getLogger(__name__)
 UNUSABLE = "not a usable image"
+STORE_FAILED = "image store unwritable"
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\x1b\[[0-9;]*[A-Za-z]")
@@ -78,6 +81,19 @@ class ValidationPipeline:
         raise DropItem(message)
 
 
+class StoreUnwritable(RuntimeError):
+    """The database or the image store refused a write (disk full, read-only, not a folder): the crawl stops."""
+
+
+def stop_crawl(crawler, reason: str, message: str) -> None:
+    """Log why once and close the spider: writing on would lose the work of every request still to come."""
+    if crawler.stats.get_value("shopstyle/stopped"):
+        return
+    crawler.stats.set_value("shopstyle/stopped", reason)
+    logger.error("%s; stopping the crawl (what was committed stays; a new run resumes from there)", message)
+    deferred_from_coro(crawler.engine.close_spider_async(reason=reason))
+
+
 def _not_a_recorded_photo_failure(record: logging.LogRecord) -> bool:
     """False for Scrapy's traceback of a photo failure this pipeline already recorded on its product and logged in
     one line (a dead link or a bad image is data, not a crash); True for everything else."""
@@ -128,6 +144,14 @@ class ProductImagesPipeline(ImagesPipeline):
                 raise FileException(f"{UNUSABLE}: {error}") from None
         return await super().media_downloaded(response, request, info, item=item)
 
+    async def file_downloaded(self, response, request, info, *, item=None):
+        try:
+            return await super().file_downloaded(response, request, info, item=item)
+        except OSError as error:  # the store, not the photo: ENOSPC, EROFS, EACCES, ENOTDIR...
+            stop_crawl(self.crawler, "image_store_unwritable",
+                       f"cannot write photos to IMAGES_STORE {self.store.basedir}: {error}")
+            raise FileException(f"{STORE_FAILED}: {error}") from None
+
     def media_failed(self, failure, request, info):
         """Keep the reason (Scrapy's own handler replaces it with a bare FileException)."""
         error = failure.value
@@ -140,6 +164,10 @@ class ProductImagesPipeline(ImagesPipeline):
     def item_completed(self, results, item, info):
         if not isinstance(item, ProductItem):
             return item
+        for ok, result in results:
+            if not ok and str(result.value).startswith(STORE_FAILED):
+                # not stored, not counted through: its leaf stays incomplete and the next run fetches it again
+                raise StoreUnwritable(f"product {item.id}: {result.value}")
         if not item.image_urls:
             item.image_status = "none"
         for ok, result in results:
@@ -261,13 +289,18 @@ class SqliteStorePipeline:
     def flush(self) -> None:
         if not (self._categories or self._products or self._leaves):
             return
-        with self.db:
-            self.db.executemany(schema.upsert_sql("categories", schema.CATEGORY_COLUMNS), self._categories)
-            self.db.executemany(schema.upsert_sql("products", schema.PRODUCT_COLUMNS), self._products)
-            self.db.executemany(
-                "INSERT OR REPLACE INTO leaves (category_id, total, reached, unreachable, completed_at) "
-                "VALUES (:category_id, :total, :reached, :unreachable, :completed_at)", self._leaves)
-        self.stats.inc_value("shopstyle/products_written", len(self._products))
-        self._categories.clear()
-        self._products.clear()
-        self._leaves.clear()
+        try:
+            if not self.stats.get_value("shopstyle/stopped"):
+                with self.db:  # one transaction: a failed write rolls back whole, leaves and their products alike
+                    self.db.executemany(schema.upsert_sql("categories", schema.CATEGORY_COLUMNS), self._categories)
+                    self.db.executemany(schema.upsert_sql("products", schema.PRODUCT_COLUMNS), self._products)
+                    self.db.executemany(
+                        "INSERT OR REPLACE INTO leaves (category_id, total, reached, unreachable, completed_at) "
+                        "VALUES (:category_id, :total, :reached, :unreachable, :completed_at)", self._leaves)
+                self.stats.inc_value("shopstyle/products_written", len(self._products))
+        except (sqlite3.OperationalError, OSError) as error:  # disk full, read-only file or folder
+            stop_crawl(self.crawler, "database_unwritable", f"cannot write the crawl database {self.db_path}: {error}")
+        finally:
+            self._categories.clear()
+            self._products.clear()
+            self._leaves.clear()

@@ -181,3 +181,56 @@ def test_killed_three_times_under_faults_and_resumed_it_ends_as_a_fault_free_cra
     assert result.returncode == 0, result.stderr[-3000:]
     clean_db, clean_images, _ = synthetic_crawl
     assert snapshot(db, images, sandbox.url) == snapshot(clean_db, clean_images, synthetic_sandbox.url)
+
+
+def test_an_unwritable_image_store_stops_the_crawl_clearly_and_loses_nothing(synthetic_sandbox, synthetic_crawl,
+                                                                            tmp_path):
+    import sqlite3
+
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    images.mkdir()
+    (images / "full").write_text("a file where the photos' folder should be")
+    stopped = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=300)
+    assert stopped.returncode == 1
+    assert "cannot write photos to IMAGES_STORE" in stopped.stderr and "stopping the crawl" in stopped.stderr
+    assert "crawl finished (image_store_unwritable)" in stopped.stderr
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert connection.execute("SELECT count(*) FROM leaves").fetchone()[0] == 0  # no photo, no complete leaf
+    (images / "full").unlink()
+    resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert snapshot(db, images) == snapshot(*synthetic_crawl[:2])
+
+
+def test_a_full_disk_stops_the_crawl_clearly_with_a_consistent_database(synthetic_sandbox, synthetic_crawl,
+                                                                        tmp_path):
+    """RLIMIT_FSIZE stands in for a full disk (mounting a small filesystem needs privileges): past 150 kB a file
+    cannot grow, and the database's write-ahead log soon needs to."""
+    import os
+    import resource
+    import signal
+    import sqlite3
+
+    from shopstyle_spider.config import PROJECT_ROOT
+    from shopstyle_spider.runner import crawl_command
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    env = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"} | {"SHOPSTYLE_API_KEY": KEY}
+    full = subprocess.run(crawl_command(synthetic_sandbox.url, db, images), cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=small_disk)
+    assert full.returncode == 1, full.stderr[-3000:]
+    assert f"cannot write the crawl database {db}" in full.stderr and "crawl finished (database_unwritable)" in \
+        full.stderr
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        leaves = dict(connection.execute("SELECT category_id, reached FROM leaves"))
+        per_leaf = dict(connection.execute("SELECT category_id, count(*) FROM products GROUP BY 1"))
+    assert len(leaves) < 27 and all(per_leaf[leaf] == reached for leaf, reached in leaves.items())
+    resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert snapshot(db, images) == snapshot(*synthetic_crawl[:2])

@@ -1,4 +1,4 @@
-"""``scrapy crawl``, exiting with status 1 when the spider refused to crawl or could not start.
+"""``scrapy crawl``, exiting with status 1 when the spider refused to crawl or had to stop on a store failure.
 
 Scrapy's own command exits 0 whatever the close reason, so a script or a scheduler cannot tell a crawl that ran
 from one that stopped at once for a missing or rejected API key.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
-# close reasons that mean nothing was crawled (set by the shopstyle spider with CloseSpider)
-REFUSED = frozenset({"missing_api_key", "api_key_rejected", "category_tree_unavailable"})
+# close reasons that mean the crawl did not do its job: refused by the spider (CloseSpider), or stopped by the
+# store pipelines because the database or the image store cannot be written
+FAILED = frozenset({"missing_api_key", "api_key_rejected", "category_tree_unavailable", "database_unwritable",
+                    "image_store_unwritable"})
 
 
 class Command(ScrapyCrawlCommand):
@@ -20,5 +22,5 @@ class Command(ScrapyCrawlCommand):
     def run(self, args, opts) -> None:
         super().run(args, opts)
         reason = getattr(self, "_crawler", None) and self._crawler.stats.get_value("finish_reason")
-        if reason in REFUSED:
+        if reason in FAILED:
             self.exitcode = 1
