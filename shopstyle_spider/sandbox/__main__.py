@@ -95,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     sandbox.base_url = f"http://{host}:{port.getHost().port}"
-    print(f"{URL_PREFIX}{sandbox.base_url}/api/v2", flush=True)
+
+    def announce() -> None:
+        # Only once the reactor runs (and has installed its SIGINT/SIGTERM handlers): a parent that signals as soon
+        # as it reads the URL must find a server that shuts down cleanly, not one still starting.
+        print(f"{URL_PREFIX}{sandbox.base_url}/api/v2", flush=True)
+
+    reactor.callWhenRunning(announce)
     print(f"sandbox: serving the {catalog.name} catalog: {len(catalog)} products in {len(catalog.leaves())} leaf "
           f"categories (loaded in {time.monotonic() - started:.1f}s); rate limit "
           f"{args.rate_limit or 'off'}{'/min' if args.rate_limit else ''}; faults "
