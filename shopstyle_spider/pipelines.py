@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import sqlite3
 from collections import Counter
@@ -14,6 +15,7 @@ from PIL import Image
 from scrapy import Request, signals
 from scrapy.exceptions import DropItem
 from scrapy.http.request import NO_CALLBACK
+from scrapy.pipelines.files import FSFilesStore
 from scrapy.pipelines.images import ImageException, ImagesPipeline
 from scrapy.pipelines.media import FileException
 from scrapy.utils.defer import deferred_from_coro
@@ -102,6 +104,21 @@ def _not_a_recorded_photo_failure(record: logging.LogRecord) -> bool:
     return not isinstance(exception, FileException)
 
 
+class AtomicFSFilesStore(FSFilesStore):
+    """Scrapy's filesystem store, writing each photo to a temporary name and renaming it into place.
+
+    Scrapy writes a photo in place: a crawl killed mid-write left a truncated file that the next run took for a
+    stored photo (its checksum and all). A rename is atomic: a photo is there whole or not at all.
+    """
+
+    def persist_file(self, path, buf, info, meta=None, headers=None) -> None:
+        absolute_path = self._get_filesystem_path(path)
+        self._mkdir(absolute_path.parent, info)
+        partial = absolute_path.with_name(f".{absolute_path.name}.partial")
+        partial.write_bytes(buf.getvalue())
+        os.replace(partial, absolute_path)
+
+
 class ProductImagesPipeline(ImagesPipeline):
     """Fetch each product's largest photo into IMAGES_STORE as ``full/<product id>.jpg``.
 
@@ -109,6 +126,8 @@ class ProductImagesPipeline(ImagesPipeline):
     lets a re-crawl find it already stored. A photo that is missing, fails or does not decode keeps its product:
     the reason is recorded on the item instead.
     """
+
+    STORE_SCHEMES = {**ImagesPipeline.STORE_SCHEMES, "": AtomicFSFilesStore, "file": AtomicFSFilesStore}
 
     @classmethod
     def from_crawler(cls, crawler):
