@@ -234,3 +234,32 @@ def test_a_full_disk_stops_the_crawl_clearly_with_a_consistent_database(syntheti
     resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert snapshot(db, images) == snapshot(*synthetic_crawl[:2])
+
+
+@pytest.mark.parametrize("kind", ["not-image", "bomb", "duplicate", "missing-field", "huge-text", "bad-chars"])
+def test_each_data_fault_as_served(kind):
+    """Every product struck (rate 1), so the first product of a leaf shows the kind."""
+    with SandboxProcess(*CATALOG, "--faults", f"{kind}=1") as sandbox:
+        status, _, raw = get(f"{sandbox.url}/products", {"pid": KEY, "cat": "boots", "limit": 50})
+        assert status == 200
+        products = json.loads(raw)["products"]
+        first = products[0]
+        if kind in ("not-image", "bomb"):
+            status, headers, photo = get(first["image"]["sizes"]["Original"]["url"])
+            assert status == 200
+            with pytest.raises((OSError, Image.DecompressionBombError)):  # refused from the header alone
+                Image.open(io.BytesIO(photo))
+            assert headers["Content-Type"] == ("image/jpeg" if kind == "not-image" else "image/png")
+            assert len(photo) < 1000
+        elif kind == "duplicate":
+            ids = [p["id"] for p in products]
+            total = json.loads(raw)["metadata"]["total"]
+            assert total == 50 + 50 + 50  # its own 50 again, and the next leaf's 50 (every product struck)
+            assert len(ids) == 50 and len(set(ids)) == 50  # the repeats come on later pages
+        elif kind == "missing-field":
+            assert "name" not in first and first["id"] and first["categories"]
+        elif kind == "huge-text":
+            assert len(first["description"]) == 1_000_000
+        else:
+            assert first["name"].endswith("\x00\x07\x1b[31m\ud800 end")
+            assert "\\ud800" in raw.decode("ascii")  # served as a valid JSON escape
