@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -97,10 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.base_url = f"http://{host}:{port.getHost().port}"
 
     def announce() -> None:
-        # Only once the reactor runs (and has installed its SIGINT/SIGTERM handlers): a parent that signals as soon
-        # as it reads the URL must find a server that shuts down cleanly, not one still starting.
+        # Only once the reactor runs: a parent that signals as soon as it reads the URL must find a server that
+        # shuts down cleanly, not one still starting.
         print(f"{URL_PREFIX}{sandbox.base_url}/api/v2", flush=True)
 
+    def shut_down(signum, frame) -> None:
+        reactor.callFromThread(reactor.stop)
+
+    # Explicit handlers: a process started from a non-interactive shell's background job inherits SIGINT ignored,
+    # and Twisted then leaves it ignored, so Ctrl-C (or a test's SIGINT) would not stop the server.
+    signal.signal(signal.SIGINT, shut_down)
+    signal.signal(signal.SIGTERM, shut_down)
     reactor.callWhenRunning(announce)
     print(f"sandbox: serving the {catalog.name} catalog: {len(catalog)} products in {len(catalog.leaves())} leaf "
           f"categories (loaded in {time.monotonic() - started:.1f}s); rate limit "
