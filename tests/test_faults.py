@@ -263,3 +263,21 @@ def test_each_data_fault_as_served(kind):
         else:
             assert first["name"].endswith("\x00\x07\x1b[31m\ud800 end")
             assert "\\ud800" in raw.decode("ascii")  # served as a valid JSON escape
+
+
+def test_retries_stay_within_the_request_budget(tmp_path):
+    """The sandbox paces like the real API (750/min, no burst) and fails a fifth of the answers: the retries go
+    through the same paced slot, so the limiter never answers 429 and everything is stored."""
+    with SandboxProcess("--products-per-category", "60", "--rate-burst", "2", "--faults", "500=0.2,badjson=0.2",
+                        "--fault-seed", "2") as sandbox:
+        result = run_crawl(sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key=KEY,
+                           spider_args={"categories": "boots,pumps,sandals", "max_per_category": 60},
+                           settings={"SHOPSTYLE_PAGE_SIZE": 10, "RETRY_TIMES": 10}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'retry/reason_count/malformed_json'" in result.stderr
+    assert "'retry/reason_count/500 Internal Server Error'" in result.stderr
+    assert "'downloader/response_status_count/429'" not in result.stderr and "0 answered 429" in result.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "crawl.db") as connection:
+        assert connection.execute("SELECT count(*) FROM products").fetchone() == (180,)
