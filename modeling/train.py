@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
     train = frame[frame["split"] == "train"]
     held_out = frame[frame["split"] != "train"]
-    with closing(schema.connect(args.db, readonly=True)) as connection:
-        parents = dict(connection.execute("SELECT id, parent_id FROM categories WHERE is_leaf = 1").fetchall())
+    parents = {leaf: parent if isinstance(parent, str) else None  # a leaf missing from the tree has no parent
+               for leaf, parent in zip(frame["category"], frame["parent"], strict=True)}
     log.info("%d categories; %d training, %d validation, %d test products (%d of them with a photo)",
              frame["category"].nunique(), len(train), (frame["split"] == "validation").sum(),
              (frame["split"] == "test").sum(), frame["image_path"].notna().sum())
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     model = ProductClassifier(text=make_text_pipeline(stem=not args.no_stemming, classifier=args.text_classifier,
                                                         alpha=args.text_alpha, C=args.text_C), image=embedder,
                               cv=args.cv, random_state=args.seed,
-                              category_parents={c: parents.get(c) for c in sorted(frame["category"].unique())})
+                              category_parents=dict(sorted(parents.items())))
     model.fit(train, train["category"])
     metrics, predictions = {}, []
     for split in ("validation", "test"):
