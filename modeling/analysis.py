@@ -19,8 +19,8 @@ from shopstyle_spider import schema
 
 from .metrics import branch_metrics
 
-__all__ = ["BRANCHES", "AnalysisError", "branch_columns", "category_table", "confused_pairs", "experiment_figures",
-           "load_experiments", "load_predictions", "most_confident_errors"]
+__all__ = ["BRANCHES", "AnalysisError", "accuracy_coverage_curve", "branch_columns", "category_table", "confused_pairs",
+           "experiment_figures", "load_experiments", "load_parents", "load_predictions", "most_confident_errors"]
 
 # branch -> (predicted column, score column) of the predictions table
 BRANCHES = {"stacked": ("predicted_category", "score"), "text": ("text_category", "text_score"),
