@@ -46,6 +46,19 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def folds_or_fraction(text: str) -> int | float:
+    """``--cv``: "5" is five folds, "0.2" a fifth held out."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of folds or a fraction, got {text!r}") from None
+    if value.is_integer() and value >= 2:
+        return int(value)
+    if 0.0 < value < 1.0:
+        return value
+    raise argparse.ArgumentTypeError(f"expected a number of folds >= 2 or a fraction between 0 and 1, got {text}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.train", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -73,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text-C", type=float, default=5.0,
                         help="inverse regularisation of the logistic-regression text classifier")
     parser.add_argument("--no-stemming", action="store_true", help="TF-IDF on words as written, without stemming")
-    parser.add_argument("--cv", type=int, default=5, help="folds for the out-of-fold probabilities of the stacking")
+    parser.add_argument("--cv", type=folds_or_fraction, default=0.2,
+                        help="where the stacking's out-of-fold probabilities come from: a whole number of folds, or a "
+                             "fraction (e.g. 0.2) of the training products held out once, which trains each branch "
+                             "twice instead of folds + 1 times (for large catalogs)")
     parser.add_argument("--batch-size", type=int, default=32, help="photos per network call when embedding")
     parser.add_argument("--keep", choices=("better", "stacked"), default="better",
                         help="'better': when stacking text and image does not beat text alone on the validation "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sqlite3
@@ -19,8 +20,9 @@ from modeling import predict, train
 from modeling.data import DataError, load_products, select_categories, split_of
 from modeling.image import ImageEmbedder
 from modeling.persistence import ModelFileError, load_model
-from modeling.stacking import ProductClassifier
+from modeling.stacking import ProductClassifier, _restricted, out_of_fold_splits
 from modeling.text import clean_text, make_text_pipeline
+from modeling.train import folds_or_fraction
 from shopstyle_spider.config import PROJECT_ROOT
 
 
@@ -250,3 +252,31 @@ def test_the_classifier_is_a_cloneable_estimator_that_serves_products_without_ph
     assert np.isnan(image).all() and fitted.classes_[stacked.argmax()] == "scarves"
     with pytest.raises(TypeError, match="expected a pandas DataFrame"):
         fitted.predict([["cashmere scarf"]])
+
+
+def test_a_held_out_fraction_holds_each_product_out_at_most_once_and_alike_for_both_branches():
+    y = np.array(list("abcd") * 10)
+    (train, held), = out_of_fold_splits(y, 0.25, random_state=0)
+    assert len(held) == 10 and set(y[held]) == set("abcd")  # stratified
+    assert sorted(np.concatenate([train, held]).tolist()) == list(range(40))
+    usable = np.arange(40) % 3 != 0  # products with a photo
+    (image_train, image_held), = _restricted([(train, held)], usable)
+    photo_rows = np.flatnonzero(usable)
+    assert sorted(photo_rows[image_held]) == sorted(set(held) & set(photo_rows))
+    assert sorted(photo_rows[image_train]) == sorted(set(train) & set(photo_rows))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        out_of_fold_splits(y, 1.5, random_state=0)
+
+    X = pd.DataFrame({"name": ["wool scarf", "silk scarf", "leather belt", "canvas belt"] * 10})
+    labels = ["scarves", "scarves", "belts", "belts"] * 10
+    model = ProductClassifier(cv=0.25).fit(X, labels)
+    assert model.predict(pd.DataFrame({"name": ["cashmere scarf", "suede belt"]})).tolist() == ["scarves", "belts"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("5", 5), ("0.2", 0.2), ("1", None), ("1.5", None), ("x", None)])
+def test_train_cv_takes_folds_or_a_fraction(text, expected):
+    if expected is None:
+        with pytest.raises(argparse.ArgumentTypeError):
+            folds_or_fraction(text)
+    else:
+        assert folds_or_fraction(text) == expected and type(folds_or_fraction(text)) is type(expected)
