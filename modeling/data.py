@@ -16,6 +16,8 @@ import pandas as pd
 
 from shopstyle_spider import schema
 
+from .photo_store import fetch_photos, is_remote
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
@@ -24,7 +26,7 @@ SPLIT_PERCENT = (80, 10, 10)
 
 PRODUCTS_SQL = """
 SELECT p.id, p.name, p.description, p.category_id AS category, c.parent_id AS parent, c.path,
-       p.image_path, p.image_status
+       p.image_path, p.image_status, p.image_checksum
 FROM products AS p LEFT JOIN categories AS c ON c.id = p.category_id
 ORDER BY p.id
 """
@@ -45,24 +47,33 @@ def split_of(product_id: int | str) -> str:
     raise AssertionError("split percentages do not add up to 100")
 
 
-def load_products(db: str | Path, images_dir: str | Path | None = None) -> pd.DataFrame:
-    """Every crawled product with its leaf, parent, path, text, absolute image path (None without a photo) and split.
+def load_products(db: str | Path, images_dir: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """Every crawled product with its leaf, parent, path, text, local image path (None without a photo) and split.
 
-    The frame's ``name``, ``description`` and ``image_path`` columns are exactly what a trained model takes.
+    ``images_dir`` is the crawl's IMAGES_STORE: a folder, or ``s3://bucket/prefix`` (photos are then copied into a
+    local mirror once). The frame's ``name``, ``description`` and ``image_path`` columns are exactly what a trained
+    model takes.
     """
     with closing(schema.connect(db, readonly=True)) as connection:
         frame = pd.read_sql_query(PRODUCTS_SQL, connection)
     if frame.empty:
         raise DataError(f"{db}: no products (crawl a catalog into it first)")
-    images_dir = Path(images_dir) if images_dir is not None else None
-    has_photo = (frame["image_status"] == "ok") & frame["image_path"].notna()
-    frame["image_path"] = [
-        str(images_dir / path) if ok and images_dir is not None else None
-        for path, ok in zip(frame["image_path"], has_photo, strict=True)
-    ]
+    has_photo = ((frame["image_status"] == "ok") & frame["image_path"].notna()).to_numpy()
+    paths: list[str | None] = [None] * len(frame)
+    if images_dir is not None and has_photo.any():
+        rows = has_photo.nonzero()[0]
+        stored = frame["image_path"].to_numpy()[rows].tolist()
+        if is_remote(images_dir):
+            local = fetch_photos(str(images_dir), stored, frame["image_checksum"].to_numpy()[rows].tolist(),
+                                 progress=progress)
+        else:
+            local = [str(Path(images_dir) / path) for path in stored]
+        for row, path in zip(rows, local, strict=True):
+            paths[row] = path
+    frame["image_path"] = paths
     frame["description"] = frame["description"].fillna("")
     frame["split"] = [split_of(product_id) for product_id in frame["id"]]
-    return frame.drop(columns="image_status")
+    return frame.drop(columns=["image_status", "image_checksum"])
 
 
 def select_categories(frame: pd.DataFrame, categories: list[str] | None = None,

@@ -26,6 +26,7 @@ from shopstyle_spider import config, schema
 
 from .data import DataError, load_products
 from .persistence import ModelFileError, load_model
+from .photo_store import PhotoStoreError, images_location, is_remote
 
 ALTERNATIVES = 3
 CHUNK = 1000  # products predicted together: large enough to batch photos, small enough to show progress
@@ -39,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, help="products as JSON lines (.jsonl) or CSV with a header (.csv)")
     source.add_argument("--db", type=Path, help="a crawl database: predict every product it holds, with its photo")
-    parser.add_argument("--images", type=Path,
+    parser.add_argument("--images", type=images_location,
                         help="folder that relative image paths are resolved against (default: the crawl's "
-                             f"{config.images_dir()} with --db, the input file's folder with --input)")
+                             f"{config.images_dir()} with --db, the input file's folder with --input); with --db "
+                             "also the crawl's s3://bucket/prefix/")
     parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -107,9 +109,9 @@ def prediction_lines(model, rows: list[dict]) -> Iterator[dict]:
                "photo_used": bool(not np.isnan(image[i, 0]))}
 
 
-def db_records(db: Path, images: Path) -> Iterator[tuple[int, dict | None, str | None]]:
-    """Every product of a crawl database as (row number, record, None), with the absolute path of its stored photo."""
-    frame = load_products(db, images)
+def db_records(db: Path, images: str | Path, progress: bool) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Every product of a crawl database as (row number, record, None), with the local path of its stored photo."""
+    frame = load_products(db, images, progress=progress)
     for number, (product_id, name, description, image_path) in enumerate(
             frame[["id", "name", "description", "image_path"]].itertuples(index=False, name=None), start=1):
         yield number, {"id": int(product_id), "name": name, "description": description,
@@ -158,16 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_model(args.model)
         if args.db is not None:
-            images = args.images or config.images_dir()
-            records = db_records(args.db, images)
+            records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
+            images = None  # the database's photo paths come back resolved
         else:
             if not args.input.is_file():
                 raise FileNotFoundError(f"{args.input}: no such input file")
+            if is_remote(args.images):
+                raise DataError(f"--images {args.images}: a bucket holds a crawl's photos; read them with --db")
             records = read_records(args.input)
             images = args.images or args.input.resolve().parent
         with open_output(args.output) as out:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress)
-    except (ModelFileError, schema.SchemaError, DataError, FileNotFoundError) as error:
+    except (ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
         return 2
     print(f"modeling.predict: {predicted} products predicted, {errors} records with errors", file=sys.stderr)

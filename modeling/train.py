@@ -28,6 +28,7 @@ from .data import DataError, load_products, select_categories
 from .image import ImageEmbedder
 from .metrics import branch_metrics
 from .persistence import save_model
+from .photo_store import PhotoStoreError, images_location
 from .stacking import ProductClassifier
 from .text import make_text_pipeline
 
@@ -63,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.train", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--db", type=Path, default=config.crawl_db(), help="the crawl database to learn from")
-    parser.add_argument("--images", type=Path, default=config.images_dir(),
-                        help="the crawl's IMAGES_STORE (image paths in the database are relative to it)")
+    parser.add_argument("--images", type=images_location, default=config.images_dir(),
+                        help="the crawl's IMAGES_STORE (image paths in the database are relative to it): a folder, "
+                             "or s3://bucket/prefix/, whose photos are copied once into "
+                             f"{config.remote_images_cache_dir()}")
     parser.add_argument("--image-backbone", default=str(config.mobilenet_v2_backbone()),
                         help="a keras.applications name (inception_v3, mobilenet_v2, efficientnet_b0, resnet50: "
                              "their ImageNet weights download only when online), the path of a .keras file taking "
@@ -162,14 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     started = time.perf_counter()
     try:
-        frame = select_categories(load_products(args.db, args.images), args.categories, args.min_products)
+        products = load_products(args.db, args.images, progress=not args.no_progress)
+        frame = select_categories(products, args.categories, args.min_products)
         embedder = None
         if args.image_backbone.lower() != "none":
             embedder = ImageEmbedder(args.image_backbone, weights=None if args.weights == "random" else "imagenet",
                                      batch_size=args.batch_size, cache_dir=str(args.cache_dir),
                                      progress=not args.no_progress)
             embedder.fit()  # an unusable backbone fails here, before minutes of text training
-    except (DataError, BackboneError, schema.SchemaError) as error:
+    except (DataError, BackboneError, PhotoStoreError, schema.SchemaError) as error:
         print(f"modeling.train: {error}", file=sys.stderr)
         return 2
 

@@ -35,6 +35,11 @@ def embedding_cache_dir() -> Path:
     return data_dir() / "cache" / "embeddings"
 
 
+def remote_images_cache_dir() -> Path:
+    """Local copies of photos the crawl stored in a bucket (IMAGES_STORE = s3://...), mirroring the bucket."""
+    return data_dir() / "cache" / "images"
+
+
 def shared_dir() -> Path:
     """The read-only shared data (never copied into the repo)."""
     return Path(os.environ.get("SHARED_DIR", PROJECT_ROOT.parent / "shared"))

@@ -16,19 +16,22 @@ logger = logging.getLogger(__name__)
 class RedactKeyInLogs:
     """Redact every log record for the crawl's lifetime."""
 
-    def __init__(self):
-        self.redactor = LogRedactor()
+    def __init__(self, settings_secrets: tuple[str, ...] = ()):
+        self.settings_secrets = settings_secrets
+        self.redactor = LogRedactor(*settings_secrets)
 
     @classmethod
     def from_crawler(cls, crawler):
-        extension = cls()
+        # Scrapy logs every overridden setting (a storage secret given with -s among them) right after this.
+        extension = cls(tuple(str(crawler.settings.get(name) or "")
+                              for name in crawler.settings.getlist("SHOPSTYLE_SECRET_SETTINGS")))
         extension.redactor.install()  # before anything is requested, so no URL with the key is ever logged
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
         return extension
 
     def spider_opened(self, spider):
-        self.redactor.secrets = tuple(s for s in (getattr(spider, "api_key", ""),) if s)
+        self.redactor.secrets = tuple(s for s in (getattr(spider, "api_key", ""), *self.settings_secrets) if s)
 
     def engine_stopped(self):
         self.redactor.uninstall()

@@ -27,6 +27,11 @@ from .spiders.shopstyle import IMAGE_SLOT
 logger = logging.getLogger(__name__)
 UNUSABLE = "not a usable image"
 STORE_FAILED = "image store unwritable"
+try:  # Scrapy's S3 store (IMAGES_STORE = s3://...) fails with botocore's errors, the filesystem store with OSError
+    from botocore.exceptions import BotoCoreError, ClientError
+    STORE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, ClientError)
+except ImportError:
+    STORE_ERRORS = (OSError,)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\x1b\[[0-9;]*[A-Za-z]")
@@ -166,9 +171,9 @@ class ProductImagesPipeline(ImagesPipeline):
     async def file_downloaded(self, response, request, info, *, item=None):
         try:
             return await super().file_downloaded(response, request, info, item=item)
-        except OSError as error:  # the store, not the photo: ENOSPC, EROFS, EACCES, ENOTDIR...
+        except STORE_ERRORS as error:  # the store, not the photo: ENOSPC, EROFS, EACCES; no bucket, no credentials
             stop_crawl(self.crawler, "image_store_unwritable",
-                       f"cannot write photos to IMAGES_STORE {self.store.basedir}: {error}")
+                       f"cannot write photos to IMAGES_STORE {self.crawler.settings['IMAGES_STORE']}: {error}")
             raise FileException(f"{STORE_FAILED}: {error}") from None
 
     def media_failed(self, failure, request, info):

@@ -30,8 +30,11 @@ SHOPSTYLE_DB = str(config.crawl_db())
 SHOPSTYLE_DB_BATCH_SIZE = 500
 # Descriptions longer than this many characters are cut (and counted): a 1 MB description is an API fault, not text.
 SHOPSTYLE_MAX_DESCRIPTION_CHARS = 20_000
-# Where product photos are stored, as full/<product id>.jpg.
+# Where product photos are stored, as full/<product id>.jpg: a folder, or s3://bucket/prefix/ through Scrapy's S3
+# store (credentials and AWS_ENDPOINT_URL from the environment, or the AWS_* settings).
 IMAGES_STORE = str(config.images_dir())
+# Settings whose values are redacted from every log line, like the API key (Scrapy logs overridden settings).
+SHOPSTYLE_SECRET_SETTINGS = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
 # Re-download a stored photo after this many days (0: always).
 IMAGES_EXPIRES = 90
 
