@@ -9,6 +9,7 @@ network works on the previous batch.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import sqlite3
 from collections import deque
@@ -76,13 +77,14 @@ def _content_key(path: str | None) -> str | None:
         return None
 
 
-def read_photo(path: str, size: int) -> np.ndarray:
+def read_photo(path: str, size: int, content: bytes | None = None) -> np.ndarray:
     """RGB uint8 (size, size, 3): the photo padded to a square with white (product shots sit on white) and scaled.
 
+    ``content`` is the file's bytes when they were read elsewhere (a cluster worker gets photos, not paths).
     Raises ``ValueError`` naming the file for anything that is not a decodable, reasonably sized image.
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(path if content is None else io.BytesIO(content)) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ValueError(f"{path}: {width}x{height} pixels is over the {MAX_PIXELS:,} allowed")
@@ -190,14 +192,28 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         """Embed each photo once, decoding up to a few batches ahead of the network."""
         if not todo:
             return {}
-        network = self.network()
-        size = network.input_size
         items = list(todo.items())
-        ahead: deque[tuple[list[str], list[Future]]] = deque()
-        batches = _batched(items, self.batch_size)
         embedded: dict[str, np.ndarray] = {}
         bar = tqdm(total=len(items), desc=f"embedding photos ({self.backbone})", unit="photo",
                    disable=not self.progress)
+        from .cluster import active_client, embed_on_cluster
+
+        client = active_client()
+        if client is not None:  # inside modeling.train --cluster: the workers embed, this process caches
+            for done, new, problems in embed_on_cluster(client, self.backbone, self.weights, self.fingerprint_,
+                                                        items, chunk_size=4 * self.batch_size):
+                for problem in problems:
+                    log.warning("%s", problem)
+                embedded.update(new)
+                if cache is not None:
+                    cache.put_many(new.items())
+                bar.update(done)
+            bar.close()
+            return embedded
+        network = self.network()
+        size = network.input_size
+        ahead: deque[tuple[list[str], list[Future]]] = deque()
+        batches = _batched(items, self.batch_size)
 
         def submit_next() -> None:
             batch = next(batches, None)

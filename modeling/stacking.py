@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
 from .fusion import LogLinearFusion
@@ -77,18 +78,18 @@ def _restricted(splits: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray) -
     return [(position[train][position[train] >= 0], position[held][position[held] >= 0]) for train, held in splits]
 
 
-def _out_of_fold_proba(estimator, X, y: np.ndarray, classes: np.ndarray,
-                       splits: list[tuple[np.ndarray, np.ndarray]], label: str) -> np.ndarray:
-    """Each held row's probabilities from a clone fitted on its split's training part; NaN rows were never held."""
-    oof = np.full((len(y), len(classes)), np.nan)
-    for number, (train, held) in enumerate(splits, start=1):
-        started = time.perf_counter()
-        part = X.iloc[train] if isinstance(X, pd.DataFrame) else X[train]
-        rest = X.iloc[held] if isinstance(X, pd.DataFrame) else X[held]
-        fitted = clone(estimator).fit(part, y[train])
-        oof[held] = _proba_in(fitted, rest, classes)
-        log.info("%s branch: fold %d/%d in %.1f s", label, number, len(splits), time.perf_counter() - started)
-    return oof
+def _rows(X, index: np.ndarray):
+    return X.iloc[index] if isinstance(X, pd.DataFrame) else X[index]
+
+
+def _fit_part(estimator, X, y: np.ndarray, train: np.ndarray, held: np.ndarray | None, classes: np.ndarray):
+    """One fit of a branch on the rows ``train``: (the fitted estimator, None, seconds) without ``held`` rows, or
+    (None, their probabilities laid out on ``classes``, seconds) with them (the fold's model is not kept)."""
+    started = time.perf_counter()
+    fitted = estimator.fit(_rows(X, train), y[train])
+    if held is None:
+        return fitted, None, time.perf_counter() - started
+    return None, _proba_in(fitted, _rows(X, held), classes), time.perf_counter() - started
 
 
 class ProductClassifier(ClassifierMixin, BaseEstimator):
@@ -115,6 +116,9 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
         Seed of the folds.
     category_parents : dict or None
         Leaf -> parent category, carried with the model so that its users can report parents without the database.
+    n_jobs : int or None
+        Branch fits run at once through joblib (None: one at a time, unless a ``joblib.parallel_config`` says
+        otherwise, as ``modeling.train --cluster`` does with the Dask backend).
 
     >>> import pandas as pd
     >>> X = pd.DataFrame({"name": ["red maxi dress", "blue midi dress", "black ankle boots", "brown knee boots"] * 3,
@@ -127,7 +131,7 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, text=None, image: ImageEmbedder | None = None, image_classifier=None,
                  meta_per_class: bool = False, meta_alpha: float = 1e-2, cv: int | float = 0.2, random_state: int = 0,
-                 category_parents: dict[str, str] | None = None):
+                 category_parents: dict[str, str] | None = None, n_jobs: int | None = None):
         self.text = text
         self.image = image
         self.image_classifier = image_classifier
@@ -136,6 +140,7 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.random_state = random_state
         self.category_parents = category_parents
+        self.n_jobs = n_jobs
 
     def _meta_model(self, n_branches: int) -> LogLinearFusion:
         return LogLinearFusion(n_branches, per_class=self.meta_per_class and n_branches > 1, alpha=self.meta_alpha)
@@ -154,10 +159,7 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
         y_index = np.searchsorted(self.classes_, y)
 
         splits = out_of_fold_splits(y, self.cv, self.random_state)
-        text_oof = _out_of_fold_proba(text, X, y, self.classes_, splits, "text")
-        self.text_ = clone(text).fit(X, y)
-        held = ~np.isnan(text_oof[:, 0])
-        self.meta_text_ = self._meta_model(1).fit(text_oof[held], y_index[held])
+        branches = {"text": (text, X, y, splits)}
 
         self.image_ = self.image_classifier_ = self.meta_image_ = None
         if self.image is not None:
@@ -166,14 +168,36 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
             usable = ~np.isnan(embeddings[:, 0])
             if len(np.unique(y[usable])) >= 2:
                 classifier = self.image_classifier if self.image_classifier is not None else make_image_classifier()
-                image_oof = _out_of_fold_proba(classifier, embeddings[usable], y[usable], self.classes_,
-                                               _restricted(splits, usable), "image")
-                self.image_classifier_ = clone(classifier).fit(embeddings[usable], y[usable])
-                both = held[usable]
-                self.meta_image_ = self._meta_model(2).fit(
-                    np.hstack([text_oof[usable][both], image_oof[both]]), y_index[usable][both])
+                branches["image"] = (classifier, embeddings[usable], y[usable], _restricted(splits, usable))
             else:
                 log.warning("fewer than 2 categories have usable photos: the model uses text only")
+
+        # Every fit of every branch is independent of the others: one batch, in parallel where joblib is asked to.
+        tasks = [(name, number, len(parts), estimator, data, labels, train, held)
+                 for name, (estimator, data, labels, parts) in branches.items()
+                 for number, (train, held) in enumerate([*parts, (np.arange(len(labels)), None)], start=1)]
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_part)(clone(estimator), data, labels, train, held, self.classes_)
+            for _, _, _, estimator, data, labels, train, held in tasks)
+        oof = {name: np.full((len(labels), len(self.classes_)), np.nan)
+               for name, (_, _, labels, _) in branches.items()}
+        fitted = {}
+        for (name, number, folds, _, _, _, _, held), (model, proba, seconds) in zip(tasks, results, strict=True):
+            if held is None:
+                fitted[name] = model
+                log.info("%s branch: fitted on all training products in %.1f s", name, seconds)
+            else:
+                oof[name][held] = proba
+                log.info("%s branch: fold %d/%d in %.1f s", name, number, folds, seconds)
+
+        self.text_ = fitted["text"]
+        held = ~np.isnan(oof["text"][:, 0])
+        self.meta_text_ = self._meta_model(1).fit(oof["text"][held], y_index[held])
+        if "image" in fitted:
+            self.image_classifier_ = fitted["image"]
+            both = held[usable]
+            self.meta_image_ = self._meta_model(2).fit(
+                np.hstack([oof["text"][usable][both], oof["image"][both]]), y_index[usable][both])
         return self
 
     def text_only(self) -> ProductClassifier:

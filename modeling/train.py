@@ -13,7 +13,7 @@ import logging
 import platform
 import sys
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,6 +24,7 @@ import pandas as pd
 from shopstyle_spider import config, schema
 
 from .backbones import BackboneError
+from .cluster import ClusterError, dask_cluster
 from .data import DataError, load_products, select_categories
 from .image import ImageEmbedder
 from .metrics import branch_metrics
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'better': when stacking text and image does not beat text alone on the validation "
                              "split, say so and save the text-only model; 'stacked': save the stacked model anyway")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="a Dask scheduler (tcp://HOST:8786): photos are embedded on its workers and the "
+                             "branches' fits run there through joblib's Dask backend (default: this machine only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -163,8 +167,15 @@ def summary_lines(metrics: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    with ExitStack() as cluster:  # the Dask client, when there is one, lives until the model is saved
+        return run(args, cluster)
+
+
+def run(args: argparse.Namespace, cluster: ExitStack) -> int:
     started = time.perf_counter()
     try:
+        if args.cluster:
+            cluster.enter_context(dask_cluster(args.cluster))
         products = load_products(args.db, args.images, progress=not args.no_progress)
         frame = select_categories(products, args.categories, args.min_products)
         embedder = None
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                                      batch_size=args.batch_size, cache_dir=str(args.cache_dir),
                                      progress=not args.no_progress)
             embedder.fit()  # an unusable backbone fails here, before minutes of text training
-    except (DataError, BackboneError, PhotoStoreError, schema.SchemaError) as error:
+    except (DataError, BackboneError, PhotoStoreError, ClusterError, schema.SchemaError) as error:
         print(f"modeling.train: {error}", file=sys.stderr)
         return 2
 

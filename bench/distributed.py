@@ -1,0 +1,89 @@
+"""Training on this machine alone vs on a Dask LocalCluster of this machine: what the cluster costs, and that it
+trains the same model.
+
+On two cores a cluster cannot be faster than the local run (the workers share the cores the local run already
+uses, and photos and data travel between processes); the ratio shows the overhead, and the comparison of the two
+models' test predictions shows correctness. Both runs start from a cold embedding cache, so both embed every photo.
+The crawl half of the comparison (one crawl worker vs two sharing a Redis frontier) comes with the Redis frontier.
+
+    .venv/bin/python bench/distributed.py [--db data/bench/fashion/crawl.db --images data/bench/fashion/images]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+from accuracy import crawl_fashion
+
+from modeling import train
+from modeling.data import load_products, select_categories
+from shopstyle_spider import config
+
+
+def timed_training(db: Path, images: Path, out: Path, min_products: int, *extra: str) -> tuple[float, Path]:
+    started = time.perf_counter()
+    code = train.main(["--db", str(db), "--images", str(images), "--out", str(out), "--cache-dir", str(out / "cache"),
+                       "--min-products", str(min_products), "--no-progress", "--keep", "stacked",
+                       "--name", "bench distributed", *extra])
+    if code != 0:
+        raise SystemExit(f"training failed (exit {code})")
+    card = json.loads(max(out.glob("*.json"), key=lambda p: p.stat().st_mtime).read_text())
+    return time.perf_counter() - started, out / f"{card['experiment_id']}.joblib"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--db", type=Path, help="a crawl of the fashion catalog (default: crawl one into --work)")
+    parser.add_argument("--images", type=Path, help="its IMAGES_STORE (default: beside --db)")
+    parser.add_argument("--work", type=Path, default=config.data_dir() / "bench" / "fashion",
+                        help="where the crawl goes when --db is not given")
+    parser.add_argument("--min-products", type=int, default=10, help="as modeling.train --min-products")
+    parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (1 thread each)")
+    args = parser.parse_args(argv)
+    try:
+        import distributed
+    except ImportError:
+        print("bench/distributed.py: needs dask.distributed (pip install -e '.[scale]')", file=sys.stderr)
+        return 2
+    if args.db is None:
+        if not (config.fashion_dir() / "styles.csv").is_file():
+            print(f"bench/distributed.py: needs {config.fashion_dir()} (set SHARED_DIR)", file=sys.stderr)
+            return 2
+        args.db, args.images = crawl_fashion(args.work)
+    images = args.images or args.db.parent / "images"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        local_seconds, local_model = timed_training(args.db, images, folder / "local", args.min_products)
+        with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1",
+                                      dashboard_address=None) as cluster:
+            cluster_seconds, cluster_model = timed_training(args.db, images, folder / "cluster", args.min_products,
+                                                            "--cluster", cluster.scheduler_address)
+        frame = select_categories(load_products(args.db, images, progress=False), min_products=args.min_products)
+        test = frame[frame["split"] == "test"]
+        local, remote = joblib.load(local_model), joblib.load(cluster_model)
+        same = float((local.predict(test) == remote.predict(test)).mean())
+        gap = float(np.abs(local.predict_proba(test) - remote.predict_proba(test)).max())
+
+    print(f"\ndistributed benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: fashion catalog, "
+          f"{len(frame)} products ({frame['image_path'].notna().sum()} photos), cold embedding caches")
+    print(f"{'training':<34} {'seconds':>8}")
+    print(f"{'this machine':<34} {local_seconds:>8.1f}")
+    print(f"{f'LocalCluster, {args.workers} workers x 1 thread':<34} {cluster_seconds:>8.1f}")
+    print(f"cluster / local time: {cluster_seconds / local_seconds:.2f}x (overhead on one 2-core machine, "
+          "not a speed-up)")
+    print(f"test predictions identical: {same:.2%}; largest probability difference {gap:.1e} "
+          "(the workers run BLAS on one thread, so float sums may differ in order)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
