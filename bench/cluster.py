@@ -6,7 +6,7 @@ uses, and photos and data travel between processes); the ratio shows the overhea
 models' test predictions shows correctness. Both runs start from a cold embedding cache, so both embed every photo.
 The crawl half of the comparison (one crawl worker vs two sharing a Redis frontier) comes with the Redis frontier.
 
-    .venv/bin/python bench/distributed.py [--db data/bench/fashion/crawl.db --images data/bench/fashion/images]
+    .venv/bin/python bench/cluster.py [--db data/bench/fashion/crawl.db --images data/bench/fashion/images]
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import distributed
     except ImportError:
-        print("bench/distributed.py: needs dask.distributed (pip install -e '.[scale]')", file=sys.stderr)
+        print("bench/cluster.py: needs dask.distributed (pip install -e '.[scale]')", file=sys.stderr)
         return 2
     if args.db is None:
         if not (config.fashion_dir() / "styles.csv").is_file():
-            print(f"bench/distributed.py: needs {config.fashion_dir()} (set SHARED_DIR)", file=sys.stderr)
+            print(f"bench/cluster.py: needs {config.fashion_dir()} (set SHARED_DIR)", file=sys.stderr)
             return 2
         args.db, args.images = crawl_fashion(args.work)
     images = args.images or args.db.parent / "images"
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         same = float((local.predict(test) == remote.predict(test)).mean())
         gap = float(np.abs(local.predict_proba(test) - remote.predict_proba(test)).max())
 
-    print(f"\ndistributed benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: fashion catalog, "
+    print(f"\ncluster benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: fashion catalog, "
           f"{len(frame)} products ({frame['image_path'].notna().sum()} photos), cold embedding caches")
     print(f"{'training':<34} {'seconds':>8}")
     print(f"{'this machine':<34} {local_seconds:>8.1f}")
