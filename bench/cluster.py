@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'training':<34} {'seconds':>8}")
     print(f"{'this machine':<34} {local_seconds:>8.1f}")
     print(f"{f'LocalCluster, {args.workers} workers x 1 thread':<34} {cluster_seconds:>8.1f}")
-    print(f"cluster / local time: {cluster_seconds / local_seconds:.2f}x (overhead on one 2-core machine, "
-          "not a speed-up)")
+    print(f"cluster / local time: {cluster_seconds / local_seconds:.2f}x (on one machine the workers share the "
+          "local run's cores: this is the cluster's cost, not a speed-up to expect from more machines)")
     print(f"test predictions identical: {same:.2%}; largest probability difference {gap:.1e} "
           "(the workers run BLAS on one thread, so float sums may differ in order)")
     return 0
