@@ -21,11 +21,15 @@ def crawl_command(api_url: str, db: Path, images: Path, spider_args: dict[str, o
     return command
 
 
-def run_crawl(api_url: str, db: Path, images: Path, *, api_key: str | None, spider_args=None, settings=None,
-              timeout: float | None = None, capture: bool = True) -> subprocess.CompletedProcess:
-    """Crawl with the key in the environment (never on the command line, where `ps` would show it)."""
+def crawl_env(api_key: str | None) -> dict[str, str]:
+    """This process's environment with the key in it (never on the command line, where `ps` would show it)."""
     env = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"}
     if api_key is not None:
         env["SHOPSTYLE_API_KEY"] = api_key
-    return subprocess.run(crawl_command(api_url, db, images, spider_args, settings), cwd=PROJECT_ROOT, env=env,
-                          capture_output=capture, text=True, timeout=timeout)
+    return env
+
+
+def run_crawl(api_url: str, db: Path, images: Path, *, api_key: str | None, spider_args=None, settings=None,
+              timeout: float | None = None, capture: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(crawl_command(api_url, db, images, spider_args, settings), cwd=PROJECT_ROOT,
+                          env=crawl_env(api_key), capture_output=capture, text=True, timeout=timeout)

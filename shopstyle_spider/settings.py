@@ -38,6 +38,11 @@ SHOPSTYLE_SECRET_SETTINGS = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
 # Re-download a stored photo after this many days (0: always).
 IMAGES_EXPIRES = 90
 
+# --- Several crawl processes ---------------------------------------------------------------------------------
+# A Redis server (redis://host:6379/0) through which every crawl process shares the API budget: together they send
+# at most SHOPSTYLE_REQUESTS_PER_MINUTE. Empty: this process paces the budget alone.
+REDIS_URL = ""
+
 # --- Politeness and robustness --------------------------------------------------------------------------------
 ROBOTSTXT_OBEY = False  # an API with a documented budget, not a web site
 USER_AGENT = "shopstyle-categorizer (+https://github.com/shopstyle-categorizer)"
@@ -60,6 +65,8 @@ AUTOTHROTTLE_START_DELAY = 0.0
 DOWNLOADER_MIDDLEWARES = {
     # just before RetryMiddleware (550), so the wait is set before the retry is queued
     "shopstyle_spider.middlewares.BackoffMiddleware": 560,
+    # the last step before the download slot: an API request waits for its turn in the shared budget
+    "shopstyle_spider.middlewares.SharedBudgetMiddleware": 950,
 }
 ITEM_PIPELINES = {
     "shopstyle_spider.pipelines.ValidationPipeline": 100,

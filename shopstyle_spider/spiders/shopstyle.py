@@ -66,8 +66,9 @@ class ShopstyleSpider(scrapy.Spider):
         if per_minute <= 0:
             raise ValueError(f"SHOPSTYLE_REQUESTS_PER_MINUTE must be > 0, got {per_minute}")
         slots = settings.getdict("DOWNLOAD_SLOTS")
-        slots[API_SLOT] = {"concurrency": settings.getint("SHOPSTYLE_API_CONCURRENCY"), "delay": 60.0 / per_minute,
-                           "jitter": 0}
+        # with REDIS_URL the budget is paced across processes by SharedBudgetMiddleware instead of the slot's delay
+        delay = 0.0 if settings.get("REDIS_URL") else 60.0 / per_minute
+        slots[API_SLOT] = {"concurrency": settings.getint("SHOPSTYLE_API_CONCURRENCY"), "delay": delay, "jitter": 0}
         slots[IMAGE_SLOT] = {"concurrency": settings.getint("SHOPSTYLE_IMAGE_CONCURRENCY"), "delay": 0}
         settings.set("DOWNLOAD_SLOTS", slots, priority="spider")
 
