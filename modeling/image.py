@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import sqlite3
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -43,6 +44,7 @@ class EmbeddingCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # a cache: a power cut may lose the last batches, never corrupt
         self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (sha TEXT PRIMARY KEY, vector BLOB NOT NULL)")
 
     def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
@@ -116,8 +118,10 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         Photos per network call.
     cache_dir : str or None
         Folder of the embedding cache; None embeds every time.
-    workers : int
-        Threads decoding photos ahead of the network.
+    workers : int or None
+        Threads decoding photos ahead of the network; None: a quarter of the cores, at least one. The network uses
+        every core itself: on two cores, four decoding threads slowed embedding end to end to 0.73 of the
+        network's own speed, one thread to 0.85.
     progress : bool
         Show a progress bar while embedding.
 
@@ -126,7 +130,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, backbone: str = "mobilenet_v2", weights: str | None = "imagenet", batch_size: int = 32,
-                 cache_dir: str | None = None, workers: int = 4, progress: bool = True):
+                 cache_dir: str | None = None, workers: int | None = None, progress: bool = True):
         self.backbone = backbone
         self.weights = weights
         self.batch_size = batch_size
@@ -162,7 +166,8 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "fingerprint_")
         paths = _image_paths(X)
         out = np.full((len(paths), self.n_features_out_), np.nan, dtype=np.float32)
-        with ThreadPoolExecutor(max(1, self.workers)) as pool:
+        workers = self.workers if self.workers is not None else (os.cpu_count() or 1) // 4
+        with ThreadPoolExecutor(max(1, workers)) as pool:
             keys = list(pool.map(_content_key, paths))
             cache = EmbeddingCache(self.cache_dir, self.fingerprint_) if self.cache_dir else None
             try:
