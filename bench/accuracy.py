@@ -48,6 +48,22 @@ def crawl_fashion(folder: Path) -> tuple[Path, Path]:
     return db, images
 
 
+def add_crawl_arguments(parser: argparse.ArgumentParser) -> None:
+    """--db, --images, --work and --min-products: the fashion crawl a benchmark trains on (bench/cluster.py too)."""
+    parser.add_argument("--db", type=Path, help="a crawl of the fashion catalog (default: crawl one into --work)")
+    parser.add_argument("--images", type=Path, help="its IMAGES_STORE (default: beside --db)")
+    parser.add_argument("--work", type=Path, default=config.data_dir() / "bench" / "fashion",
+                        help="where the crawl goes when --db is not given, and this benchmark's other outputs")
+    parser.add_argument("--min-products", type=int, default=10, help="as modeling.train --min-products")
+
+
+def crawl_of(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The crawl --db and --images name, or the fashion catalog crawled into --work (a complete crawl adds nothing)."""
+    if args.db is None:
+        return crawl_fashion(args.work)
+    return args.db, args.images or args.db.parent / "images"
+
+
 def method_2016(train_frame, test_frame, train_embeddings, test_embeddings, seed: int) -> dict[str, np.ndarray]:
     """Class-index predictions and scores of the 2016 text, image and combined models."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -95,21 +111,15 @@ def method_2016(train_frame, test_frame, train_embeddings, test_embeddings, seed
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--db", type=Path, help="a crawl of the fashion catalog (default: crawl one into --work)")
-    parser.add_argument("--images", type=Path, help="its IMAGES_STORE (default: beside --db)")
-    parser.add_argument("--work", type=Path, default=config.data_dir() / "bench" / "fashion",
-                        help="where the crawl, the models and the embedding cache go")
+    add_crawl_arguments(parser)
     parser.add_argument("--backbone", default=str(config.mobilenet_v2_backbone()), help="image backbone")
-    parser.add_argument("--min-products", type=int, default=10, help="as modeling.train --min-products")
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and of the 2016 networks")
     args = parser.parse_args(argv)
     if not Path(args.backbone).is_file() or not (config.fashion_dir() / "styles.csv").is_file():
         print(f"bench/accuracy.py: needs {config.fashion_dir()} and {args.backbone} (set SHARED_DIR)", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    if args.db is None:
-        args.db, args.images = crawl_fashion(args.work)
-    images = args.images or args.db.parent / "images"
+    args.db, images = crawl_of(args)
     cache = args.work / "cache"
     print(f"crawl ready in {time.perf_counter() - started:.0f} s: {args.db}", flush=True)
 

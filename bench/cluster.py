@@ -21,7 +21,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from accuracy import crawl_fashion
+from accuracy import add_crawl_arguments, crawl_of
 
 from modeling import train
 from modeling.data import load_products, select_categories
@@ -41,11 +41,7 @@ def timed_training(db: Path, images: Path, out: Path, min_products: int, *extra:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--db", type=Path, help="a crawl of the fashion catalog (default: crawl one into --work)")
-    parser.add_argument("--images", type=Path, help="its IMAGES_STORE (default: beside --db)")
-    parser.add_argument("--work", type=Path, default=config.data_dir() / "bench" / "fashion",
-                        help="where the crawl goes when --db is not given")
-    parser.add_argument("--min-products", type=int, default=10, help="as modeling.train --min-products")
+    add_crawl_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (1 thread each)")
     args = parser.parse_args(argv)
     try:
@@ -53,12 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("bench/cluster.py: needs dask.distributed (pip install -e '.[scale]')", file=sys.stderr)
         return 2
-    if args.db is None:
-        if not (config.fashion_dir() / "styles.csv").is_file():
-            print(f"bench/cluster.py: needs {config.fashion_dir()} (set SHARED_DIR)", file=sys.stderr)
-            return 2
-        args.db, args.images = crawl_fashion(args.work)
-    images = args.images or args.db.parent / "images"
+    if args.db is None and not (config.fashion_dir() / "styles.csv").is_file():
+        print(f"bench/cluster.py: needs {config.fashion_dir()} (set SHARED_DIR)", file=sys.stderr)
+        return 2
+    args.db, images = crawl_of(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
