@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 
 import joblib
@@ -63,7 +64,7 @@ def active_client():
 def embed_photos(backbone: str, weights: str | None, fingerprint: str,
                  photos: list[tuple[str, str, bytes]]) -> tuple[dict[str, np.ndarray], list[str]]:
     """On a worker: (content key, name, bytes) -> ({key: vector}, problems), the backbone built on first use."""
-    from .image import read_photo
+    from .image import embed_batch, read_photo
 
     network = _networks.get((backbone, weights))
     if network is None:
@@ -72,17 +73,8 @@ def embed_photos(backbone: str, weights: str | None, fingerprint: str,
             raise BackboneError(f"image backbone {backbone} on this worker is not the one training uses "
                                 f"(fingerprint {found} != {fingerprint})")
         network = _networks[(backbone, weights)] = load_backbone(backbone, weights)
-    pixels, keys, problems = [], [], []
-    for key, name, content in photos:
-        try:
-            pixels.append(read_photo(name, network.input_size, content))
-            keys.append(key)
-        except ValueError as error:
-            problems.append(str(error))
-    if not pixels:
-        return {}, problems
-    vectors = np.asarray(network.embed(np.stack(pixels)), dtype=np.float32)
-    return dict(zip(keys, vectors, strict=True)), problems
+    return embed_batch(network, ((key, partial(read_photo, name, network.input_size, content))
+                                 for key, name, content in photos))
 
 
 def embed_on_cluster(client, backbone: str, weights: str | None, fingerprint: str, items: list[tuple[str, str]],

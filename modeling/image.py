@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .backbones import BackboneError, LoadedBackbone, backbone_fingerprint, load_backbone
 
-__all__ = ["EmbeddingCache", "ImageEmbedder", "make_image_classifier", "read_photo"]
+__all__ = ["EmbeddingCache", "ImageEmbedder", "embed_batch", "make_image_classifier", "read_photo"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,23 @@ def read_photo(path: str, size: int, content: bytes | None = None) -> np.ndarray
             return np.asarray(square, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as error:
         raise ValueError(f"{path}: not a usable image ({error})") from error
+
+
+def embed_batch(network: LoadedBackbone,
+                photos: Iterable[tuple[str, Callable[[], np.ndarray]]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """({key: vector}, problems): one network call for the photos whose ``decode()`` succeeds, and the reason of
+    each that does not (``read_photo``'s ValueError). Used here and on cluster workers alike."""
+    pixels, keys, problems = [], [], []
+    for key, decode in photos:
+        try:
+            pixels.append(decode())
+            keys.append(key)
+        except ValueError as error:
+            problems.append(str(error))
+    if not pixels:
+        return {}, problems
+    vectors = np.asarray(network.embed(np.stack(pixels)), dtype=np.float32)
+    return dict(zip(keys, vectors, strict=True)), problems
 
 
 def _batched(items: list, size: int) -> Iterator[list]:
@@ -194,27 +211,31 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
     def _embed(self, todo: dict[str, str], pool: ThreadPoolExecutor,
                cache: EmbeddingCache | None) -> dict[str, np.ndarray]:
-        """Embed each photo once, decoding up to a few batches ahead of the network."""
+        """Embed each photo once, here or (inside ``modeling.train --cluster``) on the workers, caching as it goes."""
         if not todo:
             return {}
-        items = list(todo.items())
-        embedded: dict[str, np.ndarray] = {}
-        bar = tqdm(total=len(items), desc=f"embedding photos ({self.backbone})", unit="photo",
-                   disable=not self.progress)
         from .cluster import active_client, embed_on_cluster
 
+        items = list(todo.items())
         client = active_client()
-        if client is not None:  # inside modeling.train --cluster: the workers embed, this process caches
-            for done, new, problems in embed_on_cluster(client, self.backbone, self.weights, self.fingerprint_,
-                                                        items, chunk_size=4 * self.batch_size):
+        chunks = (embed_on_cluster(client, self.backbone, self.weights, self.fingerprint_, items,
+                                   chunk_size=4 * self.batch_size)
+                  if client is not None else self._embed_here(items, pool))
+        embedded: dict[str, np.ndarray] = {}
+        with tqdm(total=len(items), desc=f"embedding photos ({self.backbone})", unit="photo",
+                  disable=not self.progress) as bar:
+            for done, new, problems in chunks:
                 for problem in problems:
                     log.warning("%s", problem)
                 embedded.update(new)
                 if cache is not None:
                     cache.put_many(new.items())
                 bar.update(done)
-            bar.close()
-            return embedded
+        return embedded
+
+    def _embed_here(self, items: list[tuple[str, str]],
+                    pool: ThreadPoolExecutor) -> Iterator[tuple[int, dict[str, np.ndarray], list[str]]]:
+        """(photos done, {key: vector}, problems) per batch, decoding up to a few batches ahead of the network."""
         network = self.network()
         size = network.input_size
         ahead: deque[tuple[list[str], list[Future]]] = deque()
@@ -230,22 +251,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         while ahead:
             keys, futures = ahead.popleft()
             submit_next()
-            pixels, good = [], []
-            for key, future in zip(keys, futures, strict=True):
-                try:
-                    pixels.append(future.result())
-                    good.append(key)
-                except ValueError as error:
-                    log.warning("%s", error)
-            if pixels:
-                vectors = np.asarray(network.embed(np.stack(pixels)), dtype=np.float32)
-                new = dict(zip(good, vectors, strict=True))
-                embedded.update(new)
-                if cache is not None:
-                    cache.put_many(new.items())
-            bar.update(len(keys))
-        bar.close()
-        return embedded
+            yield len(keys), *embed_batch(network, zip(keys, (future.result for future in futures), strict=True))
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "n_features_out_")
