@@ -1,11 +1,14 @@
-"""Crawl-wide extensions: keep the API key out of the logs, and print a summary when the crawl ends."""
+"""Crawl-wide extensions: keep the API key out of the logs, keep the processes of a shared crawl up until it is
+done, and print a summary when the crawl ends."""
 
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import closing
 
 from scrapy import signals
+from scrapy.exceptions import DontCloseSpider, NotConfigured
 
 from . import schema
 from .redaction import LogRedactor
@@ -35,6 +38,49 @@ class RedactKeyInLogs:
 
     def engine_stopped(self):
         self.redactor.uninstall()
+
+
+class SharedFrontierWatch:
+    """With ``REDIS_URL``: an idle process stays up while the shared crawl still has leaves in progress (their next
+    pages may be queued by another process at any moment), and the last one removes the frontier once it is done.
+
+    Leaves in progress and nothing moving (no page read, no product stored by any process) for
+    ``SHOPSTYLE_FRONTIER_IDLE_TIMEOUT`` seconds means their pages went down with a killed process: the process
+    stops and says how to recover them.
+    """
+
+    def __init__(self, crawler, timeout: float):
+        self.crawler = crawler
+        self.timeout = timeout
+        self._events: int | None = None
+        self._since = 0.0
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        if not crawler.settings.get("REDIS_URL"):
+            raise NotConfigured("no REDIS_URL: the crawl is this process's alone")
+        extension = cls(crawler, crawler.settings.getfloat("SHOPSTYLE_FRONTIER_IDLE_TIMEOUT"))
+        crawler.signals.connect(extension.spider_idle, signal=signals.spider_idle)
+        return extension
+
+    def spider_idle(self, spider):
+        ledger = spider.ledger
+        if not ledger.has_work():
+            settings = self.crawler.settings
+            ledger.clear(*(settings.get(name) % {"spider": spider.name}
+                           for name in ("SCHEDULER_QUEUE_KEY", "SCHEDULER_DUPEFILTER_KEY")))
+            return
+        events, now = ledger.events(), time.monotonic()
+        if events != self._events:
+            self._events, self._since = events, now
+        if now - self._since < self.timeout:
+            raise DontCloseSpider
+        leaves = ledger.tracked()
+        self.crawler.stats.set_value("shopstyle/frontier/stalled_leaves", len(leaves))
+        logger.warning("the shared crawl has not moved for %.0fs with %d leaves in progress (%s): their pending "
+                       "pages were lost with a stopped process. Once no crawl process runs, "
+                       "`scrapy crawl shopstyle -a reconcile=true` queues them again",
+                       now - self._since, len(leaves), ", ".join(leaves[:5]) + (", ..." if len(leaves) > 5 else ""))
 
 
 class CrawlSummary:

@@ -20,6 +20,7 @@ class ProductItem:
     name: str | None
     category_id: str | None
     crawl_leaf: str  # the leaf whose listing served it (its own category may differ)
+    crawl_key: str | None = None  # how the crawl's ledger knows it (see frontier.product_key)
     description: str | None = None
     brand: str | None = None
     retailer: str | None = None
@@ -40,11 +41,9 @@ class ProductItem:
 
 @dataclass
 class LeafDoneItem:
-    """Sent after a leaf's last page: the store marks the leaf complete once ``products`` items are through."""
+    """Sent after a leaf's last page: the store marks the leaf complete once its products are all stored."""
 
     category_id: str
-    products: int  # product items the spider yielded for this leaf
     total: int
     reached: int
     unreachable: int
-    failed_pages: int = 0

@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import sqlite3
-from collections import Counter
 from datetime import UTC, datetime
 
 from itemadapter import ItemAdapter
@@ -215,9 +214,10 @@ class ProductImagesPipeline(ImagesPipeline):
 class SqliteStorePipeline:
     """Upsert categories and products in batched transactions; mark a leaf complete once all of it is stored.
 
-    A leaf counts as complete only when every product item the spider yielded for it has come through (stored,
-    or dropped by validation): killed before that, the next run crawls the leaf again and the upserts make the
-    repeat harmless.
+    A leaf counts as complete only when the spider read all its pages and every product it yielded for it has
+    been committed (or dropped by validation), as the spider's ledger tells (see ``frontier``): stopped before
+    that, the next run (or the reconcile step of a shared crawl) reads it again, and the upserts make the repeat
+    harmless.
     """
 
     def __init__(self, db_path: str, batch_size: int, stats, crawler=None):
@@ -228,10 +228,7 @@ class SqliteStorePipeline:
         self.db = None
         self._categories: list[dict] = []
         self._products: list[dict] = []
-        self._leaves: list[dict] = []
-        self._through: Counter[str] = Counter()  # product items of a leaf that finished the pipelines
-        self._errors: Counter[str] = Counter()
-        self._done: dict[str, LeafDoneItem] = {}
+        self._keys: dict[str, list[str | None]] = {}  # ledger keys of the batch's products, by leaf
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -239,30 +236,24 @@ class SqliteStorePipeline:
                        crawler.stats, crawler)
         crawler.signals.connect(pipeline.item_dropped, signal=signals.item_dropped)
         crawler.signals.connect(pipeline.item_error, signal=signals.item_error)
+        # a process with nothing in progress commits what it holds: products of a leaf another process of a shared
+        # crawl finished must not wait in this batch for more to come
+        crawler.signals.connect(pipeline.flush, signal=signals.spider_idle)
         return pipeline
+
+    @property
+    def ledger(self):
+        return self.crawler.spider.ledger
 
     def open_spider(self):
         self.db = schema.connect(self.db_path)
-        self._state_bound = False
-
-    def _bind_state(self) -> None:
-        """With -s JOBDIR, keep the leaves' counts in the spider state Scrapy saves on a pause, so that a resumed
-        crawl completes the leaves it had started. The state exists once the spider is open, before any item."""
-        if self._state_bound:
-            return
-        self._state_bound = True
-        state = getattr(self.crawler.spider, "state", None) if self.crawler else None
-        if state is not None:
-            self._through = state.setdefault("items_through", self._through)
-            self._errors = state.setdefault("items_failed", self._errors)
-            self._done = state.setdefault("leaves_done", self._done)
 
     def close_spider(self):
-        self.flush()
-        self.db.close()
+        if self.db is not None:  # None: the database could not be opened, the crawl never started
+            self.flush()
+            self.db.close()
 
     def process_item(self, item):
-        self._bind_state()
         now = datetime.now(UTC).isoformat(timespec="seconds")
         if isinstance(item, CategoryItem):
             self._categories.append({**ItemAdapter(item).asdict(), "is_leaf": int(item.is_leaf), "now": now})
@@ -270,61 +261,65 @@ class SqliteStorePipeline:
             row = {column: getattr(item, column) for column in schema.PRODUCT_COLUMNS}
             row["in_stock"] = None if item.in_stock is None else int(item.in_stock)
             self._products.append({**row, "now": now})
+            self._keys.setdefault(item.crawl_leaf, []).append(item.crawl_key)
             self.stats.inc_value(f"shopstyle/images/{item.image_status}")
-            self._item_through(item.crawl_leaf)
         elif isinstance(item, LeafDoneItem):
-            self._done[item.category_id] = item
+            self.ledger.finish(item.category_id, ItemAdapter(item).asdict())
+            self.flush()  # its products with it, as far as they came through
             self._check_leaf(item.category_id)
         if len(self._products) + len(self._categories) >= self.batch_size:
             self.flush()
         return item
 
     def item_dropped(self, item, response, exception, spider=None):
-        self._bind_state()
         if isinstance(item, ProductItem):
-            self._item_through(item.crawl_leaf)
+            self.ledger.stored(item.crawl_leaf, [item.crawl_key])
+            self._check_leaf(item.crawl_leaf)
 
     def item_error(self, item, response, failure, spider=None):
-        self._bind_state()
         if isinstance(item, ProductItem):
-            self._errors[item.crawl_leaf] += 1
-            self._item_through(item.crawl_leaf)
-
-    def _item_through(self, leaf: str) -> None:
-        self._through[leaf] += 1
-        self._check_leaf(leaf)
+            self.ledger.stored(item.crawl_leaf, [item.crawl_key], failed=True)
+            self._check_leaf(item.crawl_leaf)
 
     def _check_leaf(self, leaf: str) -> None:
-        done = self._done.get(leaf)
-        if done is None or self._through[leaf] < done.products:
+        completion = self.ledger.completion(leaf)
+        if completion is None:
             return
-        del self._done[leaf]
-        if done.failed_pages or self._errors[leaf]:
+        summary, progress = completion
+        if progress.failed_pages or progress.errors:
             logger.warning("leaf %s is incomplete (%d pages failed, %d items failed): the next run crawls it again",
-                           leaf, done.failed_pages, self._errors[leaf])
+                           leaf, progress.failed_pages, progress.errors)
             self.stats.inc_value("shopstyle/leaves/incomplete")
-            return
-        self._leaves.append({"category_id": leaf, "total": done.total, "reached": done.reached,
-                             "unreachable": done.unreachable,
-                             "completed_at": datetime.now(UTC).isoformat(timespec="seconds")})
-        self.stats.inc_value("shopstyle/leaves/completed")
-        self.flush()  # the leaf's products and its completion land in one transaction
+        else:
+            row = {**summary, "completed_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            if not self._write("INSERT OR REPLACE INTO leaves (category_id, total, reached, unreachable, completed_at) "
+                               "VALUES (:category_id, :total, :reached, :unreachable, :completed_at)", [row]):
+                return
+            self.stats.inc_value("shopstyle/leaves/completed")
+        self.ledger.forget(leaf)
 
     def flush(self) -> None:
-        if not (self._categories or self._products or self._leaves):
+        """Commit the batch; only then tell the ledger its products are stored (and complete their leaves)."""
+        categories, products, keys = self._categories, self._products, self._keys
+        self._categories, self._products, self._keys = [], [], {}
+        if not (categories or products):
             return
+        if self._write(schema.upsert_sql("categories", schema.CATEGORY_COLUMNS), categories,
+                       schema.upsert_sql("products", schema.PRODUCT_COLUMNS), products):
+            self.stats.inc_value("shopstyle/products_written", len(products))
+            for leaf, leaf_keys in keys.items():
+                self.ledger.stored(leaf, leaf_keys)
+                self._check_leaf(leaf)
+
+    def _write(self, *statements_and_rows) -> bool:
+        """Run (SQL, rows) pairs in one transaction; False, and the crawl stopped, when the database refuses."""
+        if self.stats.get_value("shopstyle/stopped"):
+            return False
         try:
-            if not self.stats.get_value("shopstyle/stopped"):
-                with self.db:  # one transaction: a failed write rolls back whole, leaves and their products alike
-                    self.db.executemany(schema.upsert_sql("categories", schema.CATEGORY_COLUMNS), self._categories)
-                    self.db.executemany(schema.upsert_sql("products", schema.PRODUCT_COLUMNS), self._products)
-                    self.db.executemany(
-                        "INSERT OR REPLACE INTO leaves (category_id, total, reached, unreachable, completed_at) "
-                        "VALUES (:category_id, :total, :reached, :unreachable, :completed_at)", self._leaves)
-                self.stats.inc_value("shopstyle/products_written", len(self._products))
+            with self.db:  # one transaction: a failed write rolls back whole
+                for sql, rows in zip(statements_and_rows[::2], statements_and_rows[1::2], strict=True):
+                    self.db.executemany(sql, rows)
+            return True
         except (sqlite3.OperationalError, OSError) as error:  # disk full, read-only file or folder
             stop_crawl(self.crawler, "database_unwritable", f"cannot write the crawl database {self.db_path}: {error}")
-        finally:
-            self._categories.clear()
-            self._products.clear()
-            self._leaves.clear()
+            return False

@@ -10,9 +10,11 @@ written by a newer version of the project is refused rather than misread.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 SCHEMA_VERSION = 2  # 2: experiments and predictions
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS categories (
@@ -101,7 +103,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path)
+        # crawl processes sharing a crawl (REDIS_URL) on one machine write one file: wait for each other's commits
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
     connection.row_factory = sqlite3.Row
     try:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
@@ -112,12 +115,25 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         connection.close()
         raise SchemaError(f"{path}: schema version {version} is newer than this project's {SCHEMA_VERSION}")
     if not readonly:
-        connection.execute("PRAGMA journal_mode=WAL")
+        _use_wal(connection)
         connection.execute("PRAGMA synchronous=NORMAL")
         with connection:
             connection.executescript(SCHEMA)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return connection
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Switch to WAL (it stays in the file). The switch fails at once, without waiting, while another process is
+    creating the same file: retry it for as long as other writes are waited for."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def upsert_sql(table: str, columns: tuple[str, ...]) -> str:

@@ -39,12 +39,32 @@ SHOPSTYLE_SECRET_SETTINGS = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
 IMAGES_EXPIRES = 90
 
 # --- Several crawl processes ---------------------------------------------------------------------------------
-# A Redis server (redis://host:6379/0) through which every crawl process shares the API budget: together they send
-# at most SHOPSTYLE_REQUESTS_PER_MINUTE. Empty: this process paces the budget alone.
+# A Redis server (redis://host:6379/0) through which any number of crawl processes, on any number of machines,
+# run one crawl: one request queue (scrapy-redis), one record of the leaves in progress (shopstyle_spider.frontier)
+# and one API budget (together they send at most SHOPSTYLE_REQUESTS_PER_MINUTE). One crawl per Redis database.
+# Empty: this process crawls alone.
 REDIS_URL = ""
+# What REDIS_URL switches on (pip install '.[scale]'): scrapy-redis' scheduler and dupefilter, the scheduler taking
+# only the requests this process can send now, the queue keeping no API key (shopstyle_spider.request_queue). The
+# queue persists when the processes stop, so that the next ones resume it; the last process of a complete crawl
+# removes it.
+SHOPSTYLE_SHARED_FRONTIER = {
+    "SCHEDULER": "shopstyle_spider.request_queue.FrontierScheduler",
+    "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
+    "SCHEDULER_QUEUE_CLASS": "shopstyle_spider.request_queue.KeylessPriorityQueue",
+    "SCHEDULER_QUEUE_KEY": "%(spider)s:requests",
+    "SCHEDULER_DUPEFILTER_KEY": "%(spider)s:dupefilter",
+    "SCHEDULER_PERSIST": True,
+}
+# An idle process of a shared crawl waits while other processes still read leaves; when nothing has moved for this
+# many seconds, the pages still pending were lost with a killed process: it stops and says so (recover them with
+# `scrapy crawl shopstyle -a reconcile=true`).
+SHOPSTYLE_FRONTIER_IDLE_TIMEOUT = 300
 
 # --- Politeness and robustness --------------------------------------------------------------------------------
 ROBOTSTXT_OBEY = False  # an API with a documented budget, not a web site
+# No Referer: the previous API URL, key included, would travel with every request (and into a shared queue).
+REFERRER_POLICY = "no-referrer"
 USER_AGENT = "shopstyle-categorizer (+https://github.com/shopstyle-categorizer)"
 # Photo downloads in flight at once: they come from the API's CDN, which is not budgeted and is built for this.
 SHOPSTYLE_IMAGE_CONCURRENCY = 32
@@ -75,6 +95,7 @@ ITEM_PIPELINES = {
 }
 EXTENSIONS = {
     "shopstyle_spider.extensions.RedactKeyInLogs": 0,
+    "shopstyle_spider.extensions.SharedFrontierWatch": 100,
     "shopstyle_spider.extensions.CrawlSummary": 500,
 }
 

@@ -1,21 +1,26 @@
 """``scrapy crawl shopstyle``: walk a ShopStyle API v2 category tree and page through every leaf's products.
 
 Arguments (``-a NAME=VALUE``): ``root`` (default ``women``), ``max_per_category`` (default 1000), ``categories``
-(comma-separated leaf ids: only these), ``api_key`` (default: the environment's ``SHOPSTYLE_API_KEY``).
+(comma-separated leaf ids: only these), ``api_key`` (default: the environment's ``SHOPSTYLE_API_KEY``),
+``reconcile`` (default false; with REDIS_URL: first queue again what killed processes of the shared crawl lost).
+
+What the spider knows of the leaves it reads lives in ``self.ledger`` (see ``frontier``): this process's own, or,
+with REDIS_URL, the one every process of a shared crawl reads and writes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+import warnings
 from urllib.parse import urlencode
 
 import scrapy
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.exceptions import CloseSpider
+from scrapy.exceptions import CloseSpider, ScrapyDeprecationWarning
 
 from .. import schema
+from ..frontier import Claim, LeafLedger, RedisLeafLedger, page_key, parse_page_key, product_key
 from ..items import CategoryItem, LeafDoneItem, ProductItem
 from ..redaction import redact_url
 
@@ -25,26 +30,11 @@ RESULT_CAP = 5000  # the API returns nothing past this offset, whatever `total` 
 IMAGE_SIZE_PREFERENCE = ("Original", "XLarge", "Large", "Medium", "Small")
 
 
-@dataclass
-class LeafProgress:
-    id: str
-    total: int = 0
-    pending_pages: int = 0
-    products: int = 0  # product items yielded
-    failed_pages: int = 0
-    deep_pass: bool = False
-    seen: set = field(default_factory=set)
-
-    def wanted(self, max_per_category: int) -> int:
-        """How many products this leaf should yield: all of them, up to the crawl's per-category limit."""
-        return min(self.total, max_per_category)
-
-
 class ShopstyleSpider(scrapy.Spider):
     name = "shopstyle"
 
     def __init__(self, root: str = "women", max_per_category: str | int = 1000, categories: str = "",
-                 api_key: str | None = None, **kwargs):
+                 api_key: str | None = None, reconcile: str = "false", **kwargs):
         super().__init__(**kwargs)
         self.root = root
         try:
@@ -55,12 +45,29 @@ class ShopstyleSpider(scrapy.Spider):
             raise ValueError(f"-a max_per_category must be >= 1, got {self.max_per_category}")
         self.only = {c.strip() for c in categories.split(",") if c.strip()}
         self.api_key = api_key or os.environ.get("SHOPSTYLE_API_KEY", "")
-        self.leaves: dict[str, LeafProgress] = {}
-        self.products_seen: set[int] = set()  # across leaves: a product listed in two categories is stored once
+        if reconcile.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"-a reconcile must be true or false, got {reconcile!r}")
+        self.reconcile = reconcile.lower() in ("true", "1", "yes")
+        self.ledger: LeafLedger | RedisLeafLedger = LeafLedger()
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        if url := crawler.settings.get("REDIS_URL"):
+            try:
+                import redis
+            except ImportError:
+                raise ValueError("REDIS_URL needs the redis client: pip install '.[scale]'") from None
+            spider.ledger = RedisLeafLedger(redis.Redis.from_url(url, decode_responses=True), prefix=spider.name)
+            # scrapy-redis 0.9's scheduler still passes `spider` to the stats collector, deprecated since Scrapy 2.13
+            warnings.filterwarnings("ignore", message="Passing a 'spider' argument to StatsCollector",
+                                    category=ScrapyDeprecationWarning, module="scrapy_redis")
+        return spider
 
     @classmethod
     def update_settings(cls, settings):
-        """Give API requests their own download slot, paced to the request budget, and photos theirs."""
+        """Give API requests their own download slot, paced to the request budget, and photos theirs; with
+        REDIS_URL, share the request queue with every process crawling through the same Redis."""
         super().update_settings(settings)
         per_minute = settings.getfloat("SHOPSTYLE_REQUESTS_PER_MINUTE")
         if per_minute <= 0:
@@ -71,36 +78,83 @@ class ShopstyleSpider(scrapy.Spider):
         slots[API_SLOT] = {"concurrency": settings.getint("SHOPSTYLE_API_CONCURRENCY"), "delay": delay, "jitter": 0}
         slots[IMAGE_SLOT] = {"concurrency": settings.getint("SHOPSTYLE_IMAGE_CONCURRENCY"), "delay": 0}
         settings.set("DOWNLOAD_SLOTS", slots, priority="spider")
+        if settings.get("REDIS_URL"):
+            for name, value in settings.getdict("SHOPSTYLE_SHARED_FRONTIER").items():
+                settings.set(name, value, priority="spider")
 
     # --- requests ---------------------------------------------------------------------------------------------
-    def api_request(self, endpoint: str, params: dict, callback, **cb_kwargs) -> scrapy.Request:
+    def api_request(self, endpoint: str, params: dict, callback, dont_filter: bool = False,
+                    **cb_kwargs) -> scrapy.Request:
         base = self.settings.get("SHOPSTYLE_API_URL").rstrip("/")
         self.crawler.stats.inc_value("shopstyle/api_requests")
         return scrapy.Request(
             f"{base}/{endpoint}?{urlencode({'pid': self.api_key, **params})}",
-            callback=callback, errback=self.page_failed, cb_kwargs=cb_kwargs,
+            callback=callback, errback=self.page_failed, cb_kwargs=cb_kwargs, dont_filter=dont_filter,
             meta={"download_slot": API_SLOT, "autothrottle_dont_adjust_delay": True,
                   "handle_httpstatus_list": [400, 401, 403, 404]},
         )
 
-    def page_request(self, progress: LeafProgress, offset: int) -> scrapy.Request:
+    def tree_request(self, dont_filter: bool = False) -> scrapy.Request:
+        return self.api_request("categories", {"cat": self.root}, self.parse_categories, dont_filter)
+
+    def page_request(self, leaf: str, offset: int, deep: bool, dont_filter: bool = False) -> scrapy.Request:
         sorts = self.settings.getlist("SHOPSTYLE_DEEP_SORTS") or [""]
-        sort = sorts[-1] if progress.deep_pass else sorts[0]
-        params = {"cat": progress.id, "offset": offset, "limit": self.settings.getint("SHOPSTYLE_PAGE_SIZE")}
+        sort = sorts[-1] if deep else sorts[0]
+        params = {"cat": leaf, "offset": offset, "limit": self.settings.getint("SHOPSTYLE_PAGE_SIZE")}
         if sort:
             params["sort"] = sort
-        progress.pending_pages += 1
-        return self.api_request("products", params, self.parse_page, leaf=progress.id, offset=offset)
+        self.ledger.page_queued(leaf, page_key(offset, deep))
+        return self.api_request("products", params, self.parse_page, dont_filter, leaf=leaf, offset=offset,
+                                deep=deep)
 
     async def start(self):
         if not self.api_key:
             self.logger.error("no API key: pass -a api_key=KEY or set SHOPSTYLE_API_KEY")
             raise CloseSpider("missing_api_key")
+        if isinstance(self.ledger, RedisLeafLedger):
+            if self.reconcile:
+                for request in self.lost_requests():
+                    yield request
+            if self.ledger.claim_tree():
+                yield self.tree_request()
+            elif not self.reconcile:
+                self.logger.info("joining the crawl shared through REDIS_URL (%d leaves in progress)",
+                                 len(self.ledger.tracked()))
+            return
+        if self.reconcile:
+            raise ValueError("-a reconcile=true recovers a crawl shared through REDIS_URL; set REDIS_URL")
         if hasattr(self, "state"):  # -s JOBDIR: leaves in progress live in the state Scrapy saves on a pause
-            self.leaves = self.state.setdefault("leaves", self.leaves)
-            if self.leaves:
-                self.logger.info("resuming %d leaves in progress from JOBDIR", len(self.leaves))
-        yield self.api_request("categories", {"cat": self.root}, self.parse_categories)
+            self.ledger = self.state.setdefault("ledger", self.ledger)
+            if self.ledger.tracked():
+                self.logger.info("resuming %d leaves in progress from JOBDIR", len(self.ledger.tracked()))
+        yield self.tree_request()
+
+    def lost_requests(self):
+        """Queue again what killed processes of a shared crawl took with them (see ``frontier``): the category
+        tree if it was never read, the pages of a leaf still pending and not queued, and the pages of products
+        yielded and never stored; a leaf whose pages were all read is finished again."""
+        from ..request_queue import KeylessPriorityQueue
+
+        queue = KeylessPriorityQueue(self.ledger.server, self, self.settings.get("SCHEDULER_QUEUE_KEY"))
+        queued: dict[str, set[str]] = {}
+        tree_queued = False
+        for request in queue.requests():
+            if request.callback == self.parse_page:
+                kwargs = request.cb_kwargs
+                queued.setdefault(kwargs["leaf"], set()).add(page_key(kwargs["offset"], kwargs["deep"]))
+            tree_queued |= request.callback == self.parse_categories
+        if self.ledger.tree_lost() and not tree_queued:
+            self.logger.warning("reconcile: the category tree was never read; queueing it again")
+            yield self.tree_request(dont_filter=True)
+        for leaf in self.ledger.tracked():
+            lost = self.ledger.lost_pages(leaf, queued.get(leaf, set()))
+            if lost:
+                self.logger.warning("reconcile: leaf %s: queueing %d lost pages again", leaf, len(lost))
+                self.crawler.stats.inc_value("shopstyle/reconcile/pages", len(lost))
+                for offset, deep in map(parse_page_key, lost):
+                    yield self.page_request(leaf, offset, deep, dont_filter=True)
+            elif not queued.get(leaf):  # no page pending: it was read whole, its end never recorded
+                yield from self.maybe_finish(leaf)
 
     # --- callbacks --------------------------------------------------------------------------------------------
     def parse_categories(self, response):
@@ -134,86 +188,77 @@ class ShopstyleSpider(scrapy.Spider):
                 self.logger.error("-a categories: %s not leaves under %r; crawling the others", unknown, self.root)
             leaves = [leaf for leaf in leaves if leaf in self.only]
         completed = schema.completed_leaves(self.settings.get("SHOPSTYLE_DB"))
+        started = 0
         for leaf in leaves:
             if leaf in completed:
                 self.crawler.stats.inc_value("shopstyle/leaves/skipped")
-                continue
-            if leaf in self.leaves:  # resumed from JOBDIR: its pending pages are in the saved queue
-                continue
-            progress = self.leaves[leaf] = LeafProgress(leaf)
-            yield self.page_request(progress, 0)
+            elif self.ledger.track(leaf):  # not when resumed: its pending pages are in the saved queue
+                started += 1
+                yield self.page_request(leaf, 0, deep=False)
+        if isinstance(self.ledger, RedisLeafLedger):
+            self.ledger.tree_read()
         self.logger.info("category tree of %r: %d categories, %d leaves to crawl, %d already complete",
-                         self.root, len(categories) + 1, len(self.leaves), len(set(leaves) & completed))
+                         self.root, len(categories) + 1, started, len(set(leaves) & completed))
 
-    def parse_page(self, response, leaf: str, offset: int):
-        progress = self.leaves[leaf]
+    def parse_page(self, response, leaf: str, offset: int, deep: bool = False):
         body = self.api_json(response)
         if isinstance(body, scrapy.Request):
             yield body  # the same page again: it stays pending
             return
-        if body is None:
-            progress.failed_pages += 1
-        else:
-            yield from self.read_page(progress, body, offset)
-        progress.pending_pages -= 1
-        yield from self.maybe_finish(progress)
+        if body is not None:
+            yield from self.read_page(leaf, body, offset, deep)
+        if self.ledger.page_read(leaf, page_key(offset, deep), failed=body is None) == 0:
+            yield from self.maybe_finish(leaf)
 
-    def read_page(self, progress: LeafProgress, body: dict, offset: int):
+    def read_page(self, leaf: str, body: dict, offset: int, deep: bool):
         page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
-        if offset == 0 and not progress.deep_pass:
-            progress.total = int(body["metadata"]["total"])
-            for next_offset in range(page_size, min(progress.wanted(self.max_per_category), RESULT_CAP), page_size):
-                yield self.page_request(progress, next_offset)
-        wanted = progress.wanted(self.max_per_category)
+        if offset == 0 and not deep:
+            total = int(body["metadata"]["total"])
+            self.ledger.set_total(leaf, total)
+            for next_offset in range(page_size, min(total, self.max_per_category, RESULT_CAP), page_size):
+                yield self.page_request(leaf, next_offset, deep=False)
+        products = body["products"]
+        keys = [product_key(product.get("id")) for product in products]
+        claims = self.ledger.claim(leaf, page_key(offset, deep), keys, self.max_per_category)
         met_first_pass = False
-        for product in body["products"]:
-            if len(progress.seen) >= self.max_per_category:
-                break
-            product_id = product.get("id")
-            if product_id in progress.seen:
-                met_first_pass = progress.deep_pass
-                if not progress.deep_pass:  # the second pass meeting the first is expected; this is not
-                    self.crawler.stats.inc_value("shopstyle/duplicates")
-                continue
-            if product_id is not None:
-                progress.seen.add(product_id)
-                if product_id in self.products_seen:
-                    self.crawler.stats.inc_value("shopstyle/duplicates")
-                    continue
-                self.products_seen.add(product_id)
-            progress.products += 1
-            yield self.product_item(product, progress.id)
-        if progress.deep_pass and body["products"] and not met_first_pass and len(progress.seen) < wanted \
-                and offset + page_size < RESULT_CAP:
-            yield self.page_request(progress, offset + page_size)
+        for product, key, claim in zip(products, keys, claims, strict=False):
+            if claim is Claim.NEW:
+                yield self.product_item(product, leaf, key)
+            elif claim is Claim.SEEN_IN_LEAF and deep:
+                met_first_pass = True  # the second pass meeting the first is expected
+            else:
+                self.crawler.stats.inc_value("shopstyle/duplicates")
+        if deep and products and not met_first_pass and offset + page_size < RESULT_CAP:
+            progress = self.ledger.progress(leaf)
+            if progress.reached < min(progress.total, self.max_per_category):
+                yield self.page_request(leaf, offset + page_size, deep=True)
 
-    def maybe_finish(self, progress: LeafProgress):
-        if progress.pending_pages:
-            return
-        wanted = progress.wanted(self.max_per_category)
-        if not progress.deep_pass and progress.total > RESULT_CAP and len(progress.seen) < wanted \
+    def maybe_finish(self, leaf: str):
+        """Every page of the leaf is read: read it from its other end if the API's cap hid some of it, else tell
+        the store it is finished."""
+        progress = self.ledger.progress(leaf)
+        wanted = min(progress.total, self.max_per_category)
+        if not progress.deep_pass and progress.total > RESULT_CAP and progress.reached < wanted \
                 and len(self.settings.getlist("SHOPSTYLE_DEEP_SORTS")) > 1 and not progress.failed_pages:
-            progress.deep_pass = True
-            yield self.page_request(progress, 0)
+            self.ledger.start_deep_pass(leaf)
+            yield self.page_request(leaf, 0, deep=True)
             return
-        unreachable = max(0, wanted - len(progress.seen)) if not progress.failed_pages else 0
+        unreachable = max(0, wanted - progress.reached) if not progress.failed_pages else 0
         if unreachable:
             self.crawler.stats.inc_value("shopstyle/unreachable_products", unreachable)
-            self.logger.warning("leaf %s: %d of its %d products stayed out of the API's reach", progress.id,
+            self.logger.warning("leaf %s: %d of its %d products stayed out of the API's reach", leaf,
                                 unreachable, progress.total)
-        del self.leaves[progress.id]
-        yield LeafDoneItem(category_id=progress.id, products=progress.products, total=progress.total,
-                           reached=len(progress.seen), unreachable=unreachable, failed_pages=progress.failed_pages)
+        yield LeafDoneItem(category_id=leaf, total=progress.total, reached=progress.reached,
+                           unreachable=unreachable)
 
     def page_failed(self, failure):
         request = failure.request
         self.logger.error("giving up on %s: %s", request.url, failure.getErrorMessage())
         if request.callback != self.parse_page:
             raise CloseSpider("category_tree_unavailable")
-        progress = self.leaves[request.cb_kwargs["leaf"]]
-        progress.failed_pages += 1
-        progress.pending_pages -= 1
-        yield from self.maybe_finish(progress)
+        kwargs = request.cb_kwargs
+        if self.ledger.page_read(kwargs["leaf"], page_key(kwargs["offset"], kwargs["deep"]), failed=True) == 0:
+            yield from self.maybe_finish(kwargs["leaf"])
 
     # --- helpers ----------------------------------------------------------------------------------------------
     def api_json(self, response) -> dict | scrapy.Request | None:
@@ -238,12 +283,13 @@ class ShopstyleSpider(scrapy.Spider):
             return None
 
     @staticmethod
-    def product_item(product: dict, leaf: str) -> ProductItem:
+    def product_item(product: dict, leaf: str, key: str | None) -> ProductItem:
         categories = product.get("categories") or []
         first = categories[0] if categories and isinstance(categories[0], dict) else {}
         image_url = _best_image_url(product.get("image"))
         return ProductItem(
             id=product.get("id"), name=product.get("name"), category_id=first.get("id"), crawl_leaf=leaf,
+            crawl_key=key,
             description=product.get("description"), brand=_name(product.get("brand")),
             retailer=_name(product.get("retailer")), price=product.get("price"), currency=product.get("currency"),
             in_stock=product.get("inStock"), click_url=redact_url(product.get("clickUrl")), image_url=image_url,

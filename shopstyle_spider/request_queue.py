@@ -1,0 +1,55 @@
+"""The shared request queue of a crawl run by several processes (``REDIS_URL``), on scrapy-redis.
+
+Two changes to scrapy-redis' scheduler and queue. The queue holds requests without the API key, because Redis is a
+database like any other: the key (the ``pid`` parameter) is taken out of a request's URL as it is queued and put
+back, from the popping process's own ``-a api_key`` or ``SHOPSTYLE_API_KEY``, as it is popped. And a process takes
+API requests from the queue only while it has fewer than ``SHOPSTYLE_API_CONCURRENCY`` of them in hand: Scrapy
+would otherwise pull up to CONCURRENT_REQUESTS into its own download queue, where no other process can have them
+and where a killed process loses them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from scrapy import Request
+from scrapy_redis.queue import PriorityQueue
+from scrapy_redis.scheduler import Scheduler
+
+from .redaction import redact_url
+from .spiders.shopstyle import API_SLOT
+
+
+def with_api_key(url: str, api_key: str) -> str:
+    """``url`` with the API key as its first parameter, as the spider builds API URLs."""
+    parts = urlsplit(url)
+    query = [("pid", api_key), *parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class KeylessPriorityQueue(PriorityQueue):
+    def _encode_request(self, request: Request):
+        return super()._encode_request(request.replace(url=redact_url(request.url)))
+
+    def _decode_request(self, encoded_request) -> Request:
+        request = super()._decode_request(encoded_request)
+        return request.replace(url=with_api_key(request.url, self.spider.api_key))
+
+    def requests(self) -> list[Request]:
+        """Every request waiting in the queue (for the reconcile step), decoded and left there."""
+        return [self._decode_request(encoded) for encoded in self.server.zrange(self.key, 0, -1)]
+
+
+class FrontierScheduler(Scheduler):
+    @classmethod
+    def from_crawler(cls, crawler):
+        scheduler = super().from_crawler(crawler)
+        scheduler.crawler = crawler
+        scheduler.in_hand = crawler.settings.getint("SHOPSTYLE_API_CONCURRENCY")
+        return scheduler
+
+    def next_request(self) -> Request | None:
+        active = self.crawler.engine.downloader.active  # from the first middleware to the response
+        if sum(request.meta.get("download_slot") == API_SLOT for request in active) >= self.in_hand:
+            return None  # Scrapy asks again as soon as a download ends
+        return super().next_request()
