@@ -5,9 +5,7 @@ ledger of the leaves in progress, one API budget. Real redis-server on 127.0.0.1
 from __future__ import annotations
 
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -16,7 +14,7 @@ import pytest
 
 from shopstyle_spider.config import PROJECT_ROOT
 from shopstyle_spider.runner import crawl_command, crawl_env, run_crawl
-from shopstyle_spider.sandbox import SandboxProcess
+from shopstyle_spider.sandbox import RedisServerProcess, SandboxProcess
 
 from .apiclient import KEY
 from .test_crawl import rows, snapshot, stored
@@ -32,35 +30,13 @@ SHARED = {"SHOPSTYLE_REQUESTS_PER_MINUTE": PER_MINUTE, "SHOPSTYLE_PAGE_SIZE": 5,
 CRAWLED = re.compile(r"Crawled \(\d+\) <GET (\S+)>")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def redis_server():
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
-    port = _free_port()
-    process = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-                                "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client = redis.Redis(port=port, decode_responses=True)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.1)
-        yield client
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+        with RedisServerProcess() as server:
+            yield redis.Redis.from_url(server.url)
+    except FileNotFoundError as error:
+        pytest.skip(f"{error} (.ci/run installs it)")
 
 
 @pytest.fixture
