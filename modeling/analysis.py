@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
+from sqlalchemy import inspect, text
 
 from shopstyle_spider import schema
 
@@ -40,13 +41,13 @@ def branch_columns(predictions: pd.DataFrame, branch: str) -> pd.DataFrame:
 
 def load_experiments(db: str | Path) -> pd.DataFrame:
     with closing(schema.connect(db, readonly=True)) as connection:
-        try:
-            frame = pd.read_sql_query("SELECT * FROM experiments ORDER BY id", connection)
-        except pd.errors.DatabaseError as error:
-            raise AnalysisError(f"{db}: no experiments table (train a model with `python -m modeling.train`)") \
-                from error
+        if not inspect(connection).has_table("experiments"):
+            raise AnalysisError(f"{schema.display_name(db)}: no experiments table (train a model with "
+                                "`python -m modeling.train`)")
+        frame = pd.read_sql_query(text("SELECT * FROM experiments ORDER BY id"), connection)
     if frame.empty:
-        raise AnalysisError(f"{db}: no experiments yet (train a model with `python -m modeling.train`)")
+        raise AnalysisError(f"{schema.display_name(db)}: no experiments yet (train a model with "
+                            "`python -m modeling.train`)")
     for column in ("parameters", "versions", "metrics"):
         frame[column] = frame[column].map(json.loads)
     return frame.set_index("id", drop=False)
@@ -54,22 +55,22 @@ def load_experiments(db: str | Path) -> pd.DataFrame:
 
 def load_predictions(db: str | Path, split: str = "test", experiment: int | None = None) -> pd.DataFrame:
     """Predictions of one split (``all`` for validation and test), with the product's text and photo path."""
-    where, params = [], []
+    where, params = [], {}
     if split != "all":
-        where.append("p.split = ?")
-        params.append(split)
+        where.append("p.split = :split")
+        params["split"] = split
     if experiment is not None:
-        where.append("p.experiment_id = ?")
-        params.append(experiment)
+        where.append("p.experiment_id = :experiment")
+        params["experiment"] = experiment
     sql = ("SELECT p.*, pr.name, pr.description, pr.image_path FROM predictions AS p "
            "LEFT JOIN products AS pr ON pr.id = p.product_id" + (" WHERE " + " AND ".join(where) if where else ""))
     with closing(schema.connect(db, readonly=True)) as connection:
-        return pd.read_sql_query(sql, connection, params=params)
+        return pd.read_sql_query(text(sql), connection, params=params)
 
 
 def load_parents(db: str | Path) -> dict[str, str | None]:
     with closing(schema.connect(db, readonly=True)) as connection:
-        return dict(connection.execute("SELECT id, parent_id FROM categories").fetchall())
+        return dict(connection.execute(text("SELECT id, parent_id FROM categories")).fetchall())
 
 
 def experiment_figures(predictions: pd.DataFrame, parents: dict[str, str | None]) -> dict[str, dict]:

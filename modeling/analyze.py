@@ -28,7 +28,8 @@ FIGURE_COLUMNS = ("n", "accuracy", "coverage_95", "threshold_95", "coverage_98",
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.analyze", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--db", type=Path, default=config.crawl_db(), help="the crawl database holding experiments")
+    parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
+                        help="the crawl database holding experiments: a sqlite file or a postgresql:// URL")
     parser.add_argument("--images", type=Path, default=config.images_dir(),
                         help="the crawl's IMAGES_STORE, for the photos of the error page")
     parser.add_argument("--split", choices=("test", "validation", "all"), default="test",
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         experiments = analysis.load_experiments(args.db)
         for chosen in [args.experiment, *(args.compare or [])]:
             if chosen is not None and chosen not in experiments.index:
-                raise analysis.AnalysisError(f"{args.db}: no experiment {chosen} (there are "
+                raise analysis.AnalysisError(f"{schema.display_name(args.db)}: no experiment {chosen} (there are "
                                              f"{', '.join(map(str, experiments.index))})")
         predictions = analysis.load_predictions(args.db, args.split)
         parents = analysis.load_parents(args.db)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     detail_id = args.experiment if args.experiment is not None else (
         int(experiments.index[-1]) if args.html or args.plots else None)
 
-    result: dict = {"db": str(args.db), "split": args.split, "experiments": [
+    result: dict = {"db": schema.display_name(args.db), "split": args.split, "experiments": [
         {"id": int(e), "name": experiments.at[e, "name"], "created_at": experiments.at[e, "created_at"],
          "model": experiments.at[e, "parameters"].get("model"), "figures": figures[e]} for e in experiments.index]}
     lines = []

@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy import text
 
 from shopstyle_spider import schema
 
@@ -55,9 +56,9 @@ def load_products(db: str | Path, images_dir: str | Path | None = None, *, progr
     model takes.
     """
     with closing(schema.connect(db, readonly=True)) as connection:
-        frame = pd.read_sql_query(PRODUCTS_SQL, connection)
+        frame = pd.read_sql_query(text(PRODUCTS_SQL), connection)
     if frame.empty:
-        raise DataError(f"{db}: no products (crawl a catalog into it first)")
+        raise DataError(f"{schema.display_name(db)}: no products (crawl a catalog into it first)")
     has_photo = ((frame["image_status"] == "ok") & frame["image_path"].notna()).to_numpy()
     paths: list[str | None] = [None] * len(frame)
     if images_dir is not None and has_photo.any():

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a .joblib file written by modeling.train (a pickle: load only models you trust)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, help="products as JSON lines (.jsonl) or CSV with a header (.csv)")
-    source.add_argument("--db", type=Path, help="a crawl database: predict every product it holds, with its photo")
+    source.add_argument("--db", type=schema.location,
+                        help="a crawl database (sqlite file or postgresql:// URL): predict every product it holds, "
+                             "with its photo")
     parser.add_argument("--images", type=images_location,
                         help="folder that relative image paths are resolved against (default: the crawl's "
                              f"{config.images_dir()} with --db, the input file's folder with --input); with --db "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import insert, update
 
 from shopstyle_spider import config, schema
 
@@ -64,7 +65,9 @@ def folds_or_fraction(text: str) -> int | float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.train", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--db", type=Path, default=config.crawl_db(), help="the crawl database to learn from")
+    parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
+                        help="the crawl database to learn from (and to record the experiment in): a sqlite file or a "
+                             "postgresql:// URL")
     parser.add_argument("--images", type=images_location, default=config.images_dir(),
                         help="the crawl's IMAGES_STORE (image paths in the database are relative to it): a folder, "
                              "or s3://bucket/prefix/, whose photos are copied once into "
@@ -138,19 +141,18 @@ def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.Da
 
 def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame) -> int:
     """One transaction: the experiment row, its predictions, then the model file named after the row's id."""
-    with closing(schema.connect(db)) as connection, connection:
-        cursor = connection.execute(
-            "INSERT INTO experiments (name, created_at, parameters, versions, metrics) VALUES (?, ?, ?, ?, ?)",
-            (card["name"], card["created_at"], json.dumps(card["parameters"]), json.dumps(card["versions"]),
-             json.dumps(card["metrics"])))
-        experiment_id = cursor.lastrowid
+    with closing(schema.connect(db)) as connection, connection.begin():
+        experiment_id = connection.execute(insert(schema.experiments).values(
+            name=card["name"], created_at=card["created_at"], parameters=json.dumps(card["parameters"]),
+            versions=json.dumps(card["versions"]), metrics=json.dumps(card["metrics"]))).inserted_primary_key[0]
         records = predictions.astype(object).where(predictions.notna(), None)
-        connection.executemany(
-            "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(experiment_id, *row) for row in records.itertuples(index=False, name=None)])
+        columns = [column.name for column in schema.predictions.columns]
+        connection.execute(insert(schema.predictions), [dict(zip(columns, (experiment_id, *row), strict=True))
+                                                       for row in records.itertuples(index=False, name=None)])
         model_path = out / f"{experiment_id}.joblib"
         save_model(model, model_path, {"experiment_id": experiment_id, **card})
-        connection.execute("UPDATE experiments SET model_path = ? WHERE id = ?", (str(model_path), experiment_id))
+        connection.execute(update(schema.experiments).where(schema.experiments.c.id == experiment_id)
+                           .values(model_path=str(model_path)))
     return experiment_id
 
 
@@ -228,7 +230,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         "name": args.name or f"{Path(args.image_backbone).stem if embedder else 'text-only'} "
                              f"{frame['category'].nunique()} categories",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parameters": {"db": str(args.db), "image_backbone": args.image_backbone if embedder else None,
+        "parameters": {"db": schema.display_name(args.db), "image_backbone": args.image_backbone if embedder else None,
                        "weights": args.weights if embedder else None, "categories": args.categories,
                        "min_products": args.min_products, "text_classifier": args.text_classifier,
                        "text_alpha": args.text_alpha, "text_C": args.text_C, "stemming": not args.no_stemming,

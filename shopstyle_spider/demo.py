@@ -14,6 +14,8 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+from sqlalchemy import text
+
 from . import config, schema
 from .runner import run_crawl
 from .sandbox import SandboxProcess
@@ -80,10 +82,11 @@ def run_module(module: str, *args: str) -> int:
 
 def show_crawl(db: Path) -> None:
     with closing(schema.connect(db, readonly=True)) as connection:
-        leaves = connection.execute(
-            "SELECT category_id, count(*), sum(image_status = 'ok') FROM products GROUP BY 1 ORDER BY 1").fetchall()
-        sample = connection.execute(
-            "SELECT id, category_id, name, image_path FROM products ORDER BY id LIMIT 5").fetchall()
+        leaves = connection.execute(text(
+            "SELECT category_id, count(*), sum(CASE WHEN image_status = 'ok' THEN 1 ELSE 0 END) FROM products "
+            "GROUP BY category_id ORDER BY category_id")).fetchall()
+        sample = connection.execute(text(
+            "SELECT id, category_id, name, image_path FROM products ORDER BY id LIMIT 5")).fetchall()
     print(f"\nstored {sum(n for _, n, _ in leaves)} products in {len(leaves)} leaf categories, "
           f"{sum(ok for *_, ok in leaves)} with their photo; for example:")
     for product_id, category, name, image_path in sample:
@@ -99,10 +102,10 @@ def write_new_products(db: Path, images: Path, path: Path) -> None:
         {"id": "new-4", "name": "", "description": "a record without a name: reported, not predicted"},
     ]
     with closing(schema.connect(db, readonly=True)) as connection:
-        rows = connection.execute(
+        rows = connection.execute(text(
             "SELECT id, name, description, image_path FROM products WHERE image_status = 'ok' AND id IN "
             "(SELECT product_id FROM predictions WHERE split = 'test' AND experiment_id = "
-            "(SELECT max(id) FROM experiments)) ORDER BY id LIMIT 3").fetchall()
+            "(SELECT max(id) FROM experiments)) ORDER BY id LIMIT 3")).mappings().fetchall()
     crawled = [{"id": r["id"], "name": r["name"], "description": r["description"],
                 "image_path": str(images / r["image_path"])} for r in rows]
     path.write_text("".join(json.dumps(record) + "\n" for record in invented + crawled), encoding="utf-8")

@@ -9,6 +9,7 @@ from contextlib import closing
 
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
+from sqlalchemy import text
 
 from . import schema
 from .redaction import LogRedactor
@@ -26,8 +27,9 @@ class RedactKeyInLogs:
     @classmethod
     def from_crawler(cls, crawler):
         # Scrapy logs every overridden setting (a storage secret given with -s among them) right after this.
-        extension = cls(tuple(str(crawler.settings.get(name) or "")
-                              for name in crawler.settings.getlist("SHOPSTYLE_SECRET_SETTINGS")))
+        extension = cls((*(str(crawler.settings.get(name) or "")
+                               for name in crawler.settings.getlist("SHOPSTYLE_SECRET_SETTINGS")),
+                         schema.password_of(crawler.settings.get("SHOPSTYLE_DB")) or ""))
         extension.redactor.install()  # before anything is requested, so no URL with the key is ever logged
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
@@ -121,11 +123,11 @@ class CrawlSummary:
         db_path = self.crawler.settings.get("SHOPSTYLE_DB")
         try:
             with closing(schema.connect(db_path, readonly=True)) as db:
-                totals = db.execute(
+                totals = db.execute(text(
                     "SELECT (SELECT count(*) FROM categories), (SELECT count(*) FROM products), "
                     "(SELECT count(*) FROM products WHERE image_status = 'ok'), "
-                    "(SELECT count(*) FROM products WHERE image_status NOT IN ('ok', 'none'))").fetchone()
-            lines.append(f"  database {db_path}: {totals[0]} categories, {totals[1]} products, "
+                    "(SELECT count(*) FROM products WHERE image_status NOT IN ('ok', 'none'))")).fetchone()
+            lines.append(f"  database {schema.display_name(db_path)}: {totals[0]} categories, {totals[1]} products, "
                          f"{totals[2]} images stored, {totals[3]} images missing or failed")
         except schema.SchemaError as error:
             lines.append(f"  database: {error}")

@@ -1,4 +1,4 @@
-"""Item pipelines, one concern each: validate products, fetch their images, store everything in sqlite."""
+"""Item pipelines, one concern each: validate products, fetch their images, store everything in the crawl database."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import io
 import logging
 import os
 import re
-import sqlite3
 from datetime import UTC, datetime
 
 from itemadapter import ItemAdapter
@@ -18,6 +17,7 @@ from scrapy.pipelines.files import FSFilesStore
 from scrapy.pipelines.images import ImageException, ImagesPipeline
 from scrapy.pipelines.media import FileException
 from scrapy.utils.defer import deferred_from_coro
+from sqlalchemy.exc import OperationalError
 
 from . import schema
 from .items import CategoryItem, LeafDoneItem, ProductItem
@@ -211,7 +211,7 @@ class ProductImagesPipeline(ImagesPipeline):
         return item
 
 
-class SqliteStorePipeline:
+class DatabaseStorePipeline:
     """Upsert categories and products in batched transactions; mark a leaf complete once all of it is stored.
 
     A leaf counts as complete only when the spider read all its pages and every product it yielded for it has
@@ -292,8 +292,7 @@ class SqliteStorePipeline:
             self.stats.inc_value("shopstyle/leaves/incomplete")
         else:
             row = {**summary, "completed_at": datetime.now(UTC).isoformat(timespec="seconds")}
-            if not self._write("INSERT OR REPLACE INTO leaves (category_id, total, reached, unreachable, completed_at) "
-                               "VALUES (:category_id, :total, :reached, :unreachable, :completed_at)", [row]):
+            if not self._write(schema.LEAF_DONE_SQL, [row]):
                 return
             self.stats.inc_value("shopstyle/leaves/completed")
         self.ledger.forget(leaf)
@@ -316,10 +315,13 @@ class SqliteStorePipeline:
         if self.stats.get_value("shopstyle/stopped"):
             return False
         try:
-            with self.db:  # one transaction: a failed write rolls back whole
+            with self.db.begin():  # one transaction: a failed write rolls back whole
                 for sql, rows in zip(statements_and_rows[::2], statements_and_rows[1::2], strict=True):
-                    self.db.executemany(sql, rows)
+                    if rows:
+                        self.db.execute(sql, rows)
             return True
-        except (sqlite3.OperationalError, OSError) as error:  # disk full, read-only file or folder
-            stop_crawl(self.crawler, "database_unwritable", f"cannot write the crawl database {self.db_path}: {error}")
+        except (OperationalError, OSError) as error:  # disk full, read-only file or folder, server gone
+            stop_crawl(self.crawler, "database_unwritable",
+                       f"cannot write the crawl database {schema.display_name(self.db_path)}: "
+                       f"{getattr(error, 'orig', None) or error}")
             return False

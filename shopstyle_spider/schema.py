@@ -1,10 +1,12 @@
-"""The crawl database: its one schema, its version, and how to open it.
+"""The crawl database: its one schema, its version, and how to open it, in sqlite or PostgreSQL.
 
 The crawler writes categories, products and leaves; ``modeling.train`` adds its experiments and their test-split
 predictions beside them, which ``modeling.analyze`` reads.
 
-WAL mode lets ``modeling`` read while a crawl writes. ``PRAGMA user_version`` holds ``SCHEMA_VERSION``; a database
-written by a newer version of the project is refused rather than misread.
+The tables are SQLAlchemy Core tables, so one definition creates both dialects' DDL; the statements the project
+runs are written once, in SQL both dialects share. A sqlite file is in WAL mode, so that ``modeling`` reads while a
+crawl writes; PostgreSQL serves any number of crawl processes on any number of machines. The ``schema_version``
+table holds ``SCHEMA_VERSION``; a database written by a newer version of the project is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -13,77 +15,108 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # 2: experiments and predictions
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    TextClause,
+    create_engine,
+    delete,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+SCHEMA_VERSION = 3  # 2: experiments and predictions; 3: the version in a table (PostgreSQL has no user_version)
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS categories (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    parent_id   TEXT,                 -- NULL for the crawl's root
-    is_leaf     INTEGER NOT NULL,
-    path        TEXT NOT NULL,        -- ids from the crawl's root down, joined by '/'
-    first_seen  TEXT NOT NULL,
-    last_seen   TEXT NOT NULL
-);
+metadata = MetaData()
 
-CREATE TABLE IF NOT EXISTS products (
-    id              INTEGER PRIMARY KEY,
-    name            TEXT NOT NULL,
-    description     TEXT,
-    category_id     TEXT NOT NULL,    -- the first of the product's categories: its own leaf
-    brand           TEXT,
-    retailer        TEXT,
-    price           REAL,
-    currency        TEXT,
-    in_stock        INTEGER,
-    click_url       TEXT,             -- with the API key removed
-    image_url       TEXT,             -- the size fetched (the largest offered)
-    image_path      TEXT,             -- relative to IMAGES_STORE
-    image_checksum  TEXT,             -- md5 of the stored file
-    image_status    TEXT NOT NULL,    -- ok | none (no image offered) | missing (404) | failed | invalid
-    image_error     TEXT,
-    first_seen      TEXT NOT NULL,
-    last_seen       TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS products_category ON products (category_id);
+categories = Table(
+    "categories", metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("parent_id", Text),  # NULL for the crawl's root
+    Column("is_leaf", Integer, nullable=False),
+    Column("path", Text, nullable=False),  # ids from the crawl's root down, joined by '/'
+    Column("first_seen", Text, nullable=False),
+    Column("last_seen", Text, nullable=False),
+)
 
--- Crawl state: a leaf is complete once every product of every page it served is stored (or dropped).
-CREATE TABLE IF NOT EXISTS leaves (
-    category_id   TEXT PRIMARY KEY,
-    total         INTEGER NOT NULL,   -- what the API said the leaf holds
-    reached       INTEGER NOT NULL,   -- distinct products the crawl could read
-    unreachable   INTEGER NOT NULL,   -- total - reached where the API's result cap hid the rest
-    completed_at  TEXT NOT NULL
-);
+products = Table(
+    "products", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text),
+    Column("category_id", Text, nullable=False),  # the first of the product's categories: its own leaf
+    Column("brand", Text),
+    Column("retailer", Text),
+    Column("price", Float),
+    Column("currency", Text),
+    Column("in_stock", Integer),
+    Column("click_url", Text),  # with the API key removed
+    Column("image_url", Text),  # the size fetched (the largest offered)
+    Column("image_path", Text),  # relative to IMAGES_STORE
+    Column("image_checksum", Text),  # md5 of the stored file
+    Column("image_status", Text, nullable=False),  # ok | none (no image offered) | missing (404) | failed | invalid
+    Column("image_error", Text),
+    Column("first_seen", Text, nullable=False),
+    Column("last_seen", Text, nullable=False),
+    Index("products_category", "category_id"),
+)
 
--- One row per `modeling.train` run; parameters, library versions and metrics as JSON objects.
-CREATE TABLE IF NOT EXISTS experiments (
-    id          INTEGER PRIMARY KEY,
-    name        TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    parameters  TEXT NOT NULL,
-    versions    TEXT NOT NULL,
-    metrics     TEXT NOT NULL,
-    model_path  TEXT
-);
+# Crawl state: a leaf is complete once every product of every page it served is stored (or dropped).
+leaves = Table(
+    "leaves", metadata,
+    Column("category_id", Text, primary_key=True),
+    Column("total", Integer, nullable=False),  # what the API said the leaf holds
+    Column("reached", Integer, nullable=False),  # distinct products the crawl could read
+    Column("unreachable", Integer, nullable=False),  # total - reached where the API's result cap hid the rest
+    Column("completed_at", Text, nullable=False),
+)
 
--- Every held-out product an experiment predicted; a branch's columns are NULL where it had nothing to say
--- (no image branch, or no usable photo).
-CREATE TABLE IF NOT EXISTS predictions (
-    experiment_id       INTEGER NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
-    product_id          INTEGER NOT NULL,
-    split               TEXT NOT NULL,    -- validation | test
-    true_category       TEXT NOT NULL,
-    predicted_category  TEXT NOT NULL,
-    score               REAL NOT NULL,
-    text_category       TEXT,
-    text_score          REAL,
-    image_category      TEXT,
-    image_score         REAL,
-    PRIMARY KEY (experiment_id, product_id)
-);
-"""
+# One row per `modeling.train` run; parameters, library versions and metrics as JSON objects.
+experiments = Table(
+    "experiments", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("parameters", Text, nullable=False),
+    Column("versions", Text, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("model_path", Text),
+)
+
+# Every held-out product an experiment predicted; a branch's columns are NULL where it had nothing to say
+# (no image branch, or no usable photo).
+predictions = Table(
+    "predictions", metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    Column("product_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("split", Text, nullable=False),  # validation | test
+    Column("true_category", Text, nullable=False),
+    Column("predicted_category", Text, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("text_category", Text),
+    Column("text_score", Float),
+    Column("image_category", Text),
+    Column("image_score", Float),
+)
+
+# The schema's version, one row (sqlite files from before version 3 kept it in PRAGMA user_version).
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 PRODUCT_COLUMNS = ("id", "name", "description", "category_id", "brand", "retailer", "price", "currency", "in_stock",
                    "click_url", "image_url", "image_path", "image_checksum", "image_status", "image_error")
@@ -94,38 +127,52 @@ class SchemaError(RuntimeError):
     """A database this version of the project cannot use."""
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the crawl database, creating the schema when writing; refuse a newer schema version."""
-    path = Path(path)
+def is_url(target: str | Path) -> bool:
+    return "://" in str(target)
+
+
+def location(value: str) -> str | Path:
+    """A ``--db`` argument: a postgresql:// URL as it is, else a sqlite path (argparse ``type``)."""
+    return value if is_url(value) else Path(value)
+
+
+def display_name(target: str | Path) -> str:
+    """How to name the database in messages and logs: a URL without its password."""
+    return make_url(str(target)).render_as_string(hide_password=True) if is_url(target) else str(target)
+
+
+def password_of(target: str | Path) -> str | None:
+    """The password in a database URL (redacted from the crawl's logs), if any."""
+    return make_url(str(target)).password if is_url(target) else None
+
+
+def _engine(target: str | Path, readonly: bool):
+    """An engine that really closes what it opens (no pool: a crawl holds one connection for its lifetime)."""
+    if is_url(target):
+        url = make_url(str(target))
+        if url.drivername in ("postgresql", "postgres"):  # psycopg 3 is the driver we ship
+            url = url.set(drivername="postgresql+psycopg")
+        if not url.drivername.startswith("postgresql"):
+            raise SchemaError(f"{display_name(target)}: SHOPSTYLE_DB takes a sqlite path or a postgresql:// URL")
+        try:
+            return create_engine(url, poolclass=NullPool)
+        except ImportError as error:
+            raise SchemaError(f"{display_name(target)}: PostgreSQL needs psycopg: pip install '.[scale]'") from error
+    path = Path(target)
     if readonly:
         if not path.is_file():
             raise SchemaError(f"{path}: no crawl database there (run `scrapy crawl shopstyle` first)")
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # crawl processes sharing a crawl (REDIS_URL) on one machine write one file: wait for each other's commits
-        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
-    connection.row_factory = sqlite3.Row
-    try:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as error:
-        connection.close()
-        raise SchemaError(f"{path}: not a crawl database ({error})") from error
-    if version > SCHEMA_VERSION:
-        connection.close()
-        raise SchemaError(f"{path}: schema version {version} is newer than this project's {SCHEMA_VERSION}")
-    if not readonly:
-        _use_wal(connection)
-        connection.execute("PRAGMA synchronous=NORMAL")
-        with connection:
-            connection.executescript(SCHEMA)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    return connection
+        return create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true", poolclass=NullPool)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # crawl processes sharing a crawl (REDIS_URL) on one machine write one file: wait for each other's commits
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_S})
+    event.listen(engine, "connect", _sqlite_for_writing)
+    return engine
 
 
-def _use_wal(connection: sqlite3.Connection) -> None:
-    """Switch to WAL (it stays in the file). The switch fails at once, without waiting, while another process is
-    creating the same file: retry it for as long as other writes are waited for."""
+def _sqlite_for_writing(connection, _record) -> None:
+    """WAL, so that modeling reads while a crawl writes (the mode stays in the file). The switch fails at once,
+    without waiting, while another process is creating the same file: retry it as long as writes are waited for."""
     deadline = time.monotonic() + BUSY_TIMEOUT_S
     while connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         try:
@@ -134,24 +181,83 @@ def _use_wal(connection: sqlite3.Connection) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+    connection.execute("PRAGMA synchronous=NORMAL")
 
 
-def upsert_sql(table: str, columns: tuple[str, ...]) -> str:
-    """INSERT ... ON CONFLICT DO UPDATE: a re-crawl refreshes a row and its last_seen, keeping first_seen."""
+def _stored_version(connection: Connection) -> int:
+    if inspect(connection).has_table("schema_version"):
+        return connection.execute(select(schema_version.c.version)).scalar() or 0
+    if connection.dialect.name == "sqlite":
+        return connection.exec_driver_sql("PRAGMA user_version").scalar()
+    return 0
+
+
+def connect(target: str | Path, *, readonly: bool = False) -> Connection:
+    """Open the crawl database (a sqlite path or a postgresql:// URL), creating the schema when writing; refuse a
+    newer schema version. Statements are ``sqlalchemy.text`` with ``:name`` parameters, which both dialects run."""
+    try:
+        connection = _engine(target, readonly).connect()
+    except SQLAlchemyError as error:
+        raise SchemaError(f"{display_name(target)}: cannot open the crawl database ({error.orig or error})") from error
+    try:
+        version = _stored_version(connection)
+        connection.rollback()
+    except SQLAlchemyError as error:
+        connection.close()
+        raise SchemaError(f"{display_name(target)}: not a crawl database ({error.orig or error})") from error
+    if version > SCHEMA_VERSION:
+        connection.close()
+        raise SchemaError(f"{display_name(target)}: schema version {version} is newer than this project's "
+                          f"{SCHEMA_VERSION}")
+    if not readonly and version < SCHEMA_VERSION:
+        _create(connection, target)
+    return connection
+
+
+def _create(connection: Connection, target: str | Path) -> None:
+    """Create what is missing and record the version. Processes of a shared crawl starting at once race here: a
+    table the other created between our check and our CREATE (sqlite creates tables outside the transaction) fails
+    ours; the next attempt finds it there."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            with connection.begin():
+                metadata.create_all(connection)
+                connection.execute(delete(schema_version))
+                connection.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+            return
+        except SQLAlchemyError as error:
+            if time.monotonic() > deadline:
+                connection.close()
+                raise SchemaError(f"{display_name(target)}: cannot create the schema ({error.orig or error})") \
+                    from error
+            time.sleep(0.05)
+
+
+def upsert_sql(table: str, columns: tuple[str, ...]) -> TextClause:
+    """INSERT ... ON CONFLICT DO UPDATE (sqlite and PostgreSQL alike): a re-crawl refreshes a row and its
+    last_seen, keeping first_seen."""
     names = ", ".join((*columns, "first_seen", "last_seen"))
     values = ", ".join(f":{c}" for c in (*columns, "now", "now"))
     updates = ", ".join(f"{c} = excluded.{c}" for c in (*columns[1:], "last_seen"))
-    return f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}"
+    return text(f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}")
 
 
-def completed_leaves(path: str | Path) -> set[str]:
+LEAF_DONE_SQL = text(
+    "INSERT INTO leaves (category_id, total, reached, unreachable, completed_at) "
+    "VALUES (:category_id, :total, :reached, :unreachable, :completed_at) ON CONFLICT (category_id) DO UPDATE SET "
+    "total = excluded.total, reached = excluded.reached, unreachable = excluded.unreachable, "
+    "completed_at = excluded.completed_at")
+
+
+def completed_leaves(target: str | Path) -> set[str]:
     """Leaves a previous crawl finished, which a new run skips; none when there is no database yet."""
-    if not Path(path).is_file():
+    if not is_url(target) and not Path(target).is_file():
         return set()
-    connection = connect(path, readonly=True)
+    connection = connect(target, readonly=True)
     try:
-        return {row[0] for row in connection.execute("SELECT category_id FROM leaves")}
-    except sqlite3.OperationalError:  # a database from before the crawl created its tables
-        return set()
+        if not inspect(connection).has_table("leaves"):  # a database from before the crawl created its tables
+            return set()
+        return set(connection.execute(select(leaves.c.category_id)).scalars())
     finally:
         connection.close()

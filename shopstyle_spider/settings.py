@@ -24,7 +24,10 @@ SHOPSTYLE_PAGE_SIZE = 50
 SHOPSTYLE_DEEP_SORTS = ["", "Recency"]
 
 # --- Where results go -----------------------------------------------------------------------------------------
-# The sqlite database of categories, products and crawl state (shared with `modeling`).
+# The database of categories, products and crawl state (shared with `modeling`): a sqlite file, or a PostgreSQL
+# URL (postgresql://user@host:5432/db; pip install '.[scale]') that crawl processes on any number of machines share.
+# Give its password in PGPASSWORD or ~/.pgpass rather than in the URL (a URL's password is redacted from the logs,
+# but a command line shows it to `ps`).
 SHOPSTYLE_DB = str(config.crawl_db())
 # Rows written per transaction; a leaf's completion always commits at once with its last products.
 SHOPSTYLE_DB_BATCH_SIZE = 500
@@ -91,7 +94,7 @@ DOWNLOADER_MIDDLEWARES = {
 ITEM_PIPELINES = {
     "shopstyle_spider.pipelines.ValidationPipeline": 100,
     "shopstyle_spider.pipelines.ProductImagesPipeline": 200,
-    "shopstyle_spider.pipelines.SqliteStorePipeline": 300,
+    "shopstyle_spider.pipelines.DatabaseStorePipeline": 300,
 }
 EXTENSIONS = {
     "shopstyle_spider.extensions.RedactKeyInLogs": 0,

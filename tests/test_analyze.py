@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from contextlib import closing
 from html.parser import HTMLParser
 
@@ -34,7 +35,8 @@ def db(tmp_path):
     (images / "full").mkdir(parents=True)
     Image.new("RGB", (20, 30), (200, 30, 30)).save(images / "full" / "2.jpg")
     now = "2026-11-24T00:00:00"
-    with closing(schema.connect(path)) as connection, connection:
+    schema.connect(path).close()  # the project's schema, then rows written as any sqlite client would
+    with closing(sqlite3.connect(path)) as connection, connection:
         connection.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?, ?, ?)", [
             ("women", "Women", None, 0, "women", now, now),
             ("jeans", "Jeans", "women", 0, "women/jeans", now, now),

@@ -9,9 +9,12 @@ import signal
 import sqlite3
 import subprocess
 import time
+from contextlib import closing
 
 from PIL import Image
+from sqlalchemy import text
 
+from shopstyle_spider import schema
 from shopstyle_spider.config import PROJECT_ROOT
 from shopstyle_spider.runner import crawl_command, run_crawl
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
@@ -22,6 +25,10 @@ SEED, PER_LEAF = 7, 50  # the synthetic_sandbox fixture's catalog
 
 
 def rows(db, sql):
+    """The rows of a query, from a sqlite file or (a postgresql:// URL) through the project's own connection."""
+    if schema.is_url(db):
+        with closing(schema.connect(db, readonly=True)) as connection:
+            return [tuple(row) for row in connection.execute(text(sql))]
     connection = sqlite3.connect(db)
     try:
         return connection.execute(sql).fetchall()

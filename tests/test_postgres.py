@@ -1,0 +1,112 @@
+"""The crawl database in PostgreSQL: a crawl stored there equals the sqlite one, a second run adds nothing, and
+modeling trains from it and records its experiment there. A real PostgreSQL server (initdb in a temporary folder,
+127.0.0.1, a free port), the real sandbox and `scrapy crawl` subprocesses."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from modeling import analysis, train
+from modeling.data import load_products
+from shopstyle_spider import schema
+from shopstyle_spider.runner import run_crawl
+
+from .apiclient import KEY
+from .test_crawl import rows, snapshot
+
+psycopg = pytest.importorskip("psycopg", reason="the scale-out extra is not installed: pip install '.[scale]'")
+PASSWORD = "pg-secret-9f2c"  # trust authentication ignores it; the crawl must still keep it out of its logs
+
+
+def _server_binaries() -> Path | None:
+    initdb = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None)
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    binaries = _server_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL's server is not installed (.ci/run installs Debian's postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="crawl-postgres-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres account Debian creates
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres account to run PostgreSQL as")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run([*as_user, binaries / "initdb", "-D", folder / "data", "-U", "crawler", "--auth=trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    server = subprocess.Popen([*as_user, binaries / "postgres", "-D", folder / "data", "-h", "127.0.0.1",
+                               "-p", str(port), "-k", folder, "-F"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"postgresql://crawler:{PASSWORD}@127.0.0.1:{port}/postgres"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(f"host=127.0.0.1 port={port} user=crawler dbname=postgres").close()
+                break
+            except psycopg.OperationalError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("PostgreSQL did not start")
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_crawl(synthetic_sandbox, postgres_url, tmp_path_factory):
+    images = tmp_path_factory.mktemp("pg-images")
+    result = run_crawl(synthetic_sandbox.url, postgres_url, images, api_key=KEY, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return postgres_url, images, result
+
+
+def test_a_crawl_into_postgresql_equals_the_sqlite_one(postgres_crawl, synthetic_crawl):
+    url, images, result = postgres_crawl
+    assert snapshot(url, images) == snapshot(*synthetic_crawl[:2])
+    assert rows(url, "SELECT count(*) FROM leaves") == rows(synthetic_crawl[0], "SELECT count(*) FROM leaves")
+    assert PASSWORD not in result.stderr and "crawler:***@127.0.0.1" in result.stderr
+
+
+def test_a_second_run_into_postgresql_adds_nothing(synthetic_sandbox, postgres_crawl):
+    url, images, _ = postgres_crawl
+    again = run_crawl(synthetic_sandbox.url, url, images, api_key=KEY, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "this run: 0 products written" in again.stderr
+
+
+def test_modeling_reads_postgresql_and_records_its_experiment_there(postgres_crawl, synthetic_crawl, tmp_path):
+    url, images, _ = postgres_crawl
+    pd.testing.assert_frame_equal(load_products(url, images, progress=False),
+                                  load_products(synthetic_crawl[0], images, progress=False))
+    code = train.main(["--db", url, "--images", str(images), "--image-backbone", "none", "--out", str(tmp_path),
+                       "--min-products", "5", "--no-progress"])
+    assert code == 0
+    experiments = analysis.load_experiments(url)
+    assert len(experiments) == 1 and PASSWORD not in experiments.iloc[0]["parameters"]["db"]
+    predictions = analysis.load_predictions(url, "test")
+    assert len(predictions) == rows(url, "SELECT count(*) FROM predictions WHERE split = 'test'")[0][0] > 0
+    with closing(schema.connect(url)) as connection:
+        assert schema.completed_leaves(url) and connection.dialect.name == "postgresql"
