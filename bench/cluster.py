@@ -4,7 +4,8 @@ trains the same model.
 On two cores a cluster cannot be faster than the local run (the workers share the cores the local run already
 uses, and photos and data travel between processes); the ratio shows the overhead, and the comparison of the two
 models' test predictions shows correctness. Both runs start from a cold embedding cache, so both embed every photo.
-The crawl half of the comparison (one crawl worker vs two sharing a Redis frontier) comes with the Redis frontier.
+The crawl half of the comparison, one crawl process vs two sharing a crawl through Redis, is in ``bench/crawl.py``
+(its ``ours x2`` row).
 
     .venv/bin/python bench/cluster.py [--db data/bench/fashion/crawl.db --images data/bench/fashion/images]
 """
