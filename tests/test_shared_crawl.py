@@ -152,3 +152,26 @@ def test_a_killed_process_loses_pages_that_the_reconcile_step_queues_again(
     assert rows(db, "SELECT count(*) FROM leaves") == [(8,)]
     assert snapshot(db, images, limited_sandbox.url) == one_process_crawl
     assert KEY not in survivor.stderr + reconciled.stderr
+
+
+def test_a_shared_crawl_stopped_with_ctrl_c_resumes_from_its_queue(
+        limited_sandbox, redis_url, one_process_crawl, tmp_path):
+    """SCHEDULER_PERSIST: the queue and the ledger outlive a graceful stop; the next process carries on from them
+    and ends equal to an uninterrupted crawl, with no reconcile step."""
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    settings = {**SHARED, "REDIS_URL": redis_url, "LOG_LEVEL": "INFO"}
+    stopped = start(limited_sandbox, db, images, {"categories": ALL_LEAVES}, settings)
+    deadline = time.monotonic() + 60
+    while stored(db, "products") < 30 and time.monotonic() < deadline and stopped.poll() is None:
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGINT)
+    assert finish(stopped).returncode == 0
+    assert rows(db, "SELECT count(*) FROM leaves")[0][0] < 8
+    assert redis.Redis.from_url(redis_url).zcard("shopstyle:requests") > 0, "the queue persists"
+
+    resumed = run_crawl(limited_sandbox.url, db, images, api_key=KEY, spider_args={"categories": ALL_LEAVES},
+                        settings=settings, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "joining the crawl shared through REDIS_URL" in resumed.stderr
+    assert "has not moved" not in resumed.stderr
+    assert snapshot(db, images, limited_sandbox.url) == one_process_crawl
