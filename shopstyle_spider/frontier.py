@@ -244,6 +244,11 @@ class RedisLeafLedger:
     def tree_read(self) -> None:
         self.server.set(self._key("tree"), "read")
 
+    def release_tree(self) -> None:
+        """The claiming process stops without having read the tree (a rejected key, an API down): the next
+        process to start fetches it instead of waiting for it."""
+        self.server.delete(self._key("tree"))
+
     def tree_lost(self) -> bool:
         """The tree was claimed and never read (its process died)."""
         return self.server.get(self._key("tree")) == "queued"

@@ -175,3 +175,17 @@ def test_a_shared_crawl_stopped_with_ctrl_c_resumes_from_its_queue(
     assert "joining the crawl shared through REDIS_URL" in resumed.stderr
     assert "has not moved" not in resumed.stderr
     assert snapshot(db, images, limited_sandbox.url) == one_process_crawl
+
+
+def test_a_rejected_key_stops_a_shared_crawl_without_holding_up_the_next(synthetic_sandbox, redis_url, tmp_path):
+    """The process that claimed the category tree and could not read it gives the claim back: the next process
+    fetches the tree itself instead of waiting for it."""
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    settings = {"REDIS_URL": redis_url, "SHOPSTYLE_FRONTIER_IDLE_TIMEOUT": 30}
+    rejected = run_crawl(synthetic_sandbox.url, db, images, api_key="not-the-key",
+                         spider_args={"categories": "boots,pumps"}, settings=settings, timeout=120)
+    assert rejected.returncode == 1 and "the API rejected the key" in rejected.stderr
+    crawl = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, spider_args={"categories": "boots,pumps"},
+                      settings=settings, timeout=120)
+    assert crawl.returncode == 0, crawl.stderr[-3000:]
+    assert "2 leaves completed" in crawl.stderr

@@ -49,6 +49,7 @@ class ShopstyleSpider(scrapy.Spider):
             raise ValueError(f"-a reconcile must be true or false, got {reconcile!r}")
         self.reconcile = reconcile.lower() in ("true", "1", "yes")
         self.ledger: LeafLedger | RedisLeafLedger = LeafLedger()
+        self.tree_claimed = False  # this process fetches the category tree of a shared crawl
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
@@ -116,7 +117,8 @@ class ShopstyleSpider(scrapy.Spider):
                 for request in self.lost_requests():
                     yield request
             if self.ledger.claim_tree():
-                yield self.tree_request()
+                self.tree_claimed = True
+                yield self.tree_request(dont_filter=True)  # the claim makes it once; a released claim, again
             elif not self.reconcile:
                 self.logger.info("joining the crawl shared through REDIS_URL (%d leaves in progress)",
                                  len(self.ledger.tracked()))
@@ -155,6 +157,10 @@ class ShopstyleSpider(scrapy.Spider):
                     yield self.page_request(leaf, offset, deep, dont_filter=True)
             elif not queued.get(leaf):  # no page pending: it was read whole, its end never recorded
                 yield from self.maybe_finish(leaf)
+
+    def closed(self, reason: str) -> None:
+        if self.tree_claimed and self.ledger.tree_lost():
+            self.ledger.release_tree()
 
     # --- callbacks --------------------------------------------------------------------------------------------
     def parse_categories(self, response):
