@@ -182,8 +182,8 @@ return redis.call('SCARD', KEYS[1])
 """
 
 _STORED = """
-for i = 3, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
-redis.call('HINCRBY', KEYS[2], 'errors', tonumber(ARGV[1]) * (#ARGV - 2))
+for i = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+redis.call('HINCRBY', KEYS[2], 'errors', tonumber(ARGV[1]) * (#ARGV - 1))
 redis.call('INCR', KEYS[3])
 """
 
@@ -297,7 +297,7 @@ class RedisLeafLedger:
 
     def stored(self, leaf: str, keys: list[str | None], *, failed: bool = False) -> None:
         self._stored(keys=[self._leaf(leaf, "unstored"), self._leaf(leaf), self._key("events")],
-                     args=[int(failed), 0, *(key for key in keys if key is not None)])
+                     args=[int(failed), *(key for key in keys if key is not None)])
 
     def completion(self, leaf: str) -> tuple[dict, LeafProgress] | None:
         with self.server.pipeline(transaction=False) as pipe:
