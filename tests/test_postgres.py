@@ -8,7 +8,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,7 @@ from modeling import analysis, train
 from modeling.data import load_products
 from shopstyle_spider import schema
 from shopstyle_spider.runner import run_crawl
+from shopstyle_spider.sandbox.process import free_port
 
 from .apiclient import KEY
 from .test_crawl import rows, snapshot
@@ -49,9 +49,7 @@ def postgres_url():
             pytest.skip("running as root and there is no postgres account to run PostgreSQL as")
         os.chown(folder, account.pw_uid, account.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     subprocess.run([*as_user, binaries / "initdb", "-D", folder / "data", "-U", "crawler", "--auth=trust",
                     "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
     server = subprocess.Popen([*as_user, binaries / "postgres", "-D", folder / "data", "-h", "127.0.0.1",

@@ -63,6 +63,13 @@ class SandboxProcess:
         self.stop()
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server the tests or benchmarks start."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class RedisServerProcess:
     """A throwaway redis-server on 127.0.0.1 and a free port, saving nothing, for shared crawls in tests and
     benchmarks: ``with RedisServerProcess() as redis: redis.url`` -> ``redis://127.0.0.1:PORT/0``."""
@@ -79,9 +86,7 @@ class RedisServerProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServerProcess:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.process = subprocess.Popen([self.executable, "--bind", "127.0.0.1", "--port", str(self.port),
                                          "--save", "", "--appendonly", "no"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
