@@ -112,8 +112,15 @@ class AtomicFSFilesStore(FSFilesStore):
     """Scrapy's filesystem store, writing each photo to a temporary name and renaming it into place.
 
     Scrapy writes a photo in place: a crawl killed mid-write left a truncated file that the next run took for a
-    stored photo (its checksum and all). A rename is atomic: a photo is there whole or not at all.
+    stored photo (its checksum and all). A rename is atomic: a photo is there whole or not at all. And Scrapy makes
+    a folder after checking it is not there: processes of a shared crawl writing one folder race between the two.
     """
+
+    def _mkdir(self, dirname, domain=None) -> None:
+        seen = self.created_directories[domain] if domain else set()
+        if str(dirname) not in seen:
+            dirname.mkdir(parents=True, exist_ok=True)
+            seen.add(str(dirname))
 
     def persist_file(self, path, buf, info, meta=None, headers=None) -> None:
         absolute_path = self._get_filesystem_path(path)
