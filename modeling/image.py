@@ -98,12 +98,19 @@ def read_photo(path: str, size: int, content: bytes | None = None) -> np.ndarray
         raise ValueError(f"{path}: not a usable image ({error})") from error
 
 
-def embed_batch(network: LoadedBackbone,
-                photos: Iterable[tuple[str, Callable[[], np.ndarray]]]) -> tuple[dict[str, np.ndarray], list[str]]:
+def embed_batch(network: LoadedBackbone, photos: Iterable[tuple[str, Callable[[], np.ndarray]]],
+                pad_to: int | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """({key: vector}, problems): one network call for the photos whose ``decode()`` succeeds, and the reason of
-    each that does not (``read_photo``'s ValueError). Used here and on cluster workers alike."""
+    each that does not (``read_photo``'s ValueError). Used here and on cluster workers alike.
+
+    The call is padded with blank images to ``pad_to`` rows (default: the photos offered), so a failed photo or a
+    short last batch does not hand Keras a new input shape: each new shape costs a retrace of the network (0.6 s
+    for MobileNetV2 on two cores, more than embedding the blank rows).
+    """
     pixels, keys, problems = [], [], []
+    offered = 0
     for key, decode in photos:
+        offered += 1
         try:
             pixels.append(decode())
             keys.append(key)
@@ -111,7 +118,11 @@ def embed_batch(network: LoadedBackbone,
             problems.append(str(error))
     if not pixels:
         return {}, problems
-    vectors = np.asarray(network.embed(np.stack(pixels)), dtype=np.float32)
+    batch = np.stack(pixels)
+    blank = max(0, (pad_to or offered) - len(batch))
+    if blank:
+        batch = np.concatenate([batch, np.zeros((blank, *batch.shape[1:]), dtype=batch.dtype)])
+    vectors = np.asarray(network.embed(batch), dtype=np.float32)[:len(keys)]
     return dict(zip(keys, vectors, strict=True)), problems
 
 
@@ -137,8 +148,8 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         Folder of the embedding cache; None embeds every time.
     workers : int or None
         Threads decoding photos ahead of the network; None: a quarter of the cores, at least one. The network uses
-        every core itself: on two cores, four decoding threads slowed embedding end to end to 0.73 of the
-        network's own speed, one thread to 0.85.
+        every core itself, and one thread keeps up with it: a 224-pixel catalog JPEG decodes in 0.3 ms, against
+        9 ms of MobileNetV2 per photo on two cores.
     progress : bool
         Show a progress bar while embedding.
 
@@ -251,7 +262,8 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         while ahead:
             keys, futures = ahead.popleft()
             submit_next()
-            yield len(keys), *embed_batch(network, zip(keys, (future.result for future in futures), strict=True))
+            yield len(keys), *embed_batch(network, zip(keys, (future.result for future in futures), strict=True),
+                                          pad_to=self.batch_size)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "n_features_out_")
