@@ -3,9 +3,8 @@
 Two changes to scrapy-redis' scheduler and queue. The queue holds requests without the API key, because Redis is a
 database like any other: the key (the ``pid`` parameter) is taken out of a request's URL as it is queued and put
 back, from the popping process's own ``-a api_key`` or ``SHOPSTYLE_API_KEY``, as it is popped. And a process takes
-API requests from the queue only while it has fewer than ``SHOPSTYLE_API_CONCURRENCY`` of them in hand: Scrapy
-would otherwise pull up to CONCURRENT_REQUESTS into its own download queue, where no other process can have them
-and where a killed process loses them.
+API requests from the queue only while it has fewer than ``SHOPSTYLE_API_CONCURRENCY`` of them in hand, as a
+process crawling alone does (``scheduler.ApiInHandLimit``).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 
 from .redaction import redact_url
-from .spiders.shopstyle import API_SLOT
+from .scheduler import ApiInHandLimit
 
 
 def with_api_key(url: str, api_key: str) -> str:
@@ -40,16 +39,5 @@ class KeylessPriorityQueue(PriorityQueue):
         return [self._decode_request(encoded) for encoded in self.server.zrange(self.key, 0, -1)]
 
 
-class FrontierScheduler(Scheduler):
-    @classmethod
-    def from_crawler(cls, crawler):
-        scheduler = super().from_crawler(crawler)
-        scheduler.crawler = crawler
-        scheduler.in_hand = crawler.settings.getint("SHOPSTYLE_API_CONCURRENCY")
-        return scheduler
-
-    def next_request(self) -> Request | None:
-        active = self.crawler.engine.downloader.active  # from the first middleware to the response
-        if sum(request.meta.get("download_slot") == API_SLOT for request in active) >= self.in_hand:
-            return None  # Scrapy asks again as soon as a download ends
-        return super().next_request()
+class FrontierScheduler(ApiInHandLimit, Scheduler):
+    """scrapy-redis' scheduler with the API requests in hand limited."""

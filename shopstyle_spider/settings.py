@@ -70,10 +70,19 @@ ROBOTSTXT_OBEY = False  # an API with a documented budget, not a web site
 REFERRER_POLICY = "no-referrer"
 USER_AGENT = "shopstyle-categorizer (+https://github.com/shopstyle-categorizer)"
 # Photo downloads in flight at once: they come from the API's CDN, which is not budgeted and is built for this.
-SHOPSTYLE_IMAGE_CONCURRENCY = 32
-# Total requests in flight (API + photos + anything else), and per domain outside the API and photo slots.
-CONCURRENT_REQUESTS = 48
+SHOPSTYLE_IMAGE_CONCURRENCY = 64
+# Requests the downloader may hold, in flight or waiting in their slot (photos wait there): well above the photo
+# concurrency, so that the next pages are read while photos download.
+CONCURRENT_REQUESTS = 192
+# Scrapy also keeps this many idle connections per host: the spider raises it to twice the API and photo requests
+# in flight (unless set with -s), so that a download finds a kept-alive connection instead of opening one.
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
+# Scrapy's downloader, counting each download against its slot as it starts (see downloader.py): without it,
+# photos were not held to SHOPSTYLE_IMAGE_CONCURRENCY.
+DOWNLOADER = "shopstyle_spider.downloader.SlotLimitedDownloader"
+# Scrapy's scheduler, handing out API requests only while fewer than SHOPSTYLE_API_CONCURRENCY are in the
+# downloader (see scheduler.py): the others stay in the queue (JOBDIR's on disk, or the shared one in Redis).
+SCHEDULER = "shopstyle_spider.scheduler.PacedScheduler"
 DOWNLOAD_TIMEOUT = 30
 # 5xx, 408, 429 and network errors are retried this many times...
 RETRY_TIMES = 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -141,6 +142,27 @@ def test_the_default_budget_never_draws_a_429(tmp_path):
     assert "'downloader/response_status_count/429'" not in result.stderr
     assert "0 answered 429" in result.stderr
     assert rows(tmp_path / "crawl.db", "SELECT count(*) FROM products") == [(180,)]
+
+
+def test_photos_keep_their_concurrency_and_reuse_connections(tmp_path):
+    """The sandbox counts what reached it: never more at once than the API and photo slots allow (Scrapy's own
+    downloader started every queued photo at once), and no connection opened beyond those (Scrapy's keep-alive pool
+    of 8 per host made most photos open a new one)."""
+    sandbox_log = tmp_path / "sandbox.log"
+    with sandbox_log.open("w") as log, SandboxProcess("--products-per-category", "40", "--rate-limit", "0",
+                                                      "--latency", "0.02", stderr=log) as sandbox:
+        result = run_crawl(sandbox.url, tmp_path / "crawl.db", tmp_path / "images", api_key=KEY,
+                           spider_args={"categories": "boots,pumps,sandals,sneakers,flats"},
+                           settings={"SHOPSTYLE_REQUESTS_PER_MINUTE": 60_000, "SHOPSTYLE_API_CONCURRENCY": 2,
+                                     "SHOPSTYLE_IMAGE_CONCURRENCY": 6}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = re.search(r"served (\d+) requests on (\d+) connections, at most (\d+) at once", sandbox_log.read_text())
+    requests, connections, at_once = map(int, served.groups())
+    api_requests = int(re.search(r"requests: \d+ \((\d+) to the API", result.stderr).group(1))
+    products = rows(tmp_path / "crawl.db", "SELECT count(*) FROM products")[0][0]
+    assert requests == api_requests + products > 100  # a photo request per product
+    assert 2 < at_once <= 2 + 6
+    assert connections <= 2 + 6
 
 
 def test_a_429_is_honoured_and_the_crawl_completes(tmp_path):

@@ -13,7 +13,7 @@ from .faults import Faults, FaultSpecError, parse_spec
 from .loading import load_catalog
 from .process import URL_PREFIX
 from .ratelimit import RateLimiter
-from .server import Sandbox, build_site
+from .server import CountingSite, Sandbox, build_site
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,12 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
-    from twisted.web.server import Site
 
     faults = Faults(args.fault_rates, args.fault_seed, args.slow_seconds)
     sandbox = Sandbox(catalog, args.api_key, RateLimiter(args.rate_limit, args.rate_burst), faults)
-    site = Site(build_site(sandbox, args.latency))
-    site.noisy = False
+    site = CountingSite(build_site(sandbox, args.latency))
     try:
         port = reactor.listenTCP(args.port, site, interface=args.host)
     except CannotListenError as error:
@@ -116,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(f'{k}={v}' for k, v in args.fault_rates.items() if v) or 'none'}; stop with Ctrl-C",
           file=sys.stderr, flush=True)
     reactor.run()
+    print(f"sandbox: {site.summary()}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from PIL import Image
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from .api import IMAGE_SIZES, ApiError, category_json, product_json
 from .catalog import DEFAULT_SORT, ROOT_ID, SORTS, Catalog, Product
@@ -301,6 +301,36 @@ class Delayed(Resource):
 
         reactor.callLater(self.seconds, answer)
         return NOT_DONE_YET
+
+
+class CountingSite(Site):
+    """Twisted's site, counting what clients do to it: the connections they open (a client that opens one per
+    request instead of reusing its keep-alive pool shows here), the requests they send, and the most it answered
+    at once (what a client's concurrency setting promises a server)."""
+
+    noisy = False
+
+    def __init__(self, resource: Resource):
+        super().__init__(resource)
+        self.connections = self.requests = self.in_flight = self.most_in_flight = 0
+
+    def buildProtocol(self, addr):
+        self.connections += 1
+        return super().buildProtocol(addr)
+
+    def getResourceFor(self, request: Request) -> Resource:
+        self.requests += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        request.notifyFinish().addBoth(self._answered)  # fires when answered, errback when the client went away
+        return super().getResourceFor(request)
+
+    def _answered(self, _result) -> None:
+        self.in_flight -= 1
+
+    def summary(self) -> str:
+        return (f"served {self.requests} requests on {self.connections} connections, "
+                f"at most {self.most_in_flight} at once")
 
 
 def build_site(sandbox: Sandbox, latency: float = 0.0) -> Resource:
