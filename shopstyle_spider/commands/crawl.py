@@ -6,6 +6,8 @@ from one that stopped at once for a missing or rejected API key.
 
 from __future__ import annotations
 
+import logging
+
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
 # close reasons that mean the crawl did not do its job: refused by the spider (CloseSpider), or stopped by the
@@ -20,6 +22,10 @@ class Command(ScrapyCrawlCommand):
         return self._crawler
 
     def run(self, args, opts) -> None:
+        # Scrapy leaves the root logger at NOTSET and filters in its handler, so every request and item makes a
+        # DEBUG record (and the key redaction looks at each) that nobody emits at INFO: about 3 per request.
+        if self.settings.getbool("LOG_ENABLED"):
+            logging.getLogger().setLevel(self.settings.get("LOG_LEVEL"))
         super().run(args, opts)
         reason = getattr(self, "_crawler", None) and self._crawler.stats.get_value("finish_reason")
         if reason in FAILED:
