@@ -74,8 +74,8 @@ SHOPSTYLE_IMAGE_CONCURRENCY = 64
 # Requests the downloader may hold, in flight or waiting in their slot (photos wait there): well above the photo
 # concurrency, so that the next pages are read while photos download.
 CONCURRENT_REQUESTS = 192
-# Scrapy also keeps this many idle connections per host: the spider raises it to twice the API and photo requests
-# in flight (unless set with -s), so that a download finds a kept-alive connection instead of opening one.
+# Scrapy also keeps this many idle connections per host: the spider raises it to the API and photo requests in
+# flight (unless set with -s), so that a download finds a kept-alive connection instead of opening one.
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 # Scrapy's downloader, counting each download against its slot as it starts (see downloader.py): without it,
 # photos were not held to SHOPSTYLE_IMAGE_CONCURRENCY.

@@ -80,11 +80,11 @@ class ShopstyleSpider(scrapy.Spider):
         slots[IMAGE_SLOT] = {"concurrency": settings.getint("SHOPSTYLE_IMAGE_CONCURRENCY"), "delay": 0}
         settings.set("DOWNLOAD_SLOTS", slots, priority="spider")
         # Scrapy sizes its keep-alive pool (idle connections per host) by CONCURRENT_REQUESTS_PER_DOMAIN: at 8,
-        # with 32 photos in flight, most photos opened a new connection. Twice what is in flight, because a slot
-        # starts its next download before the previous one's connection is back in the pool.
+        # with 32 photos in flight, most photos opened a new connection; at what is in flight, a crawl opens one
+        # connection per request in flight and reuses them.
         in_flight = sum(slot["concurrency"] for slot in (slots[API_SLOT], slots[IMAGE_SLOT]))
-        if settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN") < 2 * in_flight:
-            settings.set("CONCURRENT_REQUESTS_PER_DOMAIN", 2 * in_flight, priority="spider")
+        if settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN") < in_flight:
+            settings.set("CONCURRENT_REQUESTS_PER_DOMAIN", in_flight, priority="spider")
         if settings.get("REDIS_URL"):
             for name, value in settings.getdict("SHOPSTYLE_SHARED_FRONTIER").items():
                 settings.set(name, value, priority="spider")
