@@ -78,9 +78,15 @@ def main(argv: list[str] | None = None) -> int:
           f"(slow {args.transient / 10:.1%}), data faults {args.data:.0%} each")
     print(f"fault-free: {len(ids) / clean_seconds:.1f} products/s ({clean_seconds:.0f} s); under faults: "
           f"{len(ids) / seconds:.1f} products/s ({seconds:.0f} s); ratio {clean_seconds / seconds:.2f}x")
+    summary = False  # the crawl's own summary: its "crawl finished" line and the indented lines under it
     for line in log.splitlines():
-        if "crawl finished" in line or line.startswith("  "):
-            print(line.split("] INFO: ")[-1] if "] INFO: " in line else line)
+        if "crawl finished" in line:
+            summary = True
+            print(line.split("] INFO: ")[-1])
+        elif summary and line.startswith("  "):
+            print(line)
+        else:
+            summary = False
     retries = sorted((line.split("'retry/reason_count/")[1].split("'")[0], line.rsplit(": ", 1)[1].rstrip(","))
                      for line in log.splitlines() if "'retry/reason_count/" in line)
     print("retries by reason: " + ", ".join(f"{reason} {count}" for reason, count in retries))
