@@ -108,9 +108,7 @@ def embed_batch(network: LoadedBackbone, photos: Iterable[tuple[str, Callable[[]
     for MobileNetV2 on two cores, more than embedding the blank rows).
     """
     pixels, keys, problems = [], [], []
-    offered = 0
     for key, decode in photos:
-        offered += 1
         try:
             pixels.append(decode())
             keys.append(key)
@@ -119,7 +117,7 @@ def embed_batch(network: LoadedBackbone, photos: Iterable[tuple[str, Callable[[]
     if not pixels:
         return {}, problems
     batch = np.stack(pixels)
-    blank = max(0, (pad_to or offered) - len(batch))
+    blank = max(0, (pad_to or len(keys) + len(problems)) - len(batch))
     if blank:
         batch = np.concatenate([batch, np.zeros((blank, *batch.shape[1:]), dtype=batch.dtype)])
     vectors = np.asarray(network.embed(batch), dtype=np.float32)[:len(keys)]
