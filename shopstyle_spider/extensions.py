@@ -49,11 +49,17 @@ class SharedFrontierWatch:
     Leaves in progress and nothing moving (no page read, no product stored by any process) for
     ``SHOPSTYLE_FRONTIER_IDLE_TIMEOUT`` seconds means their pages went down with a killed process: the process
     stops and says how to recover them.
+
+    An idle process looks at the shared queue every ``SHOPSTYLE_FRONTIER_POLL_INTERVAL`` seconds. Scrapy's engine
+    looks again only on its heartbeat, every 5 s: a process joining a crawl whose first pages another process had
+    just taken sat idle that long, and so did every process at the end, waiting to see the crawl done (a two-process
+    crawl of the fashion catalog ended on the heartbeat's tick, both processes at 50.0 s).
     """
 
-    def __init__(self, crawler, timeout: float):
+    def __init__(self, crawler, timeout: float, poll_interval: float):
         self.crawler = crawler
         self.timeout = timeout
+        self.poll_interval = poll_interval
         self._events: int | None = None
         self._since = 0.0
 
@@ -61,9 +67,16 @@ class SharedFrontierWatch:
     def from_crawler(cls, crawler):
         if not crawler.settings.get("REDIS_URL"):
             raise NotConfigured("no REDIS_URL: the crawl is this process's alone")
-        extension = cls(crawler, crawler.settings.getfloat("SHOPSTYLE_FRONTIER_IDLE_TIMEOUT"))
+        extension = cls(crawler, crawler.settings.getfloat("SHOPSTYLE_FRONTIER_IDLE_TIMEOUT"),
+                        crawler.settings.getfloat("SHOPSTYLE_FRONTIER_POLL_INTERVAL"))
+        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
         crawler.signals.connect(extension.spider_idle, signal=signals.spider_idle)
         return extension
+
+    def engine_started(self):
+        # The heartbeat (ExecutionEngine._SLOT_HEARTBEAT_INTERVAL, Scrapy's way to revisit a scheduler that had
+        # nothing to give) starts right after this signal; the interval has no setting, so the instance's shadows it.
+        self.crawler.engine._SLOT_HEARTBEAT_INTERVAL = self.poll_interval
 
     def spider_idle(self, spider):
         ledger = spider.ledger

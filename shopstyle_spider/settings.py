@@ -63,14 +63,21 @@ SHOPSTYLE_SHARED_FRONTIER = {
 # many seconds, the pages still pending were lost with a killed process: it stops and says so (recover them with
 # `scrapy crawl shopstyle -a reconcile=true`).
 SHOPSTYLE_FRONTIER_IDLE_TIMEOUT = 300
+# How often (seconds) an idle process of a shared crawl looks for work in the shared queue and for the crawl's end
+# (Scrapy's engine would look every 5 s): a few Redis round trips each time.
+SHOPSTYLE_FRONTIER_POLL_INTERVAL = 0.5
 
 # --- Politeness and robustness --------------------------------------------------------------------------------
 ROBOTSTXT_OBEY = False  # an API with a documented budget, not a web site
 # No Referer: the previous API URL, key included, would travel with every request (and into a shared queue).
 REFERRER_POLICY = "no-referrer"
 USER_AGENT = "shopstyle-categorizer (+https://github.com/shopstyle-categorizer)"
+# The API is keyed by pid, not by a session: no cookies to keep (cookie handling cost 1% of a crawl's CPU).
+COOKIES_ENABLED = False
 # Photo downloads in flight at once: they come from the API's CDN, which is not budgeted and is built for this.
-SHOPSTYLE_IMAGE_CONCURRENCY = 64
+# With answers 100 ms away one process handles about 450 photos a second; 96 in flight keep it from waiting on the
+# network (the fashion catalog's 10,102 photos and 27,720 dead links: 92 s with 64, 80 s with 96).
+SHOPSTYLE_IMAGE_CONCURRENCY = 96
 # Requests the downloader may hold, in flight or waiting in their slot (photos wait there): well above the photo
 # concurrency, so that the next pages are read while photos download.
 CONCURRENT_REQUESTS = 192
@@ -99,6 +106,9 @@ DOWNLOADER_MIDDLEWARES = {
     "shopstyle_spider.middlewares.BackoffMiddleware": 560,
     # the last step before the download slot: an API request waits for its turn in the shared budget
     "shopstyle_spider.middlewares.SharedBudgetMiddleware": 950,
+    # the spider follows only the API's own links and the photo URLs it names, and sets no allowed_domains: the
+    # offsite check would parse every URL to let it through (1.4% of a crawl's CPU)
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
 }
 ITEM_PIPELINES = {
     "shopstyle_spider.pipelines.ValidationPipeline": 100,

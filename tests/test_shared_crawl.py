@@ -142,6 +142,9 @@ def test_a_killed_process_loses_pages_that_the_reconcile_step_queues_again(
                          settings=settings, timeout=300)
     assert survivor.returncode == 0, survivor.stderr[-3000:]
     assert "-a reconcile=true" in survivor.stderr
+    # the idle survivor looked at the crawl every SHOPSTYLE_FRONTIER_POLL_INTERVAL (0.5 s), so it saw the timeout
+    # pass within a look; on Scrapy's 5 s heartbeat it would have seen it no sooner than 5 s
+    assert re.search(r"has not moved for [34]s", survivor.stderr), survivor.stderr[-3000:]
     assert rows(db, "SELECT count(*) FROM leaves")[0][0] < 8
 
     reconciled = run_crawl(limited_sandbox.url, db, images, api_key=KEY,
