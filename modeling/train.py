@@ -109,12 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
-    """Figures of the stacked model and of each branch on ``frame``, and one prediction row per product."""
+def prediction_rows(model: ProductClassifier, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per product of ``frame``: its true category, the stacked prediction and each branch's own."""
     stacked, text, image = model.predict_branches(frame)
     classes = model.classes_
     has_image = ~np.isnan(image[:, 0])
-    rows = pd.DataFrame({
+    return pd.DataFrame({
         "product_id": frame["id"].to_numpy(), "split": frame["split"].to_numpy(),
         "true_category": frame["category"].to_numpy(),
         "predicted_category": classes[stacked.argmax(1)], "score": stacked.max(1),
@@ -122,21 +122,31 @@ def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.Da
         "image_category": np.where(has_image, classes[np.nan_to_num(image).argmax(1)], None),
         "image_score": np.where(has_image, np.nan_to_num(image).max(1), np.nan),
     })
-    parents = model.category_parents
+
+
+def figures_of(rows: pd.DataFrame, parents: dict[str, str | None] | None) -> dict:
+    """Figures of the stacked model and of each branch over prediction rows (``prediction_rows``, or several of
+    them pooled); the image branch and the comparisons on products with a photo where any row has one."""
     true = rows["true_category"]
     figures = {
         "stacked": branch_metrics(true, rows["predicted_category"], rows["score"], parents),
         "text": branch_metrics(true, rows["text_category"], rows["text_score"], parents),
     }
-    if has_image.any():
-        photo = rows[has_image]
+    photo = rows[rows["image_category"].notna()]
+    if len(photo):
         figures["image"] = branch_metrics(photo["true_category"], photo["image_category"], photo["image_score"],
                                           parents)
         figures["stacked_with_photo"] = branch_metrics(photo["true_category"], photo["predicted_category"],
                                                        photo["score"], parents)
         figures["text_with_photo"] = branch_metrics(photo["true_category"], photo["text_category"],
                                                     photo["text_score"], parents)
-    return figures, rows
+    return figures
+
+
+def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """Figures of the stacked model and of each branch on ``frame``, and one prediction row per product."""
+    rows = prediction_rows(model, frame)
+    return figures_of(rows, model.category_parents), rows
 
 
 def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame) -> int:
