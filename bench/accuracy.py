@@ -35,7 +35,6 @@ from modeling.data import load_products, select_categories
 from modeling.image import ImageEmbedder
 from modeling.metrics import branch_metrics
 from modeling.stacking import ProductClassifier
-from modeling.train import figures_of, prediction_rows
 from shopstyle_spider import config
 from shopstyle_spider.runner import run_crawl
 from shopstyle_spider.sandbox import SandboxProcess
@@ -126,7 +125,7 @@ def cross_validated(frame: pd.DataFrame, embedder: ImageEmbedder, folds: int, se
     for number, (fit_rows, held) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
         started = time.perf_counter()
         model = ProductClassifier(image=embedder, random_state=seed).fit(frame.iloc[fit_rows], y[fit_rows])
-        rows.append(prediction_rows(model, frame.iloc[held]))
+        rows.append(train.prediction_rows(model, frame.iloc[held]))
         print(f"cross-validation: fold {number}/{folds} in {time.perf_counter() - started:.0f} s", flush=True)
     return pd.concat(rows, ignore_index=True)
 
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and of the 2016 networks")
     parser.add_argument("--folds", type=int, default=0,
                         help="also cross-validate our model over every product with this many folds (0: do not; "
-                             "each fold trains a model, about a minute and a half here)")
+                             "each fold trains a model, about a minute here)")
     args = parser.parse_args(argv)
     if not Path(args.backbone).is_file() or not (config.fashion_dir() / "styles.csv").is_file():
         print(f"bench/accuracy.py: needs {config.fashion_dir()} and {args.backbone} (set SHARED_DIR)", file=sys.stderr)
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(goal_lines(ours)))
     if args.folds:
         pooled = cross_validated(frame, embedder, args.folds, args.seed)
-        figures = figures_of(pooled, parents)
+        figures = train.figures_of(pooled, parents)
         print(f"\ncross-validated over every product ({args.folds} folds, {figures['text']['n']} products, "
               f"{figures.get('image', {}).get('n', 0)} with a photo):")
         for label, key in (("text only, all products", "text"), ("image only, products with photo", "image"),
