@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from shopstyle_spider import schema
 
+from . import store
 from .metrics import branch_metrics
 
 __all__ = ["BRANCHES", "AnalysisError", "accuracy_coverage_curve", "branch_columns", "category_table", "confused_pairs",
@@ -41,7 +42,7 @@ def branch_columns(predictions: pd.DataFrame, branch: str) -> pd.DataFrame:
 
 def load_experiments(db: str | Path) -> pd.DataFrame:
     with closing(schema.connect(db, readonly=True)) as connection:
-        if not inspect(connection).has_table("experiments"):
+        if not store.has_table(connection, store.experiments):
             raise AnalysisError(f"{schema.display_name(db)}: no experiments table (train a model with "
                                 "`python -m modeling.train`)")
         frame = pd.read_sql_query(text("SELECT * FROM experiments ORDER BY id"), connection)

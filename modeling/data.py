@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from shopstyle_spider import schema
 
+from .fields import is_missing, optional_text
 from .photo_store import fetch_photos, is_remote
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,12 @@ def load_products(db: str | Path, images_dir: str | Path | None = None, *, progr
             local = [str(Path(images_dir) / path) for path in stored]
         for row, path in zip(rows, local, strict=True):
             paths[row] = path
-    frame["image_path"] = paths
-    frame["description"] = frame["description"].fillna("")
+    # object columns: pandas 3 would store a missing photo as NaN in a string column (modeling.fields)
+    frame["image_path"] = pd.Series(paths, index=frame.index, dtype=object)
+    frame["description"] = pd.Series([optional_text(v) for v in frame["description"]], index=frame.index,
+                                     dtype=object)
+    frame["parent"] = pd.Series([None if is_missing(v) else v for v in frame["parent"]], index=frame.index,
+                                dtype=object)
     frame["split"] = [split_of(product_id) for product_id in frame["id"]]
     return frame.drop(columns=["image_status", "image_checksum"])
 

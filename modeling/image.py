@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .backbones import BackboneError, LoadedBackbone, backbone_fingerprint, load_backbone
+from .fields import photo_path
 
 __all__ = ["EmbeddingCache", "ImageEmbedder", "embed_batch", "make_image_classifier", "read_photo"]
 
@@ -269,12 +270,12 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
 
 def _image_paths(X) -> list[str | None]:
-    """Paths from a frame's ``image_path`` column, a Series, or a sequence; empty and NaN mean no photo."""
+    """Paths from a frame's ``image_path`` column, a Series, or a sequence; None, NaN and "" mean no photo."""
     if isinstance(X, pd.DataFrame):
         if "image_path" not in X:
             return [None] * len(X)
         X = X["image_path"]
-    return [p if isinstance(p, str) and p else None for p in (X.tolist() if hasattr(X, "tolist") else list(X))]
+    return [photo_path(p) for p in (X.tolist() if hasattr(X, "tolist") else list(X))]
 
 
 def make_image_classifier(*, C: float = 0.3, max_iter: int = 1000) -> LogisticRegression:

@@ -3,7 +3,10 @@
 Input records carry ``id``, ``name``, ``description`` and optionally ``image_path``. Each output line is JSON: the
 product's ``id``, ``category``, ``score`` (a calibrated probability), ``parent`` category, the next 3
 ``alternatives`` with their scores, and whether a photo was used. A record that cannot be read gets an ``error``
-line naming it (line number and id) and every other record is still predicted.
+line naming it (line number and id) and every other record is still predicted. A product without a photo (no
+``image_path``, null, empty, or NaN from a database) is predicted from its text, with ``photo_used: false``. The
+summary on standard error counts the records that failed and names the most common reason; the exit status is 1
+when every record failed, 2 when the model or the input cannot be opened.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import csv
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -25,6 +29,7 @@ from tqdm.auto import tqdm
 from shopstyle_spider import config, schema
 
 from .data import DataError, load_products
+from .fields import is_missing, optional_text, photo_path
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location, is_remote
 
@@ -86,15 +91,15 @@ def check_record(record: dict, images: Path | None) -> tuple[dict | None, str | 
     if not isinstance(name, str) or not name.strip():
         return None, "no name (a non-empty string is required)"
     description = record.get("description")
-    if description is not None and not isinstance(description, str):
+    if not is_missing(description) and not isinstance(description, str):
         return None, f"description is a {type(description).__name__}, not text"
-    image_path = record.get("image_path") or None
-    if image_path is not None:
-        if not isinstance(image_path, str):
-            return None, f"image_path is a {type(image_path).__name__}, not a path"
-        if images is not None and not Path(image_path).is_absolute():
-            image_path = str(images / image_path)
-    return {"id": product_id, "name": name, "description": description or "", "image_path": image_path}, None
+    try:
+        image_path = photo_path(record.get("image_path"))
+    except TypeError as error:
+        return None, str(error)
+    if image_path is not None and images is not None and not Path(image_path).is_absolute():
+        image_path = str(images / image_path)
+    return {"id": product_id, "name": name, "description": optional_text(description), "image_path": image_path}, None
 
 
 def prediction_lines(model, rows: list[dict]) -> Iterator[dict]:
@@ -121,9 +126,10 @@ def db_records(db: Path, images: str | Path, progress: bool) -> Iterator[tuple[i
 
 
 def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: Path | None, out,
-        progress: bool) -> tuple[int, int]:
-    """Predict in chunks, writing lines in input order as each chunk is done; returns (predicted, errors)."""
-    predicted = errors = 0
+        progress: bool) -> tuple[int, Counter]:
+    """Predict in chunks, writing lines in input order as each chunk is done; returns (predicted, errors by reason)."""
+    predicted = 0
+    errors: Counter = Counter()
     bar = tqdm(desc="predicting", unit="product", disable=not progress)
     while chunk := list(islice(records, CHUNK)):
         lines: list[dict | None] = []  # None: the place of a prediction still to make
@@ -135,6 +141,7 @@ def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: P
             if row is None:
                 who = record.get("id") if isinstance(record, dict) else None
                 lines.append({"line": number, "id": who, "error": problem})
+                errors[problem] += 1
             else:
                 lines.append(None)
                 rows.append(row)
@@ -142,7 +149,6 @@ def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: P
         for line in lines:
             out.write(json.dumps(line if line is not None else next(made), default=str) + "\n")
         predicted += len(rows)
-        errors += len(chunk) - len(rows)
         bar.update(len(chunk))
     bar.close()
     return predicted, errors
@@ -176,8 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
         return 2
-    print(f"modeling.predict: {predicted} products predicted, {errors} records with errors", file=sys.stderr)
-    return 0
+    failed = sum(errors.values())
+    summary = f"modeling.predict: {predicted} products predicted, {failed} records with errors"
+    if failed:
+        reason, count = errors.most_common(1)[0]
+        summary += f" (most common: {reason!r}, {count} records)"
+    print(summary, file=sys.stderr)
+    return 1 if failed and not predicted else 0
 
 
 if __name__ == "__main__":

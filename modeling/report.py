@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .fields import is_missing, optional_text
+
 __all__ = ["errors_page", "index_page", "table_html"]
 
 STYLE = """<style>
@@ -44,13 +46,8 @@ def table_html(frame: pd.DataFrame) -> str:
     return f"<table>\n<tr>{head}</tr>\n{rows}\n</table>"
 
 
-def _text(value: object) -> str:
-    """A product field as text; absent (None, or NaN from a join) is empty."""
-    return value if isinstance(value, str) else "" if value is None or value != value else str(value)
-
-
 def _photo(images: Path | None, relative: object) -> str:
-    if not isinstance(relative, str) or not relative or images is None:
+    if is_missing(relative) or images is None:
         return "no photo"
     path = images / relative
     try:
@@ -68,8 +65,8 @@ def errors_page(errors: pd.DataFrame, images: Path | None, title: str) -> str:
             "<tr>"
             f"<td>{_photo(images, error.image_path)}</td>"
             f"<td>{escape(str(error.product_id))}</td>"
-            f"<td>{escape(_text(error.name))}</td>"
-            f'<td><div class="description">{escape(_text(error.description))}</div></td>'
+            f"<td>{escape(optional_text(error.name))}</td>"
+            f'<td><div class="description">{escape(optional_text(error.description))}</div></td>'
             f"<td>{escape(str(error.true_category))}</td>"
             f"<td>{escape(str(error.predicted_category))}</td>"
             f'<td class="num">{error.score:.4f}</td>'

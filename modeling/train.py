@@ -24,6 +24,7 @@ from sqlalchemy import insert, update
 
 from shopstyle_spider import config, schema
 
+from . import store
 from .backbones import BackboneError
 from .cluster import ClusterError, dask_cluster
 from .data import DataError, load_products, select_categories
@@ -151,17 +152,17 @@ def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.Da
 
 def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame) -> int:
     """One transaction: the experiment row, its predictions, then the model file named after the row's id."""
-    with closing(schema.connect(db)) as connection, connection.begin():
-        experiment_id = connection.execute(insert(schema.experiments).values(
+    with closing(store.connect(db)) as connection, connection.begin():
+        experiment_id = connection.execute(insert(store.experiments).values(
             name=card["name"], created_at=card["created_at"], parameters=json.dumps(card["parameters"]),
             versions=json.dumps(card["versions"]), metrics=json.dumps(card["metrics"]))).inserted_primary_key[0]
         records = predictions.astype(object).where(predictions.notna(), None)
-        columns = [column.name for column in schema.predictions.columns]
-        connection.execute(insert(schema.predictions), [dict(zip(columns, (experiment_id, *row), strict=True))
+        columns = [column.name for column in store.predictions.columns]
+        connection.execute(insert(store.predictions), [dict(zip(columns, (experiment_id, *row), strict=True))
                                                        for row in records.itertuples(index=False, name=None)])
         model_path = out / f"{experiment_id}.joblib"
         save_model(model, model_path, {"experiment_id": experiment_id, **card})
-        connection.execute(update(schema.experiments).where(schema.experiments.c.id == experiment_id)
+        connection.execute(update(store.experiments).where(store.experiments.c.id == experiment_id)
                            .values(model_path=str(model_path)))
     return experiment_id
 

@@ -1,7 +1,8 @@
 """The crawl database: its one schema, its version, and how to open it, in sqlite or PostgreSQL.
 
-The crawler writes categories, products and leaves; ``modeling.train`` adds its experiments and their test-split
-predictions beside them, which ``modeling.analyze`` reads.
+The crawler writes categories, products and leaves, declared here. Modeling keeps its own tables (experiments,
+predictions, the label audit, reviews, the filing queue) in the same database, declared by ``modeling.store`` on
+this module's ``metadata`` and created by it: the crawler never imports modeling.
 
 The tables are SQLAlchemy Core tables, so one definition creates both dialects' DDL; the statements the project
 runs are written once, in SQL both dialects share. A sqlite file is in WAL mode, so that ``modeling`` reads while a
@@ -20,7 +21,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Float,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -39,7 +39,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-SCHEMA_VERSION = 3  # 2: experiments and predictions; 3: the version in a table (PostgreSQL has no user_version)
+# 2: experiments and predictions; 3: the version in a table (PostgreSQL has no user_version); 4: modeling's label
+# audit, reviews and filing queue (modeling.store)
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 
 metadata = MetaData()
@@ -85,34 +87,6 @@ leaves = Table(
     Column("reached", Integer, nullable=False),  # distinct products the crawl could read
     Column("unreachable", Integer, nullable=False),  # total - reached where the API's result cap hid the rest
     Column("completed_at", Text, nullable=False),
-)
-
-# One row per `modeling.train` run; parameters, library versions and metrics as JSON objects.
-experiments = Table(
-    "experiments", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", Text, nullable=False),
-    Column("created_at", Text, nullable=False),
-    Column("parameters", Text, nullable=False),
-    Column("versions", Text, nullable=False),
-    Column("metrics", Text, nullable=False),
-    Column("model_path", Text),
-)
-
-# Every held-out product an experiment predicted; a branch's columns are NULL where it had nothing to say
-# (no image branch, or no usable photo).
-predictions = Table(
-    "predictions", metadata,
-    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
-    Column("product_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("split", Text, nullable=False),  # validation | test
-    Column("true_category", Text, nullable=False),
-    Column("predicted_category", Text, nullable=False),
-    Column("score", Float, nullable=False),
-    Column("text_category", Text),
-    Column("text_score", Float),
-    Column("image_category", Text),
-    Column("image_score", Float),
 )
 
 # The schema's version, one row (sqlite files from before version 3 kept it in PRAGMA user_version).

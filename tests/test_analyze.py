@@ -10,9 +10,8 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from modeling import analyze
+from modeling import analyze, store
 from modeling.metrics import coverage_at_accuracy
-from shopstyle_spider import schema
 
 HOSTILE_NAME = "<script>alert(1)</script> Bootcut"
 HOSTILE_DESCRIPTION = '<img src=x onerror="alert(2)"><b>stretch</b> &amp; denim'
@@ -35,7 +34,7 @@ def db(tmp_path):
     (images / "full").mkdir(parents=True)
     Image.new("RGB", (20, 30), (200, 30, 30)).save(images / "full" / "2.jpg")
     now = "2026-11-24T00:00:00"
-    schema.connect(path).close()  # the project's schema, then rows written as any sqlite client would
+    store.connect(path).close()  # the project's schema, then rows written as any sqlite client would
     with closing(sqlite3.connect(path)) as connection, connection:
         connection.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?, ?, ?)", [
             ("women", "Women", None, 0, "women", now, now),
@@ -178,7 +177,7 @@ def test_bad_requests_get_a_clear_error(db, tmp_path, capsys):
     code, _, err = run(capsys, "--db", path, "--experiment", 9)
     assert code == 2 and "no experiment 9 (there are 1, 2)" in err
     empty = tmp_path / "empty.db"
-    schema.connect(empty).close()
+    store.connect(empty).close()
     code, _, err = run(capsys, "--db", empty)
     assert code == 2 and "no experiments yet" in err
     code, _, err = run(capsys, "--db", tmp_path / "absent.db")

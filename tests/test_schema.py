@@ -32,7 +32,7 @@ def test_a_version_2_sqlite_file_is_upgraded_keeping_its_rows(tmp_path):
     assert schema.completed_leaves(path) == {"boots"}
     with closing(sqlite3.connect(path)) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchall() == [(schema.SCHEMA_VERSION,)]
-        assert {"products", "experiments", "predictions"} <= {
+        assert {"categories", "products", "leaves"} <= {
             row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
