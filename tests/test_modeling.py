@@ -60,7 +60,12 @@ def test_products_load_with_parents_photos_and_splits(crawl_copy):
     assert len(frame) == 27 * 50 and frame["category"].nunique() == 27
     assert set(frame["parent"]) >= {"jeans", "dresses"} and frame["path"].str.startswith("women/").all()
     with_photo = frame["image_path"].dropna()
-    assert len(with_photo) > 0.9 * len(frame) and all(p.startswith(str(images)) for p in with_photo)
+    assert all(p.startswith(str(images)) for p in with_photo)
+    with sqlite3.connect(db) as connection:
+        assert len(with_photo) == connection.execute("SELECT count(*) FROM products WHERE image_status = 'ok'") \
+            .fetchone()[0] < 0.9 * len(frame)  # the synthetic catalog's gaps
+    assert frame["image_path"].map(type).isin([str, type(None)]).all()  # never NaN: modeling.fields
+    assert frame["description"].map(type).eq(str).all() and (frame["description"] == "").any()
     chosen = select_categories(frame, ["bootcut-jeans", "skinny-jeans"], min_products=5)
     assert set(chosen["category"]) == {"bootcut-jeans", "skinny-jeans"}
     with pytest.raises(DataError, match="not in the crawl database: no-such-leaf"):
@@ -212,7 +217,33 @@ def test_predict_reads_csv_and_a_whole_crawl_database(trained, tmp_path):
     assert predict.main(["--model", str(model_path), "--db", str(db), "--images", str(images), "--output",
                          str(output), "--no-progress"]) == 0
     results = [json.loads(line) for line in output.read_text().splitlines()]
-    assert len(results) == 27 * 50 and sum(r["photo_used"] for r in results) > 0.9 * len(results)
+    frame = load_products(db, images)
+    assert [r["id"] for r in results] == frame["id"].tolist() and not [r for r in results if "error" in r]
+    assert [r["photo_used"] for r in results] == frame["image_path"].notna().tolist()
+
+
+def test_predict_exits_1_when_every_record_failed_and_names_the_commonest_reason(trained, tmp_path, capsys):
+    _, _, out = trained
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"id": 1}\n{"id": 2, "name": ""}\n{"id": 3, "name": "Tee", "image_path": [1]}\n',
+                      encoding="utf-8")
+    assert predict.main(["--model", str(next(out.glob("*.joblib"))), "--input", str(source), "--output",
+                         str(tmp_path / "out.jsonl"), "--no-progress"]) == 1
+    assert ("0 products predicted, 3 records with errors (most common: 'no name (a non-empty string is required)', "
+            "2 records)") in capsys.readouterr().err
+
+
+def test_a_missing_photo_is_the_same_whatever_its_spelling(trained):
+    """None (JSON), NaN (pandas 3 reads a missing string back as NaN) and "" (CSV) all mean a text-only product."""
+    _, _, out = trained
+    model = load_model(next(out.glob("*.joblib")))
+    rows = [predict.check_record({"id": 1, "name": "Indigo bootcut jeans", "description": description,
+                                  "image_path": missing}, None)[0]
+            for missing, description in ((None, None), (float("nan"), float("nan")), ("", ""), (pd.NA, pd.NA))]
+    assert all(row["image_path"] is None and row["description"] == "" for row in rows)
+    lines = list(predict.prediction_lines(model, rows))
+    assert len({json.dumps({k: v for k, v in line.items() if k != "id"}) for line in lines}) == 1
+    assert not lines[0]["photo_used"]
 
 
 def test_a_damaged_model_file_is_named_in_a_clear_error(trained, tmp_path, capsys):

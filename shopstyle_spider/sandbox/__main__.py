@@ -14,6 +14,7 @@ from .loading import load_catalog
 from .process import URL_PREFIX
 from .ratelimit import RateLimiter
 from .server import CountingSite, Sandbox, build_site
+from .synthetic import Gaps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalog")
     parser.add_argument("--products-per-category", type=int, default=60,
                         help="products in each leaf of the synthetic catalog")
+    parser.add_argument("--no-photo-rate", type=float, default=Gaps.no_photo,
+                        help="share of the synthetic catalog's products that offer no photo")
+    parser.add_argument("--broken-photo-rate", type=float, default=Gaps.broken_photo,
+                        help="share of the synthetic catalog's products whose photo URLs answer 404")
+    parser.add_argument("--no-description-rate", type=float, default=Gaps.no_description,
+                        help="share of the synthetic catalog's products without a description")
     parser.add_argument("--categories-file", type=Path, default=None,
                         help="leaf category paths for a jsonl catalog (default: categories.txt beside the JSONL)")
     parser.add_argument("--api-key", default="sandbox-key",
@@ -64,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(str(error))
     if args.products_per_category < 0:
         parser.error("--products-per-category must be >= 0")
+    try:
+        args.gaps = Gaps(args.no_photo_rate, args.broken_photo_rate, args.no_description_rate)
+    except ValueError as error:
+        parser.error(str(error))
     if args.rate_limit < 0:
         parser.error("--rate-limit must be >= 0 (0 turns it off)")
     if args.rate_burst is not None and args.rate_burst < 1:
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         catalog = load_catalog(args.catalog, seed=args.seed, products_per_category=args.products_per_category,
-                               categories_file=args.categories_file)
+                               categories_file=args.categories_file, gaps=args.gaps)
     except (CatalogError, OSError) as error:
         print(f"sandbox: cannot load catalog: {error}", file=sys.stderr)
         return 2

@@ -82,5 +82,6 @@ def product_json(catalog: Catalog, product: Product, images_url: str) -> dict:
         body["currency"] = product.currency
     if product.in_stock is not None:
         body["inStock"] = product.in_stock
-    body["image"] = image_json(catalog, product, images_url)
+    if product.has_image:
+        body["image"] = image_json(catalog, product, images_url)
     return body

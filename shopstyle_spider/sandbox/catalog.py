@@ -50,6 +50,7 @@ class Product:
     price: float | None = None
     currency: str | None = None
     in_stock: bool | None = None
+    has_image: bool = True  # False: the catalog offers no photo at all, and the API leaves ``image`` out
 
 
 class ImageSource(Protocol):

@@ -7,16 +7,17 @@ from pathlib import Path
 from .catalog import Catalog, CatalogError
 from .fashion import load_fashion
 from .jsonl import load_jsonl
-from .synthetic import generate
+from .synthetic import Gaps, generate
 
 CATALOG_KINDS = ("synthetic", "fashion:PATH", "jsonl:PATH")
 
 
 def load_catalog(spec: str, *, seed: int = 0, products_per_category: int = 60,
-                 categories_file: Path | None = None) -> Catalog:
+                 categories_file: Path | None = None, gaps: Gaps | None = None) -> Catalog:
+    """The catalog ``spec`` names; ``seed``, ``products_per_category`` and ``gaps`` shape the synthetic one."""
     kind, _, location = spec.partition(":")
     if kind == "synthetic" and not location:
-        return generate(seed=seed, products_per_category=products_per_category)
+        return generate(seed=seed, products_per_category=products_per_category, gaps=gaps)
     if kind == "fashion" and location:
         return load_fashion(Path(location))
     if kind == "jsonl" and location:

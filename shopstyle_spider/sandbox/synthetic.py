@@ -4,6 +4,10 @@ Everything derives from ``seed``: the same seed gives the same products, ids and
 which is what lets tests and the demo compare a crawl with the catalog it came from. Sibling categories share
 vocabulary and silhouettes (bootcut vs flare jeans), and some names or photos borrow from a sibling, so neither
 text nor image alone is a perfect classifier.
+
+Like a real catalog (most of the shared fashion catalog's products have no photo), some products come incomplete
+(``Gaps``): no photo offered, a photo URL that answers 404, no description. Every test and the demo meet them, so
+no part of the project can assume that a product has a photo.
 """
 
 from __future__ import annotations
@@ -30,6 +34,26 @@ class Group:
     noun: str
     words: tuple[str, ...]
     price: float
+
+
+@dataclass(frozen=True)
+class Gaps:
+    """Shares of products served incomplete, drawn per product from the seed apart from everything else, so a
+    catalog with other shares has the same names, prices and photos."""
+
+    no_photo: float = 0.15  # the product offers no image at all
+    broken_photo: float = 0.05  # image URLs are listed, and answer 404
+    no_description: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("no_photo", "broken_photo", "no_description"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a share between 0 and 1, got {getattr(self, name)}")
+        if self.no_photo + self.broken_photo > 1.0:
+            raise ValueError("no_photo + broken_photo is more than every product")
+
+
+NO_GAPS = Gaps(0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -186,7 +210,10 @@ def _description(rng: random.Random, leaf: Leaf) -> str:
     return " ".join(sentences) + "<br>" + " ".join(care)
 
 
-def generate(seed: int = 0, products_per_category: int = 60) -> Catalog:
+def generate(seed: int = 0, products_per_category: int = 60, gaps: Gaps | None = None) -> Catalog:
+    """The catalog of ``seed``: ``products_per_category`` products in each leaf, incomplete as ``gaps`` (default
+    ``Gaps()``) says."""
+    gaps = gaps or Gaps()
     rng = random.Random(seed)
     drafts = []
     for leaf in LEAVES:
@@ -199,16 +226,24 @@ def generate(seed: int = 0, products_per_category: int = 60) -> Catalog:
                                in_stock=rng.random() < 0.9, description=_description(rng, leaf),
                                category_id=leaf.id))
     rng.shuffle(drafts)  # ids interleave categories, as a real catalog's do
-    products, next_id = [], FIRST_PRODUCT_ID
+    products, next_id, broken = [], FIRST_PRODUCT_ID, set()
+    gap_rng = random.Random(f"{seed}:gaps")  # its own stream: the shares change nothing else
     for draft in drafts:
         next_id += rng.randint(1, 40)
-        products.append(Product(id=next_id, **draft))
-    leaves = {product.id: product.category_id for product in products}
-    return Catalog("synthetic", _tree(), products, SyntheticImages(seed, leaves))
+        photo_roll, description_roll = gap_rng.random(), gap_rng.random()
+        if photo_roll < gaps.no_photo + gaps.broken_photo and photo_roll >= gaps.no_photo:
+            broken.add(next_id)
+        if description_roll < gaps.no_description:
+            draft["description"] = None
+        products.append(Product(id=next_id, has_image=photo_roll >= gaps.no_photo, **draft))
+    photos = {product.id: product.category_id for product in products
+              if product.has_image and product.id not in broken}
+    return Catalog("synthetic", _tree(), products, SyntheticImages(seed, photos))
 
 
 class SyntheticImages:
-    """One photo per product, drawn on demand: the silhouette says the parent, its proportions and colours the leaf."""
+    """A photo per product of ``leaves`` (id -> leaf), drawn on demand: the silhouette says the parent, its
+    proportions and colours the leaf. Any other product's photo is gone (its URLs answer 404)."""
 
     def __init__(self, seed: int, leaves: dict[int, str]):
         self.seed = seed
