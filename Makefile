@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,scale]'
+	$(PY) -m pip install --quiet -e '.[modeling,dev,scale]'
 	@touch $@
 
 .PHONY: help install demo test lint bench clean
@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## install: create .venv and install the project with its dev tools and scale-out extras
+## install: create .venv and install the project with modeling, its dev tools and the scale-out extras
 install: $(STAMP)
 
 ## demo: run the whole job end to end on the built-in synthetic catalog

@@ -102,4 +102,10 @@ def select_categories(frame: pd.DataFrame, categories: list[str] | None = None,
     frame = frame[frame["category"].isin(keep)]
     if frame["category"].nunique() < 2:
         raise DataError(f"fewer than 2 categories with at least {min_products} training products: nothing to learn")
+    empty = [split for split in SPLITS if not (frame["split"] == split).any()]
+    if empty:  # found now, not by the first figure computed after the whole fit
+        raise DataError(f"no product of the chosen categories is in the {' or '.join(empty)} split ({len(frame)} "
+                        "products in all), so the model could not be "
+                        f"{'chosen and ' if 'validation' in empty else ''}evaluated: choose more categories "
+                        "(--categories) or crawl more products of them")
     return frame.reset_index(drop=True)

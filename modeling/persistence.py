@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import warnings
 from pathlib import Path
 
 import joblib
 from sklearn.exceptions import InconsistentVersionWarning
 
-__all__ = ["ModelFileError", "card_path", "load_model", "save_model"]
+__all__ = ["ModelFileError", "card_path", "dump_pending", "load_model", "publish_model", "save_model"]
 
 
 class ModelFileError(RuntimeError):
@@ -26,11 +27,27 @@ def card_path(model_path: str | Path) -> Path:
 
 def save_model(model, path: str | Path, card: dict) -> Path:
     """Write the model and its card atomically: a crash leaves the previous files or none, never half a model."""
+    return publish_model(dump_pending(model, Path(path).parent), path, card)
+
+
+def dump_pending(model, folder: str | Path) -> Path:
+    """Pickle the model under a temporary name in ``folder``, before its final name is known (``modeling.train``
+    learns it from the experiment row it commits afterwards); ``publish_model`` gives it its name."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pending = folder / f".pending-{uuid.uuid4().hex}.joblib"
+    try:
+        joblib.dump(model, pending)
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
+    return pending
+
+
+def publish_model(pending: Path, path: str | Path, card: dict) -> Path:
+    """Rename a pending model file to ``path`` and write its card beside it, each atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    joblib.dump(model, partial)
-    os.replace(partial, path)
+    os.replace(pending, path)
     card_file = card_path(path)
     partial_card = card_file.with_name(card_file.name + ".partial")
     partial_card.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sqlalchemy import insert, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from shopstyle_spider import config, schema
 
@@ -30,7 +31,7 @@ from .cluster import ClusterError, dask_cluster
 from .data import DataError, load_products, select_categories
 from .image import ImageEmbedder
 from .metrics import branch_metrics
-from .persistence import save_model
+from .persistence import dump_pending, publish_model
 from .photo_store import PhotoStoreError, images_location
 from .stacking import ProductClassifier
 from .text import make_text_pipeline
@@ -151,19 +152,27 @@ def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.Da
 
 
 def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame) -> int:
-    """One transaction: the experiment row, its predictions, then the model file named after the row's id."""
-    with closing(store.connect(db)) as connection, connection.begin():
-        experiment_id = connection.execute(insert(store.experiments).values(
-            name=card["name"], created_at=card["created_at"], parameters=json.dumps(card["parameters"]),
-            versions=json.dumps(card["versions"]), metrics=json.dumps(card["metrics"]))).inserted_primary_key[0]
-        records = predictions.astype(object).where(predictions.notna(), None)
-        columns = [column.name for column in store.predictions.columns]
-        connection.execute(insert(store.predictions), [dict(zip(columns, (experiment_id, *row), strict=True))
-                                                       for row in records.itertuples(index=False, name=None)])
-        model_path = out / f"{experiment_id}.joblib"
-        save_model(model, model_path, {"experiment_id": experiment_id, **card})
-        connection.execute(update(store.experiments).where(store.experiments.c.id == experiment_id)
-                           .values(model_path=str(model_path)))
+    """The model pickled first, under a temporary name, so no database lock is held while pickling; then one
+    transaction: the experiment row and its predictions. Once it commits the file takes the row's id; a failed
+    commit deletes it, so no file is left under an id the next run reuses."""
+    pending = dump_pending(model, out)
+    try:
+        with closing(store.connect(db)) as connection, connection.begin():
+            experiment_id = connection.execute(insert(store.experiments).values(
+                name=card["name"], created_at=card["created_at"], parameters=json.dumps(card["parameters"]),
+                versions=json.dumps(card["versions"]), metrics=json.dumps(card["metrics"]),
+            )).inserted_primary_key[0]
+            records = predictions.astype(object).where(predictions.notna(), None)
+            columns = [column.name for column in store.predictions.columns]
+            connection.execute(insert(store.predictions), [dict(zip(columns, (experiment_id, *row), strict=True))
+                                                          for row in records.itertuples(index=False, name=None)])
+            model_path = out / f"{experiment_id}.joblib"
+            connection.execute(update(store.experiments).where(store.experiments.c.id == experiment_id)
+                               .values(model_path=str(model_path)))
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
+    publish_model(pending, model_path, {"experiment_id": experiment_id, **card})
     return experiment_id
 
 
@@ -251,7 +260,12 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         "metrics": metrics,
         "categories": {c: parents.get(c) for c in model.classes_},
     }
-    experiment_id = record_experiment(args.db, args.out, model, card, pd.concat(predictions, ignore_index=True))
+    try:
+        experiment_id = record_experiment(args.db, args.out, model, card, pd.concat(predictions, ignore_index=True))
+    except (schema.SchemaError, SQLAlchemyError) as error:
+        print(f"modeling.train: the experiment could not be recorded, so no model was saved: "
+              f"{getattr(error, 'orig', None) or error}", file=sys.stderr)
+        return 2
     print(f"experiment {experiment_id}: {card['name']} ({verdict}), trained in {card['parameters']['train_seconds']} s")
     print("\n".join(summary_lines(metrics)))
     print(f"model: {args.out / f'{experiment_id}.joblib'}")

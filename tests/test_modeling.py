@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 
 import joblib
 import numpy as np
@@ -16,13 +17,14 @@ import pytest
 import sklearn.base
 from sklearn.base import clone
 
-from modeling import predict, train
+from modeling import predict, store, train
 from modeling.data import DataError, load_products, select_categories, split_of
 from modeling.image import ImageEmbedder
 from modeling.persistence import ModelFileError, load_model
 from modeling.stacking import ProductClassifier, _restricted, out_of_fold_splits
 from modeling.text import clean_text, make_text_pipeline
 from modeling.train import folds_or_fraction
+from shopstyle_spider import schema
 from shopstyle_spider.config import PROJECT_ROOT
 
 
@@ -137,6 +139,44 @@ def test_a_photo_branch_that_does_not_help_is_dropped(crawl_copy, tmp_path, capl
     train_rows = frame[frame["split"] == "train"]
     refitted = clone(model).fit(train_rows, train_rows["category"])
     np.testing.assert_allclose(model.predict_proba(frame), refitted.predict_proba(frame), atol=1e-9)
+
+
+def test_training_stops_before_fitting_when_a_split_it_reports_on_is_empty(tmp_path, capsys):
+    """A small --categories choice can leave the validation or test split empty: said at once, not after the fit."""
+    db = tmp_path / "crawl.db"
+    schema.connect(db).close()
+    ids = [i for i in range(1, 400) if split_of(i) == "train"][:24]
+    now = "2026-12-01T00:00:00"
+    with closing(sqlite3.connect(db)) as connection, connection:
+        connection.executemany("INSERT INTO categories VALUES (?, ?, 'women', 1, ?, ?, ?)",
+                               [(leaf, leaf, f"women/{leaf}", now, now) for leaf in ("boots", "dresses")])
+        connection.executemany(
+            "INSERT INTO products (id, name, category_id, image_status, first_seen, last_seen) "
+            "VALUES (?, ?, ?, 'none', ?, ?)",
+            [(i, f"{leaf} {i}", leaf, now, now) for n, i in enumerate(ids) for leaf in [("boots", "dresses")[n % 2]]])
+    assert train.main(["--db", str(db), "--image-backbone", "none", "--out", str(tmp_path / "models"),
+                       "--no-progress"]) == 2
+    assert "no product of the chosen categories is in the validation or test split (24 products in all)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_failed_commit_leaves_no_model_file(crawl_copy, tmp_path, monkeypatch, capsys):
+    """Another process holds the database's write lock through the whole run: the experiment cannot be recorded,
+    training says so, and no model file is left (the next run would reuse the id it would have had)."""
+    db, images = crawl_copy
+    store.connect(db).close()  # modeling's tables exist: only the experiment's own write needs the lock
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_S", 0.5)
+    out = tmp_path / "models"
+    with closing(sqlite3.connect(db, isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")
+        code = train.main(["--db", str(db), "--images", str(images), "--image-backbone", "none", "--out", str(out),
+                           "--categories", "bootcut-jeans,skinny-jeans,day-dresses", "--min-products", "5",
+                           "--no-progress"])
+        holder.execute("ROLLBACK")
+    assert code == 2
+    assert "the experiment could not be recorded, so no model was saved: database is locked" in capsys.readouterr().err
+    assert out.is_dir() and list(out.iterdir()) == []
 
 
 def test_a_saved_model_predicts_the_same_in_a_fresh_process_without_loading_keras(trained, tmp_path):
