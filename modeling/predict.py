@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = f"modeling.predict: {predicted} products predicted, {failed} records with errors"
     if failed:
         reason, count = errors.most_common(1)[0]
-        summary += f" (most common: {reason!r}, {count} records)"
+        summary += f" (most common: {reason!r}, {count} record{'s' if count != 1 else ''})"
     print(summary, file=sys.stderr)
     return 1 if failed and not predicted else 0
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -37,21 +38,27 @@ def main(argv: list[str] | None = None) -> int:
     with SandboxProcess("--seed", str(args.seed), "--products-per-category", str(args.products_per_category),
                         "--api-key", DEMO_KEY) as sandbox:
         print(f"1/4 sandbox serving the synthetic catalog at {sandbox.url}", flush=True)
-        print(f"2/4 crawling it into {db} and {images} (the crawl's log follows)", flush=True)
-        result = run_crawl(sandbox.url, db, images, api_key=DEMO_KEY, capture=False)
+        print(f"2/4 crawling it into {db} and {images} ...", flush=True)
+        started = time.perf_counter()
+        result = run_crawl(sandbox.url, db, images, api_key=DEMO_KEY, settings={"STATS_DUMP": False})
     if result.returncode != 0:
+        print(result.stderr[-5000:], file=sys.stderr)
         print(f"the crawl failed (exit {result.returncode})", file=sys.stderr)
         return result.returncode
+    print("\n".join(crawl_summary(result.stderr)))
+    print(f"    crawled in {time.perf_counter() - started:.0f} s")
     show_crawl(db)
 
     backbone = config.mobilenet_v2_backbone()
     backbone_arg = str(backbone) if backbone.is_file() else "none"
-    print(f"\n3/4 training on the crawl (image backbone: {backbone_arg})", flush=True)
+    print(f"\n3/4 training on the crawl (image backbone: {backbone_arg}) ...", flush=True)
+    started = time.perf_counter()
     models = out / "models"
     code = run_module("modeling.train", "--db", str(db), "--images", str(images), "--out", str(models),
                       "--image-backbone", backbone_arg, "--name", "demo")
     if code != 0:
         return code
+    print(f"    trained in {time.perf_counter() - started:.0f} s")
     model = max(models.glob("*.joblib"), key=lambda p: p.stat().st_mtime)
 
     print(f"\n4/4 predicting products the model never saw with {model}", flush=True)
@@ -73,6 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def crawl_summary(log: str) -> list[str]:
+    """The crawl's own summary (``CrawlSummary``) and anything that went wrong, out of Scrapy's whole log."""
+    lines, in_summary = [], False
+    for line in log.splitlines():
+        if "[shopstyle_spider.extensions] INFO: crawl finished" in line:
+            in_summary = True
+            lines.append("    " + line.split("INFO: ", 1)[1])
+        elif in_summary and line.startswith("  "):
+            lines.append("  " + line)
+        else:
+            in_summary = False
+            if "] ERROR: " in line:
+                lines.append("    " + line)
+    return lines
+
+
 def run_module(module: str, *args: str) -> int:
     code = subprocess.run([sys.executable, "-m", module, *args], cwd=config.PROJECT_ROOT).returncode
     if code != 0:
@@ -90,7 +113,7 @@ def show_crawl(db: Path) -> None:
     print(f"\nstored {sum(n for _, n, _ in leaves)} products in {len(leaves)} leaf categories, "
           f"{sum(ok for *_, ok in leaves)} with their photo; for example:")
     for product_id, category, name, image_path in sample:
-        print(f"  {product_id}  {category:<20} {name:<45} {image_path}")
+        print(f"  {product_id}  {category:<20} {name:<45} {image_path or 'no photo'}")
 
 
 def write_new_products(db: Path, images: Path, path: Path) -> None:
