@@ -92,6 +92,9 @@ def queue_page(request: Request, queue: cards.Queue, state: State, db: Database,
     if card is not None:
         cards.complete_suggestions([card], state.catalogue,
                                    lambda payloads: ranked_categories(state.model, payloads))
+        kind, _, key = (card.photo or "").partition("/")
+        if card.photo and cards.photo_file(db, kind, int(key), state.images) is None:
+            card.photo = None  # outside the image store or gone: never linked, let alone served
     found = cards.cards(db, queue, state.catalogue)
     return _page(request, state, "queue.html", title=TITLES[queue], queue=queue, card=card, skip=skip,
                  skip_url=f"/queue/{queue}?" + urlencode({"skip": [*skip, card.item] if card else []}, doseq=True),
