@@ -42,6 +42,9 @@ def build(synthetic_crawl, folder: Path) -> ReviewSetup:
     assert train.main(["--db", str(db), "--images", str(images), "--image-backbone", "none", "--out", str(models),
                        "--min-products", "5", "--no-progress", "--name", "review test"]) == 0
     model = next(models.glob("*.joblib"))
+    with sqlite3.connect(db) as connection:  # analyze finds the photos through what training recorded
+        (parameters,), = connection.execute("SELECT parameters FROM experiments")
+    assert json.loads(parameters)["images"] == str(images.resolve())
     with sqlite3.connect(db) as connection:
         crawled = connection.execute("SELECT id, name, description, image_path, category_id FROM products "
                                      "WHERE image_status = 'ok' ORDER BY id LIMIT 8").fetchall()

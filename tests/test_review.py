@@ -254,3 +254,14 @@ def test_request_bodies_are_capped(review_setup, db, model):
         assert client.post("/api/predict", json=big[:5]).status_code == 200
     finally:
         client.__exit__(None, None, None)
+
+
+def test_the_report_is_a_page_of_the_app_from_the_same_templates(app_client):
+    index = app_client.get("/report")
+    assert index.status_code == 200 and "Experiment 1: review test" in index.text
+    assert "<th>Filed alone at 95% accuracy</th>" in index.text and "coverage_95" not in index.text
+    assert re.search(r'<td class="num">\d+\.\d%</td>', index.text)
+    errors = app_client.get("/report", params={"errors": "true"}).text
+    photos = re.findall(r'src="(/photos/product/\d+)"', errors)
+    assert "most confident errors" in errors and photos
+    assert app_client.get(photos[0]).headers["content-type"] == "image/jpeg"

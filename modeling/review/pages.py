@@ -14,7 +14,9 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from .. import store
+from .. import analysis, report, store
+from ..analyze import figures_frame
+from ..fields import is_missing
 from ..templating import environment
 from . import cards
 from .dependencies import REVIEWER_COOKIE, SIGNED_IN_COOKIE, AppState, Database, State, page_access
@@ -143,6 +145,31 @@ def undo(request: Request, queue: cards.Queue, csrf: Annotated[str, Form()], sta
     message = f"{card.name}: decision undone ({settled} product{'s' if settled != 1 else ''})"
     return RedirectResponse(f"/queue/{queue}?" + urlencode({"prefer": card.item, "message": message}),
                             status_code=303)
+
+
+@guarded.get("/report")
+def report_page(request: Request, state: State, errors: bool = False) -> Response:
+    """The report of ``modeling.analyze --plots`` as a page (test split, no charts), or with ``errors`` its page of the
+    latest experiment's most confident errors, photos from the image store."""
+    try:
+        experiments = analysis.load_experiments(state.db)
+        predictions = analysis.load_predictions(state.db, "test")
+        parents = analysis.load_parents(state.db)
+    except analysis.AnalysisError as error:
+        return _page(request, state, "report_index.html", status=404, app=True,
+                     **report.index_context(f"Model report: {error}", [], [], None))
+    latest = int(experiments.index[-1])
+    if errors:
+        wrong = analysis.most_confident_errors(predictions[predictions["experiment_id"] == latest], 20)
+        rows = report.error_rows(wrong, lambda product_id, path: None if is_missing(path)
+                                 else f"/photos/product/{product_id}")
+        return _page(request, state, "report_errors.html", app=True, rows=rows,
+                     title=f"Experiment {latest}: the {len(rows)} most confident errors (test split)")
+    sections = [(f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(
+        analysis.experiment_figures(predictions[predictions["experiment_id"] == e], parents))))
+        for e in experiments.index]
+    return _page(request, state, "report_index.html", app=True,
+                 **report.index_context("Model report (test split)", sections, [], "/report?errors=true"))
 
 
 @guarded.get("/photos/{kind}/{key}")
