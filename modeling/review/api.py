@@ -52,9 +52,9 @@ def queue(state: State, db: Database,
           queue: Annotated[cards.Queue, Query(description="file: products to file; suspect: suspect labels")] = "file",
           limit: Annotated[int, Query(ge=1, le=1000, description="how many undecided cards to list")] = 50) -> dict:
     """The queue's progress and its first undecided cards, with each card's version (``seen``) for a decision."""
-    found = cards.cards(db, queue, state.catalogue)
+    found = cards.cards(db, queue, state.catalogue, full=False)
     progress = cards.progress(found, time.time())
-    pending = [c for c in found if not c.done][:limit]
+    pending = [cards.cards(db, queue, state.catalogue, c.item)[0] for c in [c for c in found if not c.done][:limit]]
     cards.complete_suggestions(pending, state.catalogue, lambda payloads: ranked_categories(state.model, payloads))
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 

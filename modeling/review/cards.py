@@ -110,39 +110,46 @@ class Progress:
     per_minute: float
 
 
-def _latest(connection: Connection, key, keys: Iterable) -> dict:
-    """key value -> (row id, decision, reviewer, created_at) of the latest reviews row of each of ``keys``."""
-    keys = [k for k in set(keys) if k is not None]
-    if not keys:
-        return {}
+def _latest(connection: Connection, key, keys: Iterable | None = None) -> dict:
+    """key value -> (row id, decision, reviewer, created_at) of the latest reviews row of each of ``keys`` (of every
+    value of ``key`` when None: a whole queue is read in one pass, whatever its size)."""
     reviews = store.reviews
-    latest = (select(key.label("key"), func.max(reviews.c.id).label("id")).where(key.in_(keys))
-              .group_by(key).subquery())
+    query = select(key.label("key"), func.max(reviews.c.id).label("id")).where(key.is_not(None))
+    if keys is not None:
+        keys = [k for k in set(keys) if k is not None]
+        if not keys:
+            return {}
+        query = query.where(key.in_(keys))
+    latest = query.group_by(key).subquery()
     rows = connection.execute(select(latest.c.key, reviews.c.id, reviews.c.decision, reviews.c.reviewer,
                                      reviews.c.created_at).join(latest, reviews.c.id == latest.c.id))
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
-def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | None = None) -> list[Card]:
+def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | None = None,
+                 full: bool = True) -> list[Card]:
+    """The filing queue's cards; without ``full`` only what progress and choosing a card need (item, product,
+    decision), so a queue of a whole crawl is counted without parsing every product."""
     table, products = store.filing_queue, schema.products
     query = (select(table.c.id, table.c.product_id, table.c.payload, table.c.prediction, products.c.category_id)
              .outerjoin(products, products.c.id == table.c.product_id).order_by(table.c.id))
     if queue_id is not None:
         query = query.where(table.c.id == queue_id)
     rows = connection.execute(query).all()
-    latest = _latest(connection, store.reviews.c.queue_id, (r.id for r in rows))
+    latest = _latest(connection, store.reviews.c.queue_id, None if queue_id is None else [queue_id])
     made = []
     for row in rows:
-        payload, prediction = json.loads(row.payload), json.loads(row.prediction)
+        payload, prediction = (json.loads(row.payload), json.loads(row.prediction)) if full else (
+            {}, {"category": None, "score": None})
         ranked = [{"category": prediction["category"], "score": prediction["score"]},
                   *prediction.get("alternatives", [])][:SUGGESTIONS]
         last = latest.get(row.id)
-        card = Card(item=f"queue:{row.id}", queue="file", name=clean_text(payload.get("name")),
-                    description=clean_text(payload.get("description")),
+        card = Card(item=f"queue:{row.id}", queue="file", name=clean_text(payload.get("name")) if full else "",
+                    description=clean_text(payload.get("description")) if full else "",
                     photo=f"queue/{row.id}" if photo_path(payload.get("image_path")) else None,
                     current=row.category_id, given={row.product_id: row.category_id}, queue_id=row.id,
                     suggestions=[Suggestion(s["category"], s["score"], catalogue.path(s["category"]), "model")
-                                 for s in ranked], payload=payload)
+                                 for s in ranked] if full else [], payload=payload)
         if last is not None:
             card.version, card.decision, card.decided_at = last[0], last[1], last[3] if last[1] else None
         made.append(card)
@@ -168,7 +175,7 @@ def _suspect_cards(connection: Connection, catalogue: Catalogue, group: tuple[in
     if group is not None:
         query = query.where(issues.c.group_key == group[1])
     rows = connection.execute(query).all()
-    latest = _latest(connection, store.reviews.c.product_id, (r.product_id for r in rows))
+    latest = _latest(connection, store.reviews.c.product_id, (r.product_id for r in rows) if group else None)
     groups: dict[str, list] = {}
     for row in rows:  # worst first: a group's place and face are its worst-ranked product's
         groups.setdefault(row.group_key, []).append(row)
@@ -192,12 +199,15 @@ def _suspect_cards(connection: Connection, catalogue: Catalogue, group: tuple[in
     return made
 
 
-def cards(connection: Connection, queue: str, catalogue: Catalogue, item: str | None = None) -> list[Card]:
-    """Every card of a queue in the order people work through it, or the one card ``item`` (none if it is gone)."""
+def cards(connection: Connection, queue: str, catalogue: Catalogue, item: str | None = None,
+          full: bool = True) -> list[Card]:
+    """Every card of a queue in the order people work through it, or the one card ``item`` (none if it is gone).
+    Without ``full``, the filing queue's cards carry only their item and decision (enough for progress)."""
     if queue not in QUEUES:
         raise KeyError(queue)
     if item is None:
-        return _queue_cards(connection, catalogue) if queue == "file" else _suspect_cards(connection, catalogue)
+        return (_queue_cards(connection, catalogue, full=full) if queue == "file"
+                else _suspect_cards(connection, catalogue))
     kind, _, rest = item.partition(":")
     if queue == "file" and kind == "queue" and rest.isdigit():
         return _queue_cards(connection, catalogue, int(rest))
@@ -247,7 +257,7 @@ def next_card(connection: Connection, queue: str, catalogue: Catalogue, holder: 
     """The first undecided card nobody else holds, leased to ``holder`` (who lets go of any other card); ``prefer``
     goes first when it is free (the card an undo brought back)."""
     skip = set(skip)
-    found = cards(connection, queue, catalogue)
+    found = cards(connection, queue, catalogue, full=False)
     _end_reads(connection)
     found.sort(key=lambda c: c.item != prefer)  # stable: otherwise the queue's order
     for card in found:
@@ -261,7 +271,7 @@ def next_card(connection: Connection, queue: str, catalogue: Catalogue, holder: 
                                                               store.leases.c.item != card.item))
         except IntegrityError:  # another reviewer leased it between our update and insert
             continue
-        return card
+        return cards(connection, queue, catalogue, card.item)[0]
     return None
 
 

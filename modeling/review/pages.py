@@ -62,7 +62,7 @@ def login(request: Request, token: Annotated[str, Form()], csrf: Annotated[str, 
 @guarded.get("/")
 def home(request: Request, state: State, db: Database) -> Response:
     now = time.time()
-    queues = [(queue, TITLES[queue], cards.progress(cards.cards(db, queue, state.catalogue), now))
+    queues = [(queue, TITLES[queue], cards.progress(cards.cards(db, queue, state.catalogue, full=False), now))
               for queue in cards.QUEUES]
     return _page(request, state, "home.html", title="Review", queues=queues)
 
@@ -97,7 +97,7 @@ def queue_page(request: Request, queue: cards.Queue, state: State, db: Database,
         kind, _, key = (card.photo or "").partition("/")
         if card.photo and cards.photo_file(db, kind, int(key), state.images) is None:
             card.photo = None  # outside the image store or gone: never linked, let alone served
-    found = cards.cards(db, queue, state.catalogue)
+    found = cards.cards(db, queue, state.catalogue, full=False)
     return _page(request, state, "queue.html", title=TITLES[queue], queue=queue, card=card, skip=skip,
                  skip_url=f"/queue/{queue}?" + urlencode({"skip": [*skip, card.item] if card else []}, doseq=True),
                  restart_url=f"/queue/{queue}", progress=cards.progress(found, now), leaves=state.catalogue.leaves,
@@ -116,7 +116,7 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, ite
             raise cards.DecisionError("choose a suggestion, keep, exclude, or a category from the search")
         card, settled = cards.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
     except (cards.Stale, cards.DecisionError) as error:
-        found = cards.cards(db, queue, state.catalogue)
+        found = cards.cards(db, queue, state.catalogue, full=False)
         return _page(request, state, "queue.html", status=409 if isinstance(error, cards.Stale) else 422,
                      title=TITLES[queue], queue=queue, card=None, skip=skip,
                      skip_url=f"/queue/{queue}?" + urlencode({"skip": skip}, doseq=True),

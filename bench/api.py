@@ -1,0 +1,113 @@
+"""The review app's JSON prediction API against ``modeling.predict`` in this process, same model, same products.
+
+A text-only model is trained on the shared fashion catalog (its article types as categories); the app is started
+with it in a subprocess (uvicorn on a loopback port) and an httpx client posts batches of 100 products one after
+the other, as a shop's import job would; the same batches are then predicted here with what
+``python -m modeling.predict`` runs for each record (``check_record`` + ``prediction_lines``). Both answers must be
+the same lines; the figure is the API's products per second over the in-process ones (goal: >= 0.7).
+
+    .venv/bin/python bench/api.py [--train 10000] [--products 3000] [--batch 100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+from modeling import store
+from modeling.persistence import save_model
+from modeling.predict import check_record, decision_of, prediction_lines
+from modeling.review.process import ReviewProcess
+from modeling.stacking import ProductClassifier
+from shopstyle_spider import config
+from shopstyle_spider.sandbox.fashion import describe, read_styles
+
+GOAL = 0.7
+
+
+def fashion_products(limit: int) -> pd.DataFrame:
+    rows = read_styles(config.fashion_dir() / "styles.csv")
+    frame = pd.DataFrame({"id": [r["id"] for r in rows], "name": [r["productDisplayName"] for r in rows],
+                          "description": [describe(r) for r in rows], "category": [r["articleType"] for r in rows]})
+    common = frame["category"].value_counts()
+    frame = frame[frame["category"].isin(common[common >= 20].index)]
+    return frame.sample(n=min(limit, len(frame)), random_state=0).reset_index(drop=True)
+
+
+def in_process(model, batches: list[list[dict]]) -> tuple[float, list[dict]]:
+    started = time.perf_counter()
+    lines = []
+    for batch in batches:
+        rows = [check_record(record, None)[0] for record in batch]
+        for line in prediction_lines(model, rows):
+            line["decision"] = decision_of(line)
+            lines.append(line)
+    return time.perf_counter() - started, lines
+
+
+def over_http(client: httpx.Client, url: str, batches: list[list[dict]]) -> tuple[float, list[dict]]:
+    started = time.perf_counter()
+    lines = []
+    for batch in batches:
+        answer = client.post(url + "/api/predict", json=batch)
+        answer.raise_for_status()
+        lines.extend(answer.json())
+    return time.perf_counter() - started, lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--train", type=int, default=10_000, help="fashion products the text model learns from")
+    parser.add_argument("--products", type=int, default=3_000, help="products predicted each round, both ways")
+    parser.add_argument("--batch", type=int, default=100, help="products per request")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of both ways, alternating; the best counts")
+    args = parser.parse_args(argv)
+    if not (config.fashion_dir() / "styles.csv").is_file():
+        print(f"bench/api.py: needs {config.fashion_dir()} (set SHARED_DIR)", file=sys.stderr)
+        return 2
+    frame = fashion_products(args.train + args.products)
+    train, test = frame[:args.train], frame[args.train:]
+    records = [{"id": r.id, "name": r.name, "description": r.description} for r in test.itertuples()]
+    batches = [records[i:i + args.batch] for i in range(0, len(records), args.batch)]
+    print(f"API benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: text-only model on {len(train)} fashion "
+          f"products ({train['category'].nunique()} categories); {len(records)} products in batches of "
+          f"{args.batch}, one request at a time", flush=True)
+    started = time.perf_counter()
+    model = ProductClassifier().fit(train, train["category"])
+    print(f"trained in {time.perf_counter() - started:.1f} s", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        model_path = save_model(model, Path(folder) / "1.joblib", {"bench": "api"})
+        db = Path(folder) / "crawl.db"
+        store.connect(db).close()
+        best: Counter = Counter()
+        with ReviewProcess("--db", db, "--model", model_path, "--images", folder) as app, \
+                httpx.Client(timeout=120) as client:
+            over_http(client, app.url, batches[:1])  # warm both: the first request and the first prediction
+            in_process(model, batches[:1])
+            for round_ in range(1, args.rounds + 1):
+                local_s, local = in_process(model, batches)
+                http_s, remote = over_http(client, app.url, batches)
+                if remote != local:
+                    print("bench/api.py: the API's lines differ from in-process predict's", file=sys.stderr)
+                    return 1
+                for way, seconds in (("in-process", local_s), ("http", http_s)):
+                    best[way] = max(best[way], len(records) / seconds)
+                print(f"round {round_}: in-process {len(records) / local_s:,.0f} products/s, "
+                      f"HTTP API {len(records) / http_s:,.0f} products/s", flush=True)
+    ratio = best["http"] / best["in-process"]
+    print(f"best: in-process {best['in-process']:,.0f} products/s, HTTP API {best['http']:,.0f} products/s "
+          f"({best['http'] / args.batch:.1f} requests/s)")
+    print(f"HTTP API / in-process predict: {ratio:.2f}x (goal >= {GOAL})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
