@@ -265,3 +265,36 @@ def test_the_report_is_a_page_of_the_app_from_the_same_templates(app_client):
     photos = re.findall(r'src="(/photos/product/\d+)"', errors)
     assert "most confident errors" in errors and photos
     assert app_client.get(photos[0]).headers["content-type"] == "image/jpeg"
+
+
+def test_two_decisions_racing_for_one_card_leave_exactly_one(review_setup, db, model):
+    """Two reviewers submit a decision on the same card at the same moment, on two real sqlite connections: one is
+    recorded, the other refused, whichever the database lets in first."""
+    import threading
+
+    from modeling import store
+
+    with store.connect(db) as connection:
+        catalogue = cards.Catalogue.load(connection, model)
+    start = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def submit(reviewer: str, decision: str) -> None:
+        with store.connect(db) as connection:
+            start.wait()
+            try:
+                cards.decide(connection, "file", catalogue, "queue:2", decision, reviewer, 0, 1000.0)
+                outcomes[reviewer] = "recorded"
+            except cards.Stale as error:
+                outcomes[reviewer] = str(error)
+
+    threads = [threading.Thread(target=submit, args=args) for args in (("ana", "exclude"), ("ben", "flare-jeans"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == 2 and list(outcomes.values()).count("recorded") == 1
+    (winner,) = [who for who, outcome in outcomes.items() if outcome == "recorded"]
+    (refusal,) = [outcome for outcome in outcomes.values() if outcome != "recorded"]
+    assert refusal.endswith("nothing was changed")
+    assert rows(db, "SELECT queue_id, reviewer FROM reviews") == [(2, winner)]
