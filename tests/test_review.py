@@ -232,7 +232,8 @@ def test_a_token_guards_every_page_write_and_api_call(review_setup, db, model):
         signed = client.post("/login", data={"token": TOKEN, "csrf": csrf})
         assert signed.status_code == 303 and TOKEN not in signed.headers["set-cookie"]
         assert client.get("/").status_code == 200
-        assert client.post("/reviewer", data={"name": "ana", "csrf": "forged"}).status_code == 403
+        refused = client.post("/reviewer", data={"name": "ana", "csrf": "forged"})
+        assert refused.status_code == 403 and "this form has expired or did not come from this app" in refused.text
         assert client.post("/reviewer", data={"name": "ana", "csrf": csrf}).status_code == 303
         card = card_of(client.get("/queue/file").text)
         forged = {**card, "csrf": "forged", "choice": "exclude"}
@@ -298,3 +299,17 @@ def test_two_decisions_racing_for_one_card_leave_exactly_one(review_setup, db, m
     (refusal,) = [outcome for outcome in outcomes.values() if outcome != "recorded"]
     assert refusal.endswith("nothing was changed")
     assert rows(db, "SELECT queue_id, reviewer FROM reviews") == [(2, winner)]
+
+
+def test_a_decision_answered_by_a_real_server_survives_its_kill(review_setup, db):
+    import httpx
+
+    from modeling.review.process import ReviewProcess
+
+    with ReviewProcess("--db", db, "--model", review_setup.model, "--images", review_setup.images) as app:
+        card = httpx.get(app.url + "/api/queue").json()["cards"][0]
+        answer = httpx.post(app.url + "/api/reviews", json={"queue": "file", "item": card["item"],
+                                                            "decision": "exclude", "reviewer": "ana", "seen": 0})
+        assert answer.status_code == 200
+        app.kill()
+    assert rows(db, "SELECT queue_id, decision, reviewer FROM reviews") == [(1, "exclude", "ana")]

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -49,6 +50,14 @@ def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, to
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(HTTPException)
+    async def error_page(request: Request, error: HTTPException) -> Response:
+        """JSON for the API, as FastAPI answers; a page saying what went wrong for a person."""
+        if request.url.path.startswith("/api/"):
+            return await http_exception_handler(request, error)
+        return pages.templates.TemplateResponse(request, "message.html", {"title": "Sorry", "message": error.detail},
+                                                status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, error: SignInRequired) -> Response:
