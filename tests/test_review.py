@@ -150,9 +150,10 @@ def test_a_group_decision_settles_every_product_of_the_group(review_setup, app_c
     assert decided[0] == (review_setup.groups["first"][0], given[review_setup.groups["first"][0]],
                           given[review_setup.groups["first"][0]], "audit")
     assert decided[1:] == [(pid, "exclude", given[pid], "audit") for pid in copies]
-    # undo takes back the whole group
+    # undo takes back the whole group; each row says what it replaced
     app_client.post("/queue/suspect/undo", data={"csrf": group["csrf"]})
-    assert rows(db, "SELECT product_id, decision FROM reviews ORDER BY id")[4:] == [(pid, None) for pid in copies]
+    assert rows(db, "SELECT product_id, decision, replaces FROM reviews ORDER BY id")[4:] == [
+        (pid, None, "exclude") for pid in copies]
     assert app_client.get("/api/queue", params={"queue": "suspect"}).json()["progress"]["done"] == 1
 
 

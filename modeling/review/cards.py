@@ -300,8 +300,9 @@ def decide(connection: Connection, queue: str, catalogue: Catalogue, item: str, 
                 raise Stale(_changed(connection, card.version))
             settled = 0
             for product_id, given in card.given.items():
+                current = _in_force(connection, card, product_id)
                 if decision is None:  # an undo touches only what has a decision in force
-                    if card.decision is None and not _in_force(connection, card, product_id):
+                    if current is None:
                         continue
                     chosen = None
                 elif decision == KEEP:
@@ -311,7 +312,8 @@ def decide(connection: Connection, queue: str, catalogue: Catalogue, item: str, 
                 else:
                     chosen = decision
                 record_decision(connection, decision=chosen, source=source, reviewer=reviewer,
-                                product_id=product_id, queue_id=card.queue_id, replaces=given,
+                                product_id=product_id, queue_id=card.queue_id,
+                                replaces=current if current is not None else given,
                                 created_at=datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"))
                 settled += 1
             connection.execute(delete(store.leases).where(store.leases.c.item == item))
@@ -326,11 +328,12 @@ def _end_reads(connection: Connection) -> None:
         connection.rollback()
 
 
-def _in_force(connection: Connection, card: Card, product_id: int | None) -> bool:
+def _in_force(connection: Connection, card: Card, product_id: int | None) -> str | None:
+    """The decision in force for one product of a card (its queue row's, for the filing queue), or None."""
     key, value = ((store.reviews.c.queue_id, card.queue_id) if card.queue_id is not None
                   else (store.reviews.c.product_id, product_id))
     last = _latest(connection, key, [value]).get(value)
-    return bool(last and last[1] is not None)
+    return last[1] if last else None
 
 
 def _changed(connection: Connection, version: int) -> str:
