@@ -20,6 +20,7 @@
       return; // Enter in the search field submits the form by itself
     }
     if (event.target.tagName === "INPUT" && event.target.type !== "radio") return;
+    if (["BUTTON", "A"].includes(event.target.tagName) && event.key === "Enter") return; // the focused control's own
     if (["1", "2", "3", "k", "x"].includes(event.key)) {
       if (choose(event.key)) event.preventDefault();
     } else if (event.key === "Enter" && form) {
