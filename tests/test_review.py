@@ -314,3 +314,25 @@ def test_a_decision_answered_by_a_real_server_survives_its_kill(review_setup, db
         assert answer.status_code == 200
         app.kill()
     assert rows(db, "SELECT queue_id, decision, reviewer FROM reviews") == [(1, "exclude", "ana")]
+
+
+def test_a_queue_of_a_whole_crawl_is_read_page_by_page_and_counted_by_the_database(db, model):
+    from modeling import store
+
+    with sqlite3.connect(db) as connection:
+        row = connection.execute("SELECT payload, prediction, model_path, created_at FROM filing_queue").fetchone()
+        connection.executemany("INSERT INTO filing_queue (record_id, payload, prediction, model_path, created_at) "
+                               "VALUES (?, ?, ?, ?, ?)", [(f"bulk-{i}", *row) for i in range(500)])
+    with store.connect(db) as connection:
+        catalogue = cards.Catalogue.load(connection, model)
+        (total,), = rows(db, "SELECT count(*) FROM filing_queue")
+        decided = [2, 201, 202, 400, total]  # on and around the 200-id pages
+        for queue_id in decided:
+            cards.decide(connection, "file", catalogue, f"queue:{queue_id}", "exclude", "ana", 0, 1000.0)
+        cards.decide(connection, "file", catalogue, "queue:201", None, "ana",
+                     rows(db, "SELECT max(id) FROM reviews WHERE queue_id = 201")[0][0], 1030.0)  # an undo
+        left = [f"queue:{i}" for i in range(1, total + 1) if i not in {2, 202, 400, total}]
+        assert list(cards.pending(connection, "file", catalogue)) == left
+        progress = cards.progress(connection, "file", catalogue, now=1060.0)
+        assert (progress.done, progress.left, progress.per_minute) == (4, total - 4, 4.0)
+        assert cards.progress(connection, "file", catalogue, now=1000.0 + 3600).per_minute == 0.0

@@ -7,6 +7,7 @@ FastAPI runs them in its thread pool, so predicting a batch never blocks the ser
 from __future__ import annotations
 
 import time
+from itertools import islice
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
@@ -52,9 +53,9 @@ def queue(state: State, db: Database,
           queue: Annotated[cards.Queue, Query(description="file: products to file; suspect: suspect labels")] = "file",
           limit: Annotated[int, Query(ge=1, le=1000, description="how many undecided cards to list")] = 50) -> dict:
     """The queue's progress and its first undecided cards, with each card's version (``seen``) for a decision."""
-    found = cards.cards(db, queue, state.catalogue, full=False)
-    progress = cards.progress(found, time.time())
-    pending = [cards.cards(db, queue, state.catalogue, c.item)[0] for c in [c for c in found if not c.done][:limit]]
+    progress = cards.progress(db, queue, state.catalogue, time.time())
+    pending = [cards.cards(db, queue, state.catalogue, item)[0]
+               for item in islice(cards.pending(db, queue, state.catalogue), limit)]
     cards.complete_suggestions(pending, state.catalogue, lambda payloads: ranked_categories(state.model, payloads))
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 

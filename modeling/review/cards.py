@@ -15,13 +15,14 @@ stay thin: everything the pages and the API do to the database is here.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shopstyle_spider import schema
@@ -32,7 +33,7 @@ from ..reviews import record_decision
 from ..text import clean_text
 
 __all__ = ["KEEP", "LEASE_SECONDS", "QUEUES", "Card", "Queue", "Catalogue", "DecisionError", "Progress", "Stale",
-           "Suggestion", "cards", "decide", "next_card", "photo_file", "progress", "undo_last"]
+           "Suggestion", "cards", "decide", "next_card", "pending", "photo_file", "progress", "undo_last"]
 
 QUEUES = {"file": "unsure", "suspect": "audit"}  # queue -> the review source its decisions are recorded under
 Queue = Literal["file", "suspect"]
@@ -126,10 +127,7 @@ def _latest(connection: Connection, key, keys: Iterable | None = None) -> dict:
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
-def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | None = None,
-                 full: bool = True) -> list[Card]:
-    """The filing queue's cards; without ``full`` only what progress and choosing a card need (item, product,
-    decision), so a queue of a whole crawl is counted without parsing every product."""
+def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | None = None) -> list[Card]:
     table, products = store.filing_queue, schema.products
     query = (select(table.c.id, table.c.product_id, table.c.payload, table.c.prediction, products.c.category_id)
              .outerjoin(products, products.c.id == table.c.product_id).order_by(table.c.id))
@@ -139,17 +137,16 @@ def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | N
     latest = _latest(connection, store.reviews.c.queue_id, None if queue_id is None else [queue_id])
     made = []
     for row in rows:
-        payload, prediction = (json.loads(row.payload), json.loads(row.prediction)) if full else (
-            {}, {"category": None, "score": None})
+        payload, prediction = json.loads(row.payload), json.loads(row.prediction)
         ranked = [{"category": prediction["category"], "score": prediction["score"]},
                   *prediction.get("alternatives", [])][:SUGGESTIONS]
         last = latest.get(row.id)
-        card = Card(item=f"queue:{row.id}", queue="file", name=clean_text(payload.get("name")) if full else "",
-                    description=clean_text(payload.get("description")) if full else "",
+        card = Card(item=f"queue:{row.id}", queue="file", name=clean_text(payload.get("name")),
+                    description=clean_text(payload.get("description")),
                     photo=f"queue/{row.id}" if photo_path(payload.get("image_path")) else None,
                     current=row.category_id, given={row.product_id: row.category_id}, queue_id=row.id,
                     suggestions=[Suggestion(s["category"], s["score"], catalogue.path(s["category"]), "model")
-                                 for s in ranked] if full else [], payload=payload)
+                                 for s in ranked], payload=payload)
         if last is not None:
             card.version, card.decision, card.decided_at = last[0], last[1], last[3] if last[1] else None
         made.append(card)
@@ -199,15 +196,12 @@ def _suspect_cards(connection: Connection, catalogue: Catalogue, group: tuple[in
     return made
 
 
-def cards(connection: Connection, queue: str, catalogue: Catalogue, item: str | None = None,
-          full: bool = True) -> list[Card]:
-    """Every card of a queue in the order people work through it, or the one card ``item`` (none if it is gone).
-    Without ``full``, the filing queue's cards carry only their item and decision (enough for progress)."""
+def cards(connection: Connection, queue: str, catalogue: Catalogue, item: str | None = None) -> list[Card]:
+    """Every card of a queue in the order people work through it, or the one card ``item`` (none if it is gone)."""
     if queue not in QUEUES:
         raise KeyError(queue)
     if item is None:
-        return (_queue_cards(connection, catalogue, full=full) if queue == "file"
-                else _suspect_cards(connection, catalogue))
+        return _queue_cards(connection, catalogue) if queue == "file" else _suspect_cards(connection, catalogue)
     kind, _, rest = item.partition(":")
     if queue == "file" and kind == "queue" and rest.isdigit():
         return _queue_cards(connection, catalogue, int(rest))
@@ -257,21 +251,21 @@ def next_card(connection: Connection, queue: str, catalogue: Catalogue, holder: 
     """The first undecided card nobody else holds, leased to ``holder`` (who lets go of any other card); ``prefer``
     goes first when it is free (the card an undo brought back)."""
     skip = set(skip)
-    found = cards(connection, queue, catalogue, full=False)
-    _end_reads(connection)
-    found.sort(key=lambda c: c.item != prefer)  # stable: otherwise the queue's order
-    for card in found:
-        if card.done or card.item in skip:
+    for item in chain([prefer] if prefer else [], pending(connection, queue, catalogue)):
+        if item in skip:
             continue
+        _end_reads(connection)
         try:
             with connection.begin():
-                if _take_lease(connection, card.item, holder, now) is not None:
+                if _take_lease(connection, item, holder, now) is not None:
                     continue
                 connection.execute(delete(store.leases).where(store.leases.c.holder == holder,
-                                                              store.leases.c.item != card.item))
+                                                              store.leases.c.item != item))
         except IntegrityError:  # another reviewer leased it between our update and insert
             continue
-        return cards(connection, queue, catalogue, card.item)[0]
+        found = cards(connection, queue, catalogue, item)
+        if found and not found[0].done:  # the preferred card may have been decided meanwhile
+            return found[0]
     return None
 
 
@@ -372,13 +366,52 @@ def _group_of(connection: Connection, product_id: int) -> str | None:
     return None if key is None else f"audit:{audit_id}:{key}"
 
 
-def progress(found: list[Card], now: float) -> Progress:
-    """Cards done and left, and cards decided per minute over the last ten minutes (since the first of them)."""
-    done = [c for c in found if c.done]
-    recent = [datetime.fromisoformat(c.decided_at).timestamp() for c in done if c.decided_at]
-    recent = [t for t in recent if now - t <= RATE_WINDOW_S]
-    minutes = max((now - min(recent)) / 60, 1.0) if recent else 1.0
-    return Progress(done=len(done), left=len(found) - len(done), per_minute=round(len(recent) / minutes, 1))
+def _undecided_file_ids(connection: Connection, after: int, limit: int = 200) -> list[int]:
+    """Filing-queue ids after ``after`` with no decision in force, in order: a page of them, read by the database."""
+    table, reviews = store.filing_queue, store.reviews
+    latest = (select(reviews.c.queue_id, func.max(reviews.c.id).label("id")).where(reviews.c.queue_id.is_not(None))
+              .group_by(reviews.c.queue_id).subquery())
+    return list(connection.execute(
+        select(table.c.id).select_from(table.outerjoin(latest, latest.c.queue_id == table.c.id)
+                                       .outerjoin(reviews, reviews.c.id == latest.c.id))
+        .where(reviews.c.decision.is_(None), table.c.id > after).order_by(table.c.id).limit(limit)).scalars())
+
+
+def pending(connection: Connection, queue: str, catalogue: Catalogue) -> Iterator[str]:
+    """The items of the cards still to decide, in the queue's order, read as they are wanted: a filing queue
+    holding a whole crawl is never read whole to find the next card."""
+    if queue != "file":
+        yield from (c.item for c in cards(connection, queue, catalogue) if not c.done)
+        return
+    after = 0
+    while ids := _undecided_file_ids(connection, after):
+        yield from (f"queue:{i}" for i in ids)
+        after = ids[-1]
+
+
+def progress(connection: Connection, queue: str, catalogue: Catalogue, now: float) -> Progress:
+    """Cards done and left, and cards decided per minute over the last ten minutes (since the first of them); the
+    filing queue's counted by the database."""
+    since = datetime.fromtimestamp(now - RATE_WINDOW_S, UTC).isoformat(timespec="seconds")
+    if queue == "file":
+        table, reviews = store.filing_queue, store.reviews
+        latest = (select(reviews.c.queue_id, func.max(reviews.c.id).label("id"))
+                  .where(reviews.c.queue_id.is_not(None)).group_by(reviews.c.queue_id).subquery())
+        recently = and_(reviews.c.decision.is_not(None), reviews.c.created_at >= since)
+        total, done, recent, first = connection.execute(
+            select(func.count(table.c.id), func.count(reviews.c.decision),
+                   func.coalesce(func.sum(case((recently, 1), else_=0)), 0),
+                   func.min(case((recently, reviews.c.created_at))))
+            .select_from(table.outerjoin(latest, latest.c.queue_id == table.c.id)
+                         .outerjoin(reviews, reviews.c.id == latest.c.id))).one()
+    else:
+        found = cards(connection, queue, catalogue)
+        decided = [c.decided_at for c in found if c.done and c.decided_at]
+        total, done = len(found), sum(c.done for c in found)
+        recent_times = [t for t in decided if t >= since]
+        recent, first = len(recent_times), min(recent_times, default=None)
+    minutes = max((now - datetime.fromisoformat(first).timestamp()) / 60, 1.0) if first else 1.0
+    return Progress(done=done, left=total - done, per_minute=round(recent / minutes, 1))
 
 
 def photo_file(connection: Connection, kind: str, key: int, images: Path) -> Path | None:

@@ -62,8 +62,7 @@ def login(request: Request, token: Annotated[str, Form()], csrf: Annotated[str, 
 @guarded.get("/")
 def home(request: Request, state: State, db: Database) -> Response:
     now = time.time()
-    queues = [(queue, TITLES[queue], cards.progress(cards.cards(db, queue, state.catalogue, full=False), now))
-              for queue in cards.QUEUES]
+    queues = [(queue, TITLES[queue], cards.progress(db, queue, state.catalogue, now)) for queue in cards.QUEUES]
     return _page(request, state, "home.html", title="Review", queues=queues)
 
 
@@ -97,10 +96,10 @@ def queue_page(request: Request, queue: cards.Queue, state: State, db: Database,
         kind, _, key = (card.photo or "").partition("/")
         if card.photo and cards.photo_file(db, kind, int(key), state.images) is None:
             card.photo = None  # outside the image store or gone: never linked, let alone served
-    found = cards.cards(db, queue, state.catalogue, full=False)
     return _page(request, state, "queue.html", title=TITLES[queue], queue=queue, card=card, skip=skip,
                  skip_url=f"/queue/{queue}?" + urlencode({"skip": [*skip, card.item] if card else []}, doseq=True),
-                 restart_url=f"/queue/{queue}", progress=cards.progress(found, now), leaves=state.catalogue.leaves,
+                 restart_url=f"/queue/{queue}", progress=cards.progress(db, queue, state.catalogue, now),
+                 leaves=state.catalogue.leaves,
                  message=request.query_params.get("message"), error=None)
 
 
@@ -116,12 +115,12 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, ite
             raise cards.DecisionError("choose a suggestion, keep, exclude, or a category from the search")
         card, settled = cards.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
     except (cards.Stale, cards.DecisionError) as error:
-        found = cards.cards(db, queue, state.catalogue, full=False)
         return _page(request, state, "queue.html", status=409 if isinstance(error, cards.Stale) else 422,
                      title=TITLES[queue], queue=queue, card=None, skip=skip,
                      skip_url=f"/queue/{queue}?" + urlencode({"skip": skip}, doseq=True),
                      restart_url=f"/queue/{queue}?" + urlencode({"skip": skip, "prefer": item}, doseq=True),
-                     progress=cards.progress(found, time.time()), leaves={}, message=None, error=str(error))
+                     progress=cards.progress(db, queue, state.catalogue, time.time()), leaves={}, message=None,
+                     error=str(error))
     except KeyError as error:
         raise HTTPException(404, f"no card {item!r} in this queue") from error
     label = {cards.KEEP: "kept their labels" if settled > 1 else "kept its label",
