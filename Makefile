@@ -11,7 +11,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[modeling,dev,scale]'
 	@touch $@
 
-.PHONY: help install demo test lint bench clean
+.PHONY: help install demo review test lint bench clean
 
 ## help: list the targets
 help:
@@ -23,6 +23,12 @@ install: $(STAMP)
 ## demo: run the whole job end to end on the built-in synthetic catalog
 demo: $(STAMP)
 	$(PY) -m shopstyle_spider.demo
+
+## review: serve the review app on the demo's data at http://127.0.0.1:8000/ (run `make demo` first)
+review: $(STAMP)
+	@model=$$(ls -t data/demo/models/*.joblib 2>/dev/null | head -n 1); \
+	test -n "$$model" || { echo "no demo model in data/demo/models: run make demo first" >&2; exit 2; }; \
+	$(PY) -m modeling.review --db data/demo/crawl.db --model "$$model" --images data/demo/images
 
 ## test: lint, then run the test suite
 test: $(STAMP)

@@ -20,6 +20,7 @@ import pandas as pd
 from shopstyle_spider import config, schema
 
 from . import analysis, plots, report
+from .photo_store import is_remote
 
 FIGURE_COLUMNS = ("n", "accuracy", "coverage_95", "threshold_95", "coverage_98", "threshold_98", "parent_accuracy",
                   "parent_coverage_95", "parent_coverage_98", "macro_f1", "ece")
@@ -30,8 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database holding experiments: a sqlite file or a postgresql:// URL")
-    parser.add_argument("--images", type=Path, default=config.images_dir(),
-                        help="the crawl's IMAGES_STORE, for the photos of the error page")
+    parser.add_argument("--images", type=Path,
+                        help="the crawl's IMAGES_STORE, for the photos of the error page (default: the one the "
+                             f"experiment was trained on, as it recorded; {config.images_dir()} for an experiment "
+                             "that recorded none)")
     parser.add_argument("--split", choices=("test", "validation", "all"), default="test",
                         help="which held-out predictions to analyse")
     parser.add_argument("--experiment", type=int,
@@ -49,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
 def figures_frame(figures: dict[str, dict]) -> pd.DataFrame:
     rows = [{"branch": branch, **{c: f.get(c) for c in FIGURE_COLUMNS}} for branch, f in figures.items()]
     return pd.DataFrame(rows, columns=["branch", *FIGURE_COLUMNS])
+
+
+def recorded_images(parameters: dict) -> Path | None:
+    """The image store an experiment was trained on, where its photos are on this machine: None for a bucket (the
+    page then says "no photo"), the default store for an experiment older than the record."""
+    recorded = parameters.get("images")
+    if recorded is None:
+        return config.images_dir()
+    return None if is_remote(recorded) else Path(recorded)
 
 
 def text_table(frame: pd.DataFrame) -> str:
@@ -96,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         errors_file = None
         if args.html or args.plots:
             errors = analysis.most_confident_errors(rows, args.errors)
-            page = report.errors_page(errors, args.images, f"Experiment {detail_id}: the {len(errors)} most "
-                                                             f"confident errors ({args.split} split)")
+            images = args.images or recorded_images(experiments.at[detail_id, "parameters"])
+            page = report.errors_page(errors, images, f"Experiment {detail_id}: the {len(errors)} most "
+                                                      f"confident errors ({args.split} split)")
             targets = [args.html] if args.html else []
             if args.plots:
                 targets.append(args.plots / "errors.html")
@@ -115,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                 stacked = analysis.branch_columns(rows, "stacked")
                 charts.append(plots.confusion_chart(stacked["true"], stacked["predicted"],
                                                     args.plots / "confusion.png"))
-            sections = [(f"Experiment {e['id']}: {e['name']}", report.table_html(figures_frame(e["figures"])))
+            sections = [(f"Experiment {e['id']}: {e['name']}", report.table(figures_frame(e["figures"])))
                         for e in result["experiments"]]
-            sections.append((f"Experiment {detail_id}: most confused pairs", report.table_html(confused)))
-            sections.append((f"Experiment {detail_id}: per category", report.table_html(categories)))
+            sections.append((f"Experiment {detail_id}: most confused pairs", report.table(confused)))
+            sections.append((f"Experiment {detail_id}: per category", report.table(categories)))
             index = args.plots / "index.html"
             index.write_text(report.index_page(f"Model report ({args.split} split)", sections,
                                                [c.name for c in charts], errors_file), encoding="utf-8")

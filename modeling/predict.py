@@ -6,7 +6,9 @@ product's ``id``, ``category``, ``score`` (a calibrated probability), ``parent``
 line naming it (line number and id) and every other record is still predicted. A product without a photo (no
 ``image_path``, null, empty, or NaN from a database) is predicted from its text, with ``photo_used: false``. The
 summary on standard error counts the records that failed and names the most common reason; the exit status is 1
-when every record failed, 2 when the model or the input cannot be opened.
+when every record failed, 2 when the model or the input cannot be opened. ``--queue`` also writes the products the
+model could not file on its own into the filing queue of a crawl database, where the review app shows them to a
+person (``python -m modeling.review``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import csv
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -28,6 +30,7 @@ from tqdm.auto import tqdm
 
 from shopstyle_spider import config, schema
 
+from . import filing_queue
 from .data import DataError, load_products
 from .fields import is_missing, optional_text, photo_path
 from .persistence import ModelFileError, load_model
@@ -52,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{config.images_dir()} with --db, the input file's folder with --input); with --db "
                              "also the crawl's s3://bucket/prefix/")
     parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
+    parser.add_argument("--queue", nargs="?", const="", type=lambda v: schema.location(v) if v else "",
+                        metavar="DB",
+                        help="also write the products whose decision is 'review' into this crawl database's filing "
+                             "queue for the review app; with --db and no value, into that database (products "
+                             "already queued are not added twice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -102,6 +110,12 @@ def check_record(record: dict, images: Path | None) -> tuple[dict | None, str | 
     return {"id": product_id, "name": name, "description": optional_text(description), "image_path": image_path}, None
 
 
+def decision_of(line: dict) -> str:
+    """What the model's answer lets us do with a product: 'leaf' (file it), 'parent' (file it under its parent) or
+    'review' (a person files it). A line without a decision (a model without auto-filing thresholds) needs review."""
+    return line.get("decision", "review")
+
+
 def prediction_lines(model, rows: list[dict]) -> Iterator[dict]:
     """One output line per checked row, predicted together."""
     stacked, _, image = model.predict_branches(pd.DataFrame(rows))
@@ -126,8 +140,11 @@ def db_records(db: Path, images: str | Path, progress: bool) -> Iterator[tuple[i
 
 
 def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: Path | None, out,
-        progress: bool) -> tuple[int, Counter]:
-    """Predict in chunks, writing lines in input order as each chunk is done; returns (predicted, errors by reason)."""
+        progress: bool, queue: Callable[[list[tuple[dict, dict]]], object] | None = None) -> tuple[int, Counter]:
+    """Predict in chunks, writing lines in input order as each chunk is done; returns (predicted, errors by reason).
+
+    ``queue`` receives each chunk's (checked row, line) pairs whose decision is 'review', once its lines are written.
+    """
     predicted = 0
     errors: Counter = Counter()
     bar = tqdm(desc="predicting", unit="product", disable=not progress)
@@ -145,9 +162,12 @@ def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: P
             else:
                 lines.append(None)
                 rows.append(row)
-        made = prediction_lines(model, rows) if rows else iter(())
+        made = list(prediction_lines(model, rows)) if rows else []
+        unmade = iter(made)
         for line in lines:
-            out.write(json.dumps(line if line is not None else next(made), default=str) + "\n")
+            out.write(json.dumps(line if line is not None else next(unmade), default=str) + "\n")
+        if queue is not None:
+            queue([(row, line) for row, line in zip(rows, made, strict=True) if decision_of(line) == "review"])
         predicted += len(rows)
         bar.update(len(chunk))
     bar.close()
@@ -164,7 +184,11 @@ def open_output(name: str) -> Iterator[TextIO]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.queue == "" and args.db is None:
+        parser.error("--queue needs a database with --input: --queue path/to/crawl.db")
+    queue_db = (args.db if args.queue == "" else args.queue) if args.queue is not None else None
     try:
         model = load_model(args.model)
         if args.db is not None:
@@ -177,11 +201,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise DataError(f"--images {args.images}: a bucket holds a crawl's photos; read them with --db")
             records = read_records(args.input)
             images = args.images or args.input.resolve().parent
-        with open_output(args.output) as out:
-            predicted, errors = run(model, records, images, out, progress=not args.no_progress)
+        with open_output(args.output) as out, filing_queue.Writer(queue_db, args.model, from_crawl=args.db is not None
+                                                                  ) as queued:
+            predicted, errors = run(model, records, images, out, progress=not args.no_progress,
+                                    queue=queued.add if queue_db is not None else None)
     except (ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
         return 2
+    if queue_db is not None:
+        print(f"modeling.predict: {queued.added} products queued for review in {schema.display_name(queue_db)} "
+              f"({queued.already} were already there)", file=sys.stderr)
     failed = sum(errors.values())
     summary = f"modeling.predict: {predicted} products predicted, {failed} records with errors"
     if failed:

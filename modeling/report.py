@@ -1,89 +1,101 @@
-"""HTML pages of ``modeling.analyze``: the most confident errors, and an index that brings the report together.
+"""The report's HTML pages: the most confident errors, and an index that brings the report together.
 
-Every piece of product text is escaped before it reaches a page: real descriptions carry HTML, and a catalog may
-hold hostile text on purpose. Photos are embedded as data URIs, so a page keeps working when copied elsewhere.
+Both are rendered by the Jinja2 templates the review app uses (``modeling.templating``): written as files by
+``modeling.analyze`` (the style sheet inside, photos as data URIs, so a copied page still works) and served as pages
+of the app (``/report``, photos from the image store). Autoescaping shows every piece of product text as text;
+figures get readable headings, and shares are shown as percentages.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
-from html import escape
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from .fields import is_missing, optional_text
+from .fields import is_missing
+from .templating import STATIC, environment, percent
+from .text import clean_text
 
-__all__ = ["errors_page", "index_page", "table_html"]
+__all__ = ["HEADINGS", "embedded_photo", "error_rows", "errors_page", "index_context", "index_page", "table"]
 
-STYLE = """<style>
-body { font-family: sans-serif; margin: 2em; } table { border-collapse: collapse; }
-td, th { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; }
-td.num { text-align: right; } img.photo { max-width: 160px; max-height: 200px; }
-.description { max-width: 40em; font-size: 90%; color: #444; white-space: pre-wrap; }
-</style>"""
-
-
-def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{escape(title)}</title>\n"
-            f"{STYLE}\n</head>\n<body>\n<h1>{escape(title)}</h1>\n{body}\n</body>\n</html>\n")
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f'<td class="num">{value:.4f}</td>' if value == value else '<td class="num"></td>'
-    if isinstance(value, int):
-        return f'<td class="num">{value}</td>'
-    return f"<td>{escape(str(value))}</td>"
+# column -> what a reader calls it
+HEADINGS = {
+    "branch": "Branch", "n": "Products", "accuracy": "Accuracy",
+    "coverage_95": "Filed alone at 95% accuracy", "threshold_95": "Score needed (95%)",
+    "coverage_98": "Filed alone at 98% accuracy", "threshold_98": "Score needed (98%)",
+    "parent_accuracy": "Parent accuracy", "parent_coverage_95": "Parent filed alone at 95%",
+    "parent_coverage_98": "Parent filed alone at 98%", "macro_f1": "Macro-F1", "ece": "Calibration error (ECE)",
+    "category": "Category", "precision": "Precision", "recall": "Recall", "f1": "F1", "support": "Products",
+    "true": "True category", "predicted": "Predicted", "count": "Errors", "share_of_true": "Share of the true category",
+}
+PERCENT = {"accuracy", "coverage_95", "coverage_98", "parent_accuracy", "parent_coverage_95", "parent_coverage_98",
+           "macro_f1", "ece", "precision", "recall", "f1", "share_of_true"}
+THRESHOLDS = {"threshold_95", "threshold_98"}  # scores, not shares: three decimals tell neighbours apart
 
 
-def table_html(frame: pd.DataFrame) -> str:
-    """A frame as an HTML table, every cell escaped."""
-    head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
-    rows = "\n".join("<tr>" + "".join(_cell(v.item() if hasattr(v, "item") else v) for v in row) + "</tr>"
-                     for row in frame.itertuples(index=False, name=None))
-    return f"<table>\n<tr>{head}</tr>\n{rows}\n</table>"
+def _value(column: str, value: object) -> tuple[str, bool]:
+    """(text, numeric) of one cell."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if value is None or (isinstance(value, float) and value != value):
+        return "", True
+    if column in PERCENT:
+        return percent(value), True
+    if column in THRESHOLDS:
+        return f"{value:.3f}", True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value), False
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3f}", True
 
 
-def _photo(images: Path | None, relative: object) -> str:
-    if is_missing(relative) or images is None:
-        return "no photo"
-    path = images / relative
-    try:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-    except OSError:
-        return f"photo missing: {escape(str(path))}"
-    return f'<img class="photo" alt="product photo" src="data:image/jpeg;base64,{data}">'
+def table(frame: pd.DataFrame) -> dict:
+    """A frame as the templates' table: readable headings, and cells as (text, numeric)."""
+    columns = [str(c) for c in frame.columns]
+    return {"headings": [HEADINGS.get(c, c.replace("_", " ").capitalize()) for c in columns],
+            "rows": [[_value(c, v) for c, v in zip(columns, row, strict=True)]
+                     for row in frame.itertuples(index=False, name=None)]}
+
+
+def _render(name: str, **context) -> str:
+    return environment().get_template(name).render(inline_style=(STATIC / "style.css").read_text(encoding="utf-8"),
+                                                   **context)
+
+
+def embedded_photo(images: Path | None) -> Callable[[object, object], str | None]:
+    """(product id, photo path) -> the photo as a data URI (for a page written as a file), or None."""
+    def source(_product_id: object, relative: object) -> str | None:
+        if is_missing(relative) or images is None:
+            return None
+        try:
+            return "data:image/jpeg;base64," + base64.b64encode((images / str(relative)).read_bytes()).decode("ascii")
+        except OSError:
+            return None
+    return source
+
+
+def error_rows(errors: pd.DataFrame, photo: Callable[[object, object], str | None]) -> list[dict]:
+    """The errors page's rows; ``photo`` gives the image's source from (product id, photo path), or None."""
+    return [{"photo": photo(e.product_id, e.image_path) if "image_path" in errors else None, "product_id": e.product_id,
+             "name": clean_text(e.name), "description": clean_text(e.description), "true": e.true_category,
+             "predicted": e.predicted_category, "score": percent(e.score)} for e in errors.itertuples(index=False)]
 
 
 def errors_page(errors: pd.DataFrame, images: Path | None, title: str) -> str:
-    """The most confident errors: photo, name, description (as text), true and predicted category, score."""
-    rows = []
-    for error in errors.itertuples(index=False):
-        rows.append(
-            "<tr>"
-            f"<td>{_photo(images, error.image_path)}</td>"
-            f"<td>{escape(str(error.product_id))}</td>"
-            f"<td>{escape(optional_text(error.name))}</td>"
-            f'<td><div class="description">{escape(optional_text(error.description))}</div></td>'
-            f"<td>{escape(str(error.true_category))}</td>"
-            f"<td>{escape(str(error.predicted_category))}</td>"
-            f'<td class="num">{error.score:.4f}</td>'
-            "</tr>")
-    head = ("<tr><th>photo</th><th>product</th><th>name</th><th>description</th><th>true category</th>"
-            "<th>predicted</th><th>score</th></tr>")
-    body = (f"<p>{len(rows)} wrong predictions, most confident first.</p>\n"
-            f"<table>\n{head}\n" + "\n".join(rows) + "\n</table>")
-    return _page(title, body)
+    """The most confident errors as a file: photo, name, cleaned description (shown as text), true and predicted
+    category, score."""
+    return _render("report_errors.html", title=title, rows=error_rows(errors, embedded_photo(images)))
 
 
-def index_page(title: str, sections: Iterable[tuple[str, str]], charts: Iterable[str], errors_file: str | None) -> str:
-    """Sections of (heading, ready HTML), then the charts (file names beside the page), then a link to the errors."""
-    parts = [f"<h2>{escape(heading)}</h2>\n{content}" for heading, content in sections]
-    for chart in charts:
-        parts.append(f'<h2>{escape(Path(chart).stem.replace("_", " "))}</h2>\n'
-                     f'<img src="{escape(chart)}" alt="{escape(chart)}">')
-    if errors_file:
-        parts.append(f'<h2>Errors</h2>\n<p><a href="{escape(errors_file)}">the most confident errors</a></p>')
-    return _page(title, "\n".join(parts))
+def index_context(title: str, sections: Iterable[tuple[str, dict]], charts: Iterable[str],
+                  errors_file: str | None) -> dict:
+    """What ``report_index.html`` shows, for a file or a page of the app."""
+    return {"title": title, "sections": list(sections), "errors_file": errors_file,
+            "charts": [(c, Path(c).stem.replace("_", " ").capitalize()) for c in charts]}
+
+
+def index_page(title: str, sections: Iterable[tuple[str, dict]], charts: Iterable[str], errors_file: str | None) -> str:
+    """Sections of (heading, ``table(...)``), then the charts (file names beside the page), then a link to the
+    errors."""
+    return _render("report_index.html", **index_context(title, sections, charts, errors_file))

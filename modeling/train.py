@@ -32,7 +32,7 @@ from .data import DataError, load_products, select_categories
 from .image import ImageEmbedder
 from .metrics import branch_metrics
 from .persistence import dump_pending, publish_model
-from .photo_store import PhotoStoreError, images_location
+from .photo_store import PhotoStoreError, images_location, is_remote
 from .stacking import ProductClassifier
 from .text import make_text_pipeline
 
@@ -250,7 +250,9 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         "name": args.name or f"{Path(args.image_backbone).stem if embedder else 'text-only'} "
                              f"{frame['category'].nunique()} categories",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parameters": {"db": schema.display_name(args.db), "image_backbone": args.image_backbone if embedder else None,
+        "parameters": {"db": schema.display_name(args.db),
+                       "images": args.images if is_remote(args.images) else str(Path(args.images).resolve()),
+                       "image_backbone": args.image_backbone if embedder else None,
                        "weights": args.weights if embedder else None, "categories": args.categories,
                        "min_products": args.min_products, "text_classifier": args.text_classifier,
                        "text_alpha": args.text_alpha, "text_C": args.text_C, "stemming": not args.no_stemming,

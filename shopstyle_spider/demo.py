@@ -1,8 +1,9 @@
 """``make demo``: the whole job end to end on the built-in synthetic catalog, with no API key or network needed.
 
 It starts the sandbox, crawls it into ``data/demo/`` (database and photos), trains a model on the crawl (text and,
-where ``../shared`` has the offline MobileNetV2, photos) and predicts a few products it never saw. Each stage runs
-as the command a user would type, in a subprocess.
+where ``../shared`` has the offline MobileNetV2, photos), predicts a few products it never saw (queueing the ones the
+model cannot file for a person), writes the report, and says how to open it and the review app (``make review``).
+Each stage runs as the command a user would type, in a subprocess.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with SandboxProcess("--seed", str(args.seed), "--products-per-category", str(args.products_per_category),
                         "--api-key", DEMO_KEY) as sandbox:
-        print(f"1/4 sandbox serving the synthetic catalog at {sandbox.url}", flush=True)
-        print(f"2/4 crawling it into {db} and {images} ...", flush=True)
+        print(f"1/6 sandbox serving the synthetic catalog at {sandbox.url}", flush=True)
+        print(f"2/6 crawling it into {db} and {images} ...", flush=True)
         started = time.perf_counter()
         result = run_crawl(sandbox.url, db, images, api_key=DEMO_KEY, settings={"STATS_DUMP": False})
     if result.returncode != 0:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     backbone = config.mobilenet_v2_backbone()
     backbone_arg = str(backbone) if backbone.is_file() else "none"
-    print(f"\n3/4 training on the crawl (image backbone: {backbone_arg}) ...", flush=True)
+    print(f"\n3/6 training on the crawl (image backbone: {backbone_arg}) ...", flush=True)
     started = time.perf_counter()
     models = out / "models"
     code = run_module("modeling.train", "--db", str(db), "--images", str(images), "--out", str(models),
@@ -61,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    trained in {time.perf_counter() - started:.0f} s")
     model = max(models.glob("*.joblib"), key=lambda p: p.stat().st_mtime)
 
-    print(f"\n4/4 predicting products the model never saw with {model}", flush=True)
+    print(f"\n4/6 predicting products the model never saw with {model}", flush=True)
     source, predictions = out / "new_products.jsonl", out / "predictions.jsonl"
     write_new_products(db, images, source)
     code = run_module("modeling.predict", "--model", str(model), "--input", str(source), "--output",
-                      str(predictions), "--no-progress")
+                      str(predictions), "--queue", str(db), "--no-progress")
     if code != 0:
         return code
     for line in predictions.read_text(encoding="utf-8").splitlines():
@@ -76,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         others = ", ".join(f"{a['category']} {a['score']:.2f}" for a in p["alternatives"])
         print(f"  {str(p['id']):<10} {p['category']:<18} {p['score']:.2f}  "
               f"{'photo+text' if p['photo_used'] else 'text only':<10} (then {others})")
+    report = out / "report"
+    print(f"\n5/6 writing the report into {report}", flush=True)
+    code = run_module("modeling.analyze", "--db", str(db), "--plots", str(report))
+    if code != 0:
+        return code
+    print("\n6/6 where to look next", flush=True)
+    print(f"  the report:     open {(report / 'index.html').resolve().as_uri()}")
+    serve = f"{sys.executable} -m modeling.review --db {db} --model {model} --images {images}"
+    if out == config.data_dir() / "demo":
+        serve = f"make review   (that is: {serve})"
+    print(f"  the review app: {serve}")
+    print("                  then open http://127.0.0.1:8000/ and file the products the model was unsure of")
     print(f"\nrun it again and the crawl finds everything complete: {sys.executable} -m shopstyle_spider.demo")
     return 0
 

@@ -71,3 +71,12 @@ def tiny_backbone(tmp_path_factory):
     keras.utils.set_random_seed(0)
     keras.Model(inputs, outputs).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def review_setup(synthetic_crawl, tmp_path_factory):
+    """The synthetic crawl with a text-only model, a filing queue and an audit (tests/review_fixtures.py); copy its
+    database (``review_fixtures.copy_db``) before writing to it."""
+    from .review_fixtures import build
+
+    return build(synthetic_crawl, tmp_path_factory.mktemp("review"))

@@ -140,10 +140,10 @@ def test_the_error_page_is_well_formed_and_shows_hostile_text_as_text(db, tmp_pa
     checker.feed(html)
     checker.close()
     assert checker.problems == [] and checker.stack == [] and checker.scripts == 0
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; Bootcut" in html
-    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in html and "&amp;amp; denim" in html
+    assert "<script>" not in html and "onerror" not in html  # the tags of the crawled text are gone
+    assert "alert(1) Bootcut" in html and "stretch &amp; denim" in html  # cleaned, then escaped once
     assert html.count('src="data:image/jpeg;base64,') == 1  # product 2's photo, embedded
-    assert html.index("0.9000") < html.index("0.7000")  # the most confident error first
+    assert html.index("90.0%") < html.index("70.0%")  # the most confident error first, as percentages
 
 
 def test_plots_are_real_pngs_brought_together_by_an_index(db, tmp_path, capsys):
@@ -159,6 +159,8 @@ def test_plots_are_real_pngs_brought_together_by_an_index(db, tmp_path, capsys):
     assert all(f'src="{chart}"' in index for chart in ("accuracy_coverage.png", "category_f1.png", "confusion.png"))
     assert 'href="errors.html"' in index and (folder / "errors.html").is_file()
     assert "Experiment 2: exp2" in index  # --plots without --experiment details the latest one
+    assert "<th>Filed alone at 95% accuracy</th>" in index and "coverage_95" not in index  # readable headings
+    assert '<td class="num">100.0%</td>' in index and "1.0000" not in index  # shares as percentages
 
 
 def test_compare_sets_two_experiments_side_by_side(db, capsys):
@@ -182,3 +184,12 @@ def test_bad_requests_get_a_clear_error(db, tmp_path, capsys):
     assert code == 2 and "no experiments yet" in err
     code, _, err = run(capsys, "--db", tmp_path / "absent.db")
     assert code == 2 and "no crawl database there" in err
+
+
+def test_the_error_page_finds_photos_in_the_image_store_the_experiment_recorded(db, tmp_path, capsys):
+    path, images = db
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("UPDATE experiments SET parameters = ?", (json.dumps({"images": str(images)}),))
+    page = tmp_path / "errors.html"
+    code, _, _ = run(capsys, "--db", path, "--experiment", 1, "--html", page)  # no --images
+    assert code == 0 and page.read_text(encoding="utf-8").count('src="data:image/jpeg;base64,') == 1

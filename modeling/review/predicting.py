@@ -1,0 +1,49 @@
+"""Predictions the review app makes: the JSON API's batches, and the model's suggestions for suspect labels.
+
+Both go through ``modeling.predict``'s own record check and prediction lines, so the API answers exactly what
+``python -m modeling.predict`` writes, ``decision`` included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..predict import check_record, decision_of, prediction_lines
+
+__all__ = ["predict_products", "ranked_categories"]
+
+
+def predict_products(model, items: list, images: Path) -> list[dict]:
+    """One line per item, in order: its prediction, or ``{"index", "id", "error"}`` for an item that cannot be
+    predicted (the others still are). A photo is looked for in the image store only: a path leading out of it is an
+    error of its item."""
+    root = images.resolve()
+    lines: list[dict | None] = []
+    rows = []
+    for index, item in enumerate(items):
+        row, problem = (check_record(item, root) if isinstance(item, dict)
+                        else (None, f"a JSON {type(item).__name__}, not an object"))
+        if row is not None and row["image_path"] is not None and not Path(row["image_path"]).resolve().is_relative_to(
+                root):
+            row, problem = None, "image_path leads outside the image store"
+        if row is None:
+            lines.append({"index": index, "id": item.get("id") if isinstance(item, dict) else None, "error": problem})
+        else:
+            lines.append(None)
+            rows.append(row)
+    made = iter(prediction_lines(model, rows) if rows else ())
+    out = []
+    for line in lines:
+        if line is None:
+            line = next(made)
+            line["decision"] = decision_of(line)
+        out.append(line)
+    return out
+
+
+def ranked_categories(model, payloads: list[dict]) -> list[list[tuple[str, float]]]:
+    """The model's best categories for each product (name, description, photo path or None), best first."""
+    rows = [{"id": i, "name": p.get("name") or "", "description": p.get("description") or "",
+             "image_path": p.get("image_path")} for i, p in enumerate(payloads)]
+    return [[(line["category"], line["score"]), *((a["category"], a["score"]) for a in line["alternatives"])]
+            for line in prediction_lines(model, rows)]

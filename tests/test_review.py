@@ -1,0 +1,338 @@
+"""The review app through FastAPI's TestClient on a real crawl database and a real trained model: the filing queue
+written by ``modeling.predict --queue``, the JSON API, decisions, leases, undo, the token and CSRF."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modeling import predict
+from modeling.persistence import load_model
+from modeling.review import cards, create_app
+from modeling.review.__main__ import main as review_main
+
+from .review_fixtures import HOSTILE_NAME, copy_db
+
+TOKEN = "s3cret-review-token"
+
+
+@pytest.fixture(scope="module")
+def model(review_setup):
+    return load_model(review_setup.model)
+
+
+@pytest.fixture
+def db(review_setup, tmp_path):
+    return copy_db(review_setup.db, tmp_path / "crawl.db")
+
+
+def client_for(review_setup, db, model, name: str | None = "ana", **options) -> TestClient:
+    client = TestClient(create_app(db, review_setup.model, review_setup.images, model=model, **options),
+                        follow_redirects=False)
+    client.__enter__()
+    if name:
+        client.get("/login" if options.get("token") else "/")
+        assert client.post("/reviewer", data={"name": name, "csrf": csrf_of(client)}).status_code == 303
+    return client
+
+
+@pytest.fixture
+def app_client(review_setup, db, model):
+    client = client_for(review_setup, db, model)
+    yield client
+    client.__exit__(None, None, None)
+
+
+def csrf_of(client: TestClient, html: str | None = None) -> str:
+    html = html if html is not None else client.get("/login").text
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def card_of(html: str) -> dict:
+    fields = dict(re.findall(r'<input type="hidden" name="(item|seen|csrf)" value="([^"]*)"', html))
+    fields["choices"] = re.findall(r'name="choice" value="([^"]+)"', html)
+    return fields
+
+
+def rows(db, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(sql, args).fetchall()
+
+
+def test_predict_queue_writes_each_product_needing_review_once(review_setup, db, model, tmp_path):
+    queued = rows(db, "SELECT record_id, product_id, payload, prediction, model_path FROM filing_queue ORDER BY id")
+    lines = [json.loads(line) for line in (review_setup.new_products.parent / "out.jsonl").read_text().splitlines()]
+    predicted = [line for line in lines if "error" not in line]
+    assert [r[0] for r in queued] == [str(line["id"]) for line in predicted]  # no thresholds yet: all need review
+    assert all(r[1] is None and r[4] == str(review_setup.model) for r in queued)
+    assert json.loads(queued[0][2])["name"] == HOSTILE_NAME and json.loads(queued[0][3]) == predicted[0]
+    # again from the same file, then a whole crawl database into itself: nothing twice
+    assert predict.main(["--model", str(review_setup.model), "--input", str(review_setup.new_products), "--output",
+                         str(tmp_path / "again.jsonl"), "--queue", str(db), "--no-progress"]) == 0
+    assert predict.main(["--model", str(review_setup.model), "--db", str(db), "--output", str(tmp_path / "db.jsonl"),
+                         "--queue", "--no-progress"]) == 0
+    (products,), = rows(db, "SELECT count(*) FROM products")
+    assert rows(db, "SELECT count(*), count(product_id) FROM filing_queue") == [(len(queued) + products, products)]
+    with pytest.raises(SystemExit):  # --queue without a value needs --db
+        predict.main(["--model", str(review_setup.model), "--input", str(review_setup.new_products), "--queue"])
+
+
+def test_api_predict_answers_the_lines_predict_writes_with_an_error_at_each_bad_index(review_setup, app_client,
+                                                                                      model):
+    good = {"id": "a", "name": "Flare jeans in washed denim", "description": "<p>Stretch</p>"}
+    items = [good, {"id": "b", "description": "no name"}, "not an object",
+             {"id": "c", "name": "Maxi dress", "image_path": "../../etc/passwd"}, {**good, "id": "d"}]
+    answer = app_client.post("/api/predict", json=items)
+    assert answer.status_code == 200
+    lines = answer.json()
+    expected = list(predict.prediction_lines(model, [predict.check_record(good, None)[0],
+                                                     predict.check_record({**good, "id": "d"}, None)[0]]))
+    assert lines[0] == {**expected[0], "decision": "review"} and lines[4] == {**expected[1], "decision": "review"}
+    assert lines[1] == {"index": 1, "id": "b", "error": "no name (a non-empty string is required)"}
+    assert lines[2] == {"index": 2, "id": None, "error": "a JSON str, not an object"}
+    assert lines[3] == {"index": 3, "id": "c", "error": "image_path leads outside the image store"}
+    assert app_client.post("/api/predict", json={"not": "a list"}).status_code == 422
+
+
+def test_the_api_has_an_openapi_schema_and_no_cdn_docs_pages(app_client):
+    schema = app_client.get("/api/openapi.json").json()
+    assert {"/api/predict", "/api/queue", "/api/reviews"} <= set(schema["paths"])
+    assert app_client.get("/docs").status_code == 404 and app_client.get("/redoc").status_code == 404
+
+
+def test_filing_a_product_is_committed_and_undone_with_the_keys_forms(app_client, db):
+    page = app_client.get("/queue/file")
+    assert page.status_code == 200
+    card = card_of(page.text)
+    assert card["item"] == "queue:1" and card["seen"] == "0"
+    assert len(card["choices"]) == 3 + 2  # three suggestions, exclude, another category (a new product: no keep)
+    chosen = card["choices"][1]
+    answer = app_client.post("/queue/file/decide", data={**card, "choice": chosen})
+    assert answer.status_code == 303 and "filed+as" in answer.headers["location"]
+    assert rows(db, "SELECT queue_id, product_id, decision, source, reviewer FROM reviews") == [
+        (1, None, chosen, "unsure", "ana")]
+    following = app_client.get(answer.headers["location"])
+    assert card_of(following.text)["item"] == "queue:2" and "Done 1 / left" in following.text
+    undone = app_client.post("/queue/file/undo", data={"csrf": card["csrf"]})
+    assert undone.status_code == 303
+    assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id") == [(1, chosen), (1, None)]
+    back = app_client.get(undone.headers["location"])
+    assert card_of(back.text)["item"] == "queue:1" and "Done 0 / left" in back.text
+    # another category from the picker, then exclude
+    other = card_of(back.text)
+    assert app_client.post("/queue/file/decide", data={**other, "choice": "other", "other": "flare-jeans"}
+                           ).status_code == 303
+    nxt = card_of(app_client.get("/queue/file").text)
+    assert app_client.post("/queue/file/decide", data={**nxt, "choice": "exclude"}).status_code == 303
+    assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id")[2:] == [(1, "flare-jeans"), (2, "exclude")]
+    refused = app_client.post("/queue/file/decide", data={**card_of(app_client.get("/queue/file").text),
+                                                          "choice": "other", "other": "no-such-leaf"})
+    assert refused.status_code == 422 and "not a leaf category" in refused.text
+
+
+def test_a_group_decision_settles_every_product_of_the_group(review_setup, app_client, db):
+    first = card_of(app_client.get("/queue/suspect").text)
+    assert first["item"] == "audit:1:first" and "keep" in first["choices"]
+    assert first["choices"][0] == "bootcut-jeans"  # the audit's suggestion first, then the model's
+    assert app_client.post("/queue/suspect/decide", data={**first, "choice": "keep"}).status_code == 303
+    page = app_client.get("/queue/suspect").text
+    group = card_of(page)
+    assert group["item"] == "audit:1:copies" and "This decision settles 3 products" in page
+    answer = app_client.post("/queue/suspect/decide", data={**group, "choice": "exclude"})
+    assert "3+products+excluded" in answer.headers["location"]
+    copies = review_setup.groups["copies"]
+    decided = rows(db, "SELECT product_id, decision, replaces, source FROM reviews ORDER BY id")
+    given = dict(rows(db, "SELECT id, category_id FROM products"))
+    assert decided[0] == (review_setup.groups["first"][0], given[review_setup.groups["first"][0]],
+                          given[review_setup.groups["first"][0]], "audit")
+    assert decided[1:] == [(pid, "exclude", given[pid], "audit") for pid in copies]
+    # undo takes back the whole group; each row says what it replaced
+    app_client.post("/queue/suspect/undo", data={"csrf": group["csrf"]})
+    assert rows(db, "SELECT product_id, decision, replaces FROM reviews ORDER BY id")[4:] == [
+        (pid, None, "exclude") for pid in copies]
+    assert app_client.get("/api/queue", params={"queue": "suspect"}).json()["progress"]["done"] == 1
+
+
+def test_two_reviewers_never_hold_one_card_and_a_stale_decision_is_refused(review_setup, db, model, app_client):
+    other = client_for(review_setup, db, model, name="ben")
+    try:
+        mine = card_of(app_client.get("/queue/file").text)
+        theirs = card_of(other.get("/queue/file").text)
+        assert mine["item"] != theirs["item"]
+        grabbed = other.post("/queue/file/decide", data={**theirs, "item": mine["item"], "seen": mine["seen"],
+                                                         "choice": "exclude"})
+        assert grabbed.status_code == 409 and "ana has this card open; nothing was changed" in grabbed.text
+        assert rows(db, "SELECT count(*) FROM reviews") == [(0,)]
+        assert app_client.post("/queue/file/decide", data={**mine, "choice": "exclude"}).status_code == 303
+        # ben decides the same card from the version he saw: refused with who and when
+        late = other.post("/api/reviews", json={"queue": "file", "item": mine["item"], "decision": "flare-jeans",
+                                                "reviewer": "ben", "seen": 0})
+        assert late.status_code == 409 and late.json()["detail"].startswith("this card was decided (exclude) by ana")
+        assert rows(db, "SELECT reviewer, decision FROM reviews") == [("ana", "exclude")]
+    finally:
+        other.__exit__(None, None, None)
+
+
+def test_a_lease_expires_and_the_card_goes_to_the_next_reviewer(review_setup, db, model):
+    from modeling import store
+
+    with store.connect(db) as connection:
+        catalogue = cards.Catalogue.load(connection, model)
+        first = cards.next_card(connection, "file", catalogue, "ana", now=1000.0)
+        assert cards.next_card(connection, "file", catalogue, "ben", now=1000.0).item != first.item
+        later = 1000.0 + cards.LEASE_SECONDS + 1
+        assert cards.next_card(connection, "file", catalogue, "ben", now=later).item == first.item
+        with pytest.raises(cards.Stale, match="ben has this card open"):
+            cards.decide(connection, "file", catalogue, first.item, "exclude", "ana", 0, later)
+
+
+def test_the_api_lists_the_queue_and_records_decisions(app_client, db):
+    listed = app_client.get("/api/queue", params={"queue": "file"}).json()
+    assert listed["progress"] == {"done": 0, "left": len(listed["cards"]), "per_minute": 0.0}
+    card = listed["cards"][0]
+    assert card["suggestions"][0]["path"].startswith("women/") and card["products"] == 1
+    answer = app_client.post("/api/reviews", json={"queue": "file", "item": card["item"], "decision": "exclude",
+                                                   "reviewer": "api", "seen": card["seen"]})
+    assert answer.json() == {"item": card["item"], "decision": "exclude", "settled": 1}
+    again = app_client.get("/api/queue").json()
+    assert again["progress"]["done"] == 1 and again["progress"]["per_minute"] == 1.0
+    undo = app_client.post("/api/reviews", json={"queue": "file", "item": card["item"], "decision": None,
+                                                 "reviewer": "api", "seen": again["progress"]["done"]})
+    assert undo.status_code == 200 and undo.json()["settled"] == 1
+    assert app_client.post("/api/reviews", json={"queue": "file", "item": "queue:999", "decision": "exclude",
+                                                 "reviewer": "api", "seen": 0}).status_code == 404
+
+
+def test_product_text_is_escaped_once_and_photos_come_only_from_the_store(app_client):
+    page = app_client.get("/queue/file").text
+    assert "<script>" not in page and "<img src=x" not in page and "<b onmouseover" not in page  # no markup of theirs
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page  # the entities' markup, shown as text
+    assert "&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;" in page
+    assert "&amp;lt;" not in page and "soft &amp; light" in page  # never double-escaped
+    assert "Content-Security-Policy" in app_client.get("/").headers
+    assert app_client.get("/photos/queue/4").headers["content-type"] == "image/jpeg"  # a crawled photo
+    assert app_client.get("/photos/queue/3").status_code == 404  # a real file, outside the image store
+    assert app_client.get("/photos/queue/1").status_code == 404  # no photo
+
+
+def test_a_token_guards_every_page_write_and_api_call(review_setup, db, model):
+    client = client_for(review_setup, db, model, name=None, token=TOKEN)
+    try:
+        assert client.get("/").headers["location"] == "/login"
+        assert client.get("/queue/file").headers["location"] == "/login"
+        assert client.get("/api/queue").status_code == 401
+        assert client.post("/api/predict", json=[]).status_code == 401
+        assert client.post("/api/predict", json=[], headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        csrf = csrf_of(client)
+        assert client.post("/login", data={"token": "wrong", "csrf": csrf}).status_code == 403
+        assert client.post("/login", data={"token": TOKEN, "csrf": "forged"}).status_code == 403
+        signed = client.post("/login", data={"token": TOKEN, "csrf": csrf})
+        assert signed.status_code == 303 and TOKEN not in signed.headers["set-cookie"]
+        assert client.get("/").status_code == 200
+        refused = client.post("/reviewer", data={"name": "ana", "csrf": "forged"})
+        assert refused.status_code == 403 and "this form has expired or did not come from this app" in refused.text
+        assert client.post("/reviewer", data={"name": "ana", "csrf": csrf}).status_code == 303
+        card = card_of(client.get("/queue/file").text)
+        forged = {**card, "csrf": "forged", "choice": "exclude"}
+        assert client.post("/queue/file/decide", data=forged).status_code == 403
+        assert client.post("/queue/file/undo", data={"csrf": "forged"}).status_code == 403
+        assert rows(db, "SELECT count(*) FROM reviews") == [(0,)]
+    finally:
+        client.__exit__(None, None, None)
+    with pytest.raises(SystemExit) as refused:
+        review_main(["--model", str(review_setup.model), "--host", "0.0.0.0"])
+    assert refused.value.code == 2
+
+
+def test_request_bodies_are_capped(review_setup, db, model):
+    client = client_for(review_setup, db, model, name=None, max_body=10_000)
+    try:
+        big = [{"id": i, "name": "Skinny jeans", "description": "x" * 500} for i in range(40)]
+        assert client.post("/api/predict", json=big).status_code == 413
+        assert client.post("/api/predict", json=big[:5]).status_code == 200
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_the_report_is_a_page_of_the_app_from_the_same_templates(app_client):
+    index = app_client.get("/report")
+    assert index.status_code == 200 and "Experiment 1: review test" in index.text
+    assert "<th>Filed alone at 95% accuracy</th>" in index.text and "coverage_95" not in index.text
+    assert re.search(r'<td class="num">\d+\.\d%</td>', index.text)
+    errors = app_client.get("/report", params={"errors": "true"}).text
+    photos = re.findall(r'src="(/photos/product/\d+)"', errors)
+    assert "most confident errors" in errors and photos
+    assert app_client.get(photos[0]).headers["content-type"] == "image/jpeg"
+
+
+def test_two_decisions_racing_for_one_card_leave_exactly_one(review_setup, db, model):
+    """Two reviewers submit a decision on the same card at the same moment, on two real sqlite connections: one is
+    recorded, the other refused, whichever the database lets in first."""
+    import threading
+
+    from modeling import store
+
+    with store.connect(db) as connection:
+        catalogue = cards.Catalogue.load(connection, model)
+    start = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def submit(reviewer: str, decision: str) -> None:
+        with store.connect(db) as connection:
+            start.wait()
+            try:
+                cards.decide(connection, "file", catalogue, "queue:2", decision, reviewer, 0, 1000.0)
+                outcomes[reviewer] = "recorded"
+            except cards.Stale as error:
+                outcomes[reviewer] = str(error)
+
+    threads = [threading.Thread(target=submit, args=args) for args in (("ana", "exclude"), ("ben", "flare-jeans"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == 2 and list(outcomes.values()).count("recorded") == 1
+    (winner,) = [who for who, outcome in outcomes.items() if outcome == "recorded"]
+    (refusal,) = [outcome for outcome in outcomes.values() if outcome != "recorded"]
+    assert refusal.endswith("nothing was changed")
+    assert rows(db, "SELECT queue_id, reviewer FROM reviews") == [(2, winner)]
+
+
+def test_a_decision_answered_by_a_real_server_survives_its_kill(review_setup, db):
+    import httpx
+
+    from modeling.review.process import ReviewProcess
+
+    with ReviewProcess("--db", db, "--model", review_setup.model, "--images", review_setup.images) as app:
+        card = httpx.get(app.url + "/api/queue").json()["cards"][0]
+        answer = httpx.post(app.url + "/api/reviews", json={"queue": "file", "item": card["item"],
+                                                            "decision": "exclude", "reviewer": "ana", "seen": 0})
+        assert answer.status_code == 200
+        app.kill()
+    assert rows(db, "SELECT queue_id, decision, reviewer FROM reviews") == [(1, "exclude", "ana")]
+
+
+def test_a_queue_of_a_whole_crawl_is_read_page_by_page_and_counted_by_the_database(db, model):
+    from modeling import store
+
+    with sqlite3.connect(db) as connection:
+        row = connection.execute("SELECT payload, prediction, model_path, created_at FROM filing_queue").fetchone()
+        connection.executemany("INSERT INTO filing_queue (record_id, payload, prediction, model_path, created_at) "
+                               "VALUES (?, ?, ?, ?, ?)", [(f"bulk-{i}", *row) for i in range(500)])
+    with store.connect(db) as connection:
+        catalogue = cards.Catalogue.load(connection, model)
+        (total,), = rows(db, "SELECT count(*) FROM filing_queue")
+        decided = [2, 201, 202, 400, total]  # on and around the 200-id pages
+        for queue_id in decided:
+            cards.decide(connection, "file", catalogue, f"queue:{queue_id}", "exclude", "ana", 0, 1000.0)
+        cards.decide(connection, "file", catalogue, "queue:201", None, "ana",
+                     rows(db, "SELECT max(id) FROM reviews WHERE queue_id = 201")[0][0], 1030.0)  # an undo
+        left = [f"queue:{i}" for i in range(1, total + 1) if i not in {2, 202, 400, total}]
+        assert list(cards.pending(connection, "file", catalogue)) == left
+        progress = cards.progress(connection, "file", catalogue, now=1060.0)
+        assert (progress.done, progress.left, progress.per_minute) == (4, total - 4, 4.0)
+        assert cards.progress(connection, "file", catalogue, now=1000.0 + 3600).per_minute == 0.0
