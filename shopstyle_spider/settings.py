@@ -90,6 +90,10 @@ DOWNLOADER = "shopstyle_spider.downloader.SlotLimitedDownloader"
 # Scrapy's scheduler, handing out API requests only while fewer than SHOPSTYLE_API_CONCURRENCY are in the
 # downloader (see scheduler.py): the others stay in the queue (JOBDIR's on disk, or the shared one in Redis).
 SCHEDULER = "shopstyle_spider.scheduler.PacedScheduler"
+# Scrapy's disk queues (-s JOBDIR), pickling requests without the API key (see scheduler.py): pending requests
+# are saved on disk, where the key must never be.
+SCHEDULER_DISK_QUEUE = "shopstyle_spider.scheduler.KeylessLifoDiskQueue"
+SCHEDULER_START_DISK_QUEUE = "shopstyle_spider.scheduler.KeylessFifoDiskQueue"
 DOWNLOAD_TIMEOUT = 30
 # 5xx, 408, 429 and network errors are retried this many times...
 RETRY_TIMES = 5

@@ -289,6 +289,9 @@ def test_jobdir_pauses_mid_leaf_and_resumes_where_it_stopped(synthetic_sandbox, 
     paused_products = rows(db, "SELECT count(*) FROM products")[0][0]
     assert 0 < paused_products < 27 * PER_LEAF and rows(db, "SELECT count(*) FROM leaves")[0][0] < 27
     assert (jobdir / "spider.state").is_file()
+    saved = [path for path in jobdir.rglob("*") if path.is_file()]
+    assert any("requests.queue" in path.parts for path in saved)  # pending requests were saved...
+    assert not [path for path in saved if KEY.encode() in path.read_bytes()]  # ...without the key
 
     resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, settings=settings, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
