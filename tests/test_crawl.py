@@ -96,6 +96,27 @@ def test_a_second_run_adds_nothing(synthetic_sandbox, synthetic_crawl):
     assert "0 products written" in again.stderr and "27 skipped as already complete" in again.stderr
 
 
+def test_a_larger_cap_reads_what_a_smaller_one_left(synthetic_sandbox, tmp_path):
+    """A leaf crawled with max_per_category=20 is complete for that cap only: a rerun with a larger cap reads the
+    rest of it (a rerun with the same cap skips it)."""
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    args = {"categories": "boots,pumps", "max_per_category": 20}
+    first = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, spider_args=args, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert rows(db, "SELECT category_id, total, reached FROM leaves ORDER BY 1") == [("boots", 50, 20),
+                                                                                       ("pumps", 50, 20)]
+    same = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, spider_args=args, timeout=300)
+    assert "2 skipped as already complete" in same.stderr and "0 products written" in same.stderr
+    larger = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY,
+                       spider_args={**args, "max_per_category": 1000}, timeout=300)
+    assert larger.returncode == 0, larger.stderr[-3000:]
+    assert "0 skipped as already complete" in larger.stderr
+    assert rows(db, "SELECT category_id, count(*) FROM products GROUP BY 1 ORDER BY 1") == [("boots", 50),
+                                                                                              ("pumps", 50)]
+    assert rows(db, "SELECT category_id, total, reached FROM leaves ORDER BY 1") == [("boots", 50, 50),
+                                                                                       ("pumps", 50, 50)]
+
+
 def test_the_key_never_reaches_logs_database_or_file_names(synthetic_sandbox, tmp_path):
     secret = "k3y-that-must-not-leak"
     with SandboxProcess("--products-per-category", "3", "--api-key", secret, "--rate-limit", "0") as sandbox:

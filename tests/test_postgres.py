@@ -107,4 +107,4 @@ def test_modeling_reads_postgresql_and_records_its_experiment_there(postgres_cra
     predictions = analysis.load_predictions(url, "test")
     assert len(predictions) == rows(url, "SELECT count(*) FROM predictions WHERE split = 'test'")[0][0] > 0
     with closing(schema.connect(url)) as connection:
-        assert schema.completed_leaves(url) and connection.dialect.name == "postgresql"
+        assert schema.completed_leaves(url, 1000) and connection.dialect.name == "postgresql"

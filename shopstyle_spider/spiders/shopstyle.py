@@ -199,7 +199,7 @@ class ShopstyleSpider(scrapy.Spider):
             if unknown:
                 self.logger.error("-a categories: %s not leaves under %r; crawling the others", unknown, self.root)
             leaves = [leaf for leaf in leaves if leaf in self.only]
-        completed = schema.completed_leaves(self.settings.get("SHOPSTYLE_DB"))
+        completed = schema.completed_leaves(self.settings.get("SHOPSTYLE_DB"), self.max_per_category)
         started = 0
         for leaf in leaves:
             if leaf in completed:
