@@ -286,3 +286,32 @@ def test_retries_stay_within_the_request_budget(tmp_path):
 
     with sqlite3.connect(tmp_path / "crawl.db") as connection:
         assert connection.execute("SELECT count(*) FROM products").fetchone() == (180,)
+
+
+def test_a_row_the_database_refuses_is_dropped_alone_and_its_leaf_completes(synthetic_sandbox, tmp_path):
+    """A constraint of the database (a trigger here, standing in for any constraint or PostgreSQL DataError) refuses
+    two products: they are dropped and counted by reason, the other 98 of the batch are stored, both leaves complete."""
+    import sqlite3
+
+    from shopstyle_spider import schema
+    from shopstyle_spider.sandbox import load_catalog
+
+    from .test_crawl import rows
+
+    db = tmp_path / "crawl.db"
+    schema.connect(db).close()
+    catalog = load_catalog("synthetic", seed=7, products_per_category=50)
+    refused = [catalog.query("boots")[3].id, catalog.query("pumps")[17].id]
+    with sqlite3.connect(db) as connection:
+        connection.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON products WHEN NEW.id IN ({refused[0]}, "
+                           f"{refused[1]}) BEGIN SELECT RAISE(ABORT, 'refused by a constraint'); END")
+    result = run_crawl(synthetic_sandbox.url, db, tmp_path / "images", api_key=KEY,
+                       spider_args={"categories": "boots,pumps"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = {row[0] for row in rows(db, "SELECT id FROM products")}
+    assert stored == {p.id for leaf in ("boots", "pumps") for p in catalog.query(leaf)} - set(refused)
+    assert rows(db, "SELECT category_id, total, reached FROM leaves ORDER BY 1") == [("boots", 50, 50),
+                                                                                       ("pumps", 50, 50)]
+    assert "'shopstyle/dropped/store_IntegrityError': 2" in result.stderr
+    assert f"the database refused product {refused[0]} from leaf 'boots'" in result.stderr
+    assert "98 products written" in result.stderr and "Traceback" not in result.stderr

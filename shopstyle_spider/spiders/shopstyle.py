@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import scrapy
@@ -20,6 +21,7 @@ from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import CloseSpider, ScrapyDeprecationWarning
 
 from .. import schema
+from ..cleaning import clean_field
 from ..frontier import Claim, LeafLedger, RedisLeafLedger, page_key, parse_page_key, product_key
 from ..items import CategoryItem, LeafDoneItem, ProductItem
 from ..redaction import redact_url
@@ -170,30 +172,23 @@ class ShopstyleSpider(scrapy.Spider):
 
     # --- callbacks --------------------------------------------------------------------------------------------
     def parse_categories(self, response):
-        body = self.api_json(response)
+        body = self.api_json(response, _tree_shape)
         if isinstance(body, scrapy.Request):
             yield body
             return
         if body is None:
             raise CloseSpider("category_tree_unavailable")
         root = body["metadata"]["root"]
-        categories = {c["id"]: c for c in body["categories"]}
-        has_children = {c.get("parentId") for c in categories.values()}
-        paths = {root["id"]: root["id"]}
+        tree = _read_tree(root, body["categories"])
+        for fault, bad in tree.faults.items():
+            self.crawler.stats.inc_value(f"shopstyle/faults/{fault}", len(bad))
+            self.logger.error("category tree of %r: %d categories left out (%s): %s", self.root, len(bad),
+                              fault.replace("_", " "), ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        for category_id, (name, parent_id, path) in tree.categories.items():
+            yield CategoryItem(id=category_id, name=name, parent_id=parent_id,
+                               is_leaf=category_id not in tree.parents, path=path)
 
-        def path_of(category_id: str) -> str:
-            if category_id not in paths:
-                paths[category_id] = f"{path_of(categories[category_id]['parentId'])}/{category_id}"
-            return paths[category_id]
-
-        yield CategoryItem(id=root["id"], name=root.get("name") or root["id"], parent_id=root.get("parentId"),
-                           is_leaf=root["id"] not in has_children, path=root["id"])
-        for category in categories.values():
-            yield CategoryItem(id=category["id"], name=category.get("name") or category["id"],
-                               parent_id=category.get("parentId"), is_leaf=category["id"] not in has_children,
-                               path=path_of(category["id"]))
-
-        leaves = [c for c in categories if c not in has_children] or [root["id"]]
+        leaves = [c for c in tree.categories if c not in tree.parents]
         if self.only:
             unknown = sorted(self.only - set(leaves))
             if unknown:
@@ -210,22 +205,30 @@ class ShopstyleSpider(scrapy.Spider):
         if isinstance(self.ledger, RedisLeafLedger):
             self.ledger.tree_read()
         self.logger.info("category tree of %r: %d categories, %d leaves to crawl, %d already complete",
-                         self.root, len(categories) + 1, started, len(set(leaves) & completed))
+                         self.root, len(tree.categories), started, len(set(leaves) & completed))
 
     def parse_page(self, response, leaf: str, offset: int, deep: bool = False):
-        body = self.api_json(response)
+        body = self.api_json(response, _page_shape)
         if isinstance(body, scrapy.Request):
             yield body  # the same page again: it stays pending
             return
+        failed = body is None
         if body is not None:
+            unreadable = [i for i, product in enumerate(body["products"]) if not isinstance(product, dict)]
+            if unreadable:  # nothing to key or store: the page counts as failed, so that its leaf stays incomplete
+                failed = True
+                self.crawler.stats.inc_value("shopstyle/faults/product_not_an_object", len(unreadable))
+                self.logger.error("leaf %s: page at offset %d lists %d products that are not JSON objects (at %s); "
+                                  "the leaf stays incomplete", leaf, offset, len(unreadable), unreadable[:10])
+                body["products"] = [product for product in body["products"] if isinstance(product, dict)]
             yield from self.read_page(leaf, body, offset, deep)
-        if self.ledger.page_read(leaf, page_key(offset, deep), failed=body is None) == 0:
+        if self.ledger.page_read(leaf, page_key(offset, deep), failed=failed) == 0:
             yield from self.maybe_finish(leaf)
 
     def read_page(self, leaf: str, body: dict, offset: int, deep: bool):
         page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
         if offset == 0 and not deep:
-            total = int(body["metadata"]["total"])
+            total = body["metadata"]["total"]
             self.ledger.set_total(leaf, total)
             for next_offset in range(page_size, min(total, self.max_per_category, RESULT_CAP), page_size):
                 yield self.page_request(leaf, next_offset, deep=False)
@@ -273,8 +276,9 @@ class ShopstyleSpider(scrapy.Spider):
             yield from self.maybe_finish(kwargs["leaf"])
 
     # --- helpers ----------------------------------------------------------------------------------------------
-    def api_json(self, response) -> dict | scrapy.Request | None:
-        """The response's JSON body; for a malformed one, a retry of the request while retries last; else None."""
+    def api_json(self, response, shape) -> dict | scrapy.Request | None:
+        """The response's JSON body if ``shape(body)`` finds nothing wrong with it; for a malformed body or one of
+        another shape, a retry of the request while retries last; else None (counted, logged)."""
         if response.status in (401, 403):
             self.logger.error("the API rejected the key: %s", _error_message(response))
             raise CloseSpider("api_key_rejected")
@@ -283,29 +287,35 @@ class ShopstyleSpider(scrapy.Spider):
             return None
         try:
             body = json.loads(response.text)
-            if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
-                raise ValueError("no metadata object")
-            return body
         except ValueError as error:
-            retry = get_retry_request(response.request, spider=self, reason="malformed_json")
-            if retry is not None:
-                return retry
-            self.crawler.stats.inc_value("shopstyle/malformed_pages")
-            self.logger.error("malformed JSON from %s after retries: %s", response.url, error)
-            return None
+            what, detail, reason, stat = "malformed JSON", error, "malformed_json", "malformed_pages"
+        else:
+            detail = shape(body)
+            if detail is None:
+                return body
+            what, reason, stat = "an answer of another shape", "unexpected_schema", "faults/unexpected_schema"
+        retry = get_retry_request(response.request, spider=self, reason=reason)
+        if retry is not None:
+            return retry
+        self.crawler.stats.inc_value(f"shopstyle/{stat}")
+        self.logger.error("%s from %s after retries: %s", what, response.url, detail)
+        return None
 
     @staticmethod
     def product_item(product: dict, leaf: str, key: str | None) -> ProductItem:
-        categories = product.get("categories") or []
-        first = categories[0] if categories and isinstance(categories[0], dict) else {}
+        """The product as an item, whatever the types of its fields: ValidationPipeline judges the values."""
+        categories = product.get("categories")
+        first = categories[0] if isinstance(categories, list) and categories else None
+        click_url = product.get("clickUrl")
         image_url = _best_image_url(product.get("image"))
         return ProductItem(
-            id=product.get("id"), name=product.get("name"), category_id=first.get("id"), crawl_leaf=leaf,
-            crawl_key=key,
+            id=product.get("id"), name=product.get("name"),
+            category_id=first.get("id") if isinstance(first, dict) else None, crawl_leaf=leaf, crawl_key=key,
             description=product.get("description"), brand=_name(product.get("brand")),
             retailer=_name(product.get("retailer")), price=product.get("price"), currency=product.get("currency"),
-            in_stock=product.get("inStock"), click_url=redact_url(product.get("clickUrl")), image_url=image_url,
-            image_urls=[image_url] if image_url else [],
+            in_stock=product.get("inStock"),
+            click_url=redact_url(clean_field(click_url)) if isinstance(click_url, str) else click_url,
+            image_url=image_url, image_urls=[image_url] if image_url else [],
         )
 
 
@@ -319,8 +329,83 @@ def _best_image_url(image) -> str | None:
         return None
     for size in IMAGE_SIZE_PREFERENCE:
         if isinstance(sizes.get(size), dict) and sizes[size].get("url"):
-            return sizes[size]["url"]
+            return sizes[size]["url"]  # of any type: ValidationPipeline refuses what is not an http(s) URL
     return None
+
+
+def _is_id(value) -> bool:
+    """A category id the crawl can store and put in a URL."""
+    return isinstance(value, str) and bool(value.strip()) and clean_field(value) == value
+
+
+def _tree_shape(body) -> str | None:
+    """What is wrong with a categories answer that no category can be read from; None when nothing is."""
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        return "no metadata object"
+    root = body["metadata"].get("root")
+    if not isinstance(root, dict) or not _is_id(root.get("id")):
+        return "no metadata.root with an id"
+    if not isinstance(body.get("categories"), list):
+        return "no categories list"
+    return None
+
+
+def _page_shape(body) -> str | None:
+    """What is wrong with a products answer; None when nothing is."""
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        return "no metadata object"
+    total = body["metadata"].get("total")
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        return f"metadata.total {total!r:.50} is not a count"
+    if not isinstance(body.get("products"), list):
+        return "no products list"
+    return None
+
+
+@dataclass
+class Tree:
+    """A category tree as read: every category reachable from the root, and what was left out, by fault."""
+
+    categories: dict[str, tuple[str, str | None, str]]  # id -> (name, parent id, path from the root)
+    parents: set[str]  # categories that have children
+    faults: dict[str, list[str]]
+
+
+def _read_tree(root: dict, listed: list) -> Tree:
+    """The categories whose parents lead to ``root``. An entry that is not an object with an id, a category whose
+    parent is not in the tree (an orphan) or whose parents loop back to it (a cycle) is left out, with its
+    descendants, under its fault; a duplicate id keeps its first entry."""
+    faults: dict[str, list[str]] = {}
+    parent_of: dict[str, str | None] = {}
+    names: dict[str, str] = {}
+    for entry in listed:
+        if not isinstance(entry, dict) or not _is_id(entry.get("id")):
+            faults.setdefault("bad_category", []).append(repr(entry)[:80])
+        elif entry["id"] in parent_of or entry["id"] == root["id"]:
+            faults.setdefault("duplicate_category", []).append(entry["id"])
+        else:
+            parent = entry.get("parentId")
+            parent_of[entry["id"]] = parent if _is_id(parent) else None
+            names[entry["id"]] = entry.get("name") if isinstance(entry.get("name"), str) else entry["id"]
+    root_id = root["id"]
+    paths = {root_id: root_id}
+    for category_id in parent_of:
+        chain, current = [], category_id
+        while current not in paths and current in parent_of and current not in chain:
+            chain.append(current)
+            current = parent_of[current]
+        if current in paths:
+            for member in reversed(chain):
+                paths[member] = f"{paths[parent_of[member]]}/{member}"
+        else:
+            fault = "cyclic_category" if current in chain else "orphan_category"
+            faults.setdefault(fault, []).append(category_id)
+    name = root.get("name") if isinstance(root.get("name"), str) else root_id
+    parent = root.get("parentId") if _is_id(root.get("parentId")) else None
+    categories = {root_id: (name, parent, root_id)}
+    categories.update((c, (names[c], parent_of[c], paths[c])) for c in parent_of if c in paths)
+    parents = {parent_of[c] for c in categories if c != root_id}
+    return Tree(categories, parents, faults)
 
 
 def _error_message(response) -> str:
