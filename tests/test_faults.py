@@ -315,3 +315,70 @@ def test_a_row_the_database_refuses_is_dropped_alone_and_its_leaf_completes(synt
     assert "'shopstyle/dropped/store_IntegrityError': 2" in result.stderr
     assert f"the database refused product {refused[0]} from leaf 'boots'" in result.stderr
     assert "98 products written" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_crawl_through_bodies_of_the_wrong_shape_counts_every_fault_and_crashes_no_callback(tmp_path):
+    """--faults schema: answers with a mistyped key (retried), products in wrong shapes, a tree with entries that
+    are not categories, an orphan and a cycle. Nothing crashes; each wrong shape ends as it should: a product that
+    is not an object leaves its leaf incomplete, one without a usable id or category is dropped by reason, mistyped
+    fields are emptied, URLs with lone surrogates are cleaned (a click URL still loses the key) and such a photo is
+    not fetched."""
+    import sqlite3
+
+    from shopstyle_spider.sandbox import load_catalog
+    from shopstyle_spider.sandbox.faults import Faults
+
+    per_leaf, seed, rate = 20, 5, 0.15
+    with SandboxProcess("--products-per-category", str(per_leaf), "--rate-limit", "0", "--seed", "7",
+                        "--faults", f"schema={rate}", "--fault-seed", str(seed)) as sandbox:
+        db = tmp_path / "crawl.db"
+        result = run_crawl(sandbox.url, db, tmp_path / "images", api_key=KEY, timeout=300,
+                           settings={"SHOPSTYLE_PAGE_SIZE": 10, "RETRY_TIMES": 10})
+    log = result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "Traceback" not in log and "Spider error" not in log
+    catalog = load_catalog("synthetic", seed=7, products_per_category=per_leaf)
+    faults = Faults({"schema": rate}, seed)
+    variant = {p.id: faults.schema_variant(p.id) for p in catalog.products()}
+    by_variant = {v: {i for i, w in variant.items() if w == v} for v in set(variant.values())}
+    assert all(by_variant.get(v) for v in ("not-an-object", "id-as-text", "id-past-64-bits",
+                                           "categories-not-a-list", "mistyped-fields", "surrogate-urls"))
+    with sqlite3.connect(db) as connection:
+        stored = {row[0]: row[1:] for row in connection.execute(
+            "SELECT id, brand, price, in_stock, currency, description, click_url, image_status, image_error "
+            "FROM products")}
+        complete = {row[0] for row in connection.execute("SELECT category_id FROM leaves")}
+        categories = {row[0] for row in connection.execute("SELECT id FROM categories")}
+    lost = by_variant["not-an-object"] | by_variant["id-as-text"] | by_variant["id-past-64-bits"] | \
+        by_variant["categories-not-a-list"]
+    assert set(stored) == set(variant) - lost
+    spoiled_leaves = {catalog.product(i).category_id for i in by_variant["not-an-object"]}
+    assert complete == {leaf.id for leaf in catalog.leaves()} - spoiled_leaves
+    assert f"{len(spoiled_leaves)} incomplete" in log
+    assert f"'shopstyle/faults/product_not_an_object': {len(by_variant['not-an-object'])}" in log
+    assert f"'shopstyle/dropped/bad_id': {len(by_variant['id-as-text']) + len(by_variant['id-past-64-bits'])}" in log
+    assert f"'shopstyle/dropped/missing_category_id': {len(by_variant['categories-not-a-list'])}" in log
+    for product in by_variant["mistyped-fields"]:
+        assert stored[product][:5] == (None, None, None, None, None)
+    for product in by_variant["surrogate-urls"] - lost:
+        brand, price, in_stock, currency, description, click_url, status, error = stored[product]
+        assert "\ufffd" in click_url and "pid" not in click_url
+        assert status == "invalid" and "cannot be requested" in error
+    assert not {"schema-orphan", "schema-cycle-a", "schema-cycle-b"} & categories
+    for fault, count in (("bad_category", 2), ("orphan_category", 1), ("cyclic_category", 2)):
+        assert f"'shopstyle/faults/{fault}': {count}" in log
+    assert "'retry/reason_count/unexpected_schema'" in log  # answers with a mistyped key were read again
+
+
+def test_a_category_tree_that_cannot_be_read_exits_1():
+    """Every answer of the wrong shape, one retry: the tree is never read, the crawl says so and exits 1."""
+    import tempfile
+    from pathlib import Path
+
+    with SandboxProcess("--products-per-category", "2", "--rate-limit", "0", "--faults", "schema=1") as sandbox, \
+            tempfile.TemporaryDirectory() as folder:
+        result = run_crawl(sandbox.url, Path(folder) / "crawl.db", Path(folder) / "images", api_key=KEY,
+                           settings={"RETRY_TIMES": 1}, timeout=120)
+    assert result.returncode == 1
+    assert "an answer of another shape from" in result.stderr and "no categories list" in result.stderr
+    assert "crawl finished (category_tree_unavailable)" in result.stderr and "Traceback" not in result.stderr

@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "not-image (HTML served as image/jpeg); bomb (a PNG claiming 40000x40000 pixels); "
                              "duplicate (listed twice in its leaf and once in another); missing-field (no name); "
                              "huge-text (a 1 MB description); bad-chars (control characters and a lone surrogate). "
+                             "schema serves bodies of the wrong shape: an answer with a mistyped key (per request), "
+                             "products in one of several wrong shapes (sticky), and a category tree with entries "
+                             "that are not categories, an orphan and a cycle. "
                              "Example: --faults 500=0.1,badjson=0.05,bomb=0.01")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long a 'slow' fault holds an answer")

@@ -17,7 +17,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from .api import IMAGE_SIZES, ApiError, category_json, product_json
 from .catalog import DEFAULT_SORT, ROOT_ID, SORTS, Catalog, Product
-from .faults import API_KINDS, IMAGE_KINDS, NOT_AN_IMAGE, Faults, decompression_bomb
+from .faults import API_KINDS, IMAGE_KINDS, NOT_AN_IMAGE, SCHEMA_TREE, Faults, decompression_bomb
 from .ratelimit import RateLimiter
 
 RESULT_CAP = 5000  # the real API never returns a result past this offset, whatever `total` says
@@ -77,6 +77,15 @@ def _write_json(request: Request, status: int, body: dict, headers: dict[str, st
     return json.dumps(body).encode("utf-8")  # ASCII escapes: a lone surrogate (the bad-chars fault) stays valid
 
 
+def _another_shape(answer: dict) -> dict:
+    """The answer with a key of the wrong type (the ``schema`` fault): a total as text, categories as an object."""
+    if "categories" in answer:
+        return {**answer, "categories": dict(enumerate(answer["categories"]))}
+    if "total" in answer.get("metadata", {}):
+        return {**answer, "metadata": {**answer["metadata"], "total": str(answer["metadata"]["total"])}}
+    return answer
+
+
 def _params(request: Request) -> dict[str, str]:
     """Query parameters, last value wins; bytes that are not UTF-8 are a client error, not a crash."""
     try:
@@ -125,7 +134,10 @@ class ApiEndpoint(Resource):
             if fault == "429":
                 raise ApiError(429, "RateLimitExceeded", "Injected fault: too many requests.", {"Retry-After": "1"})
             path = [segment.decode("utf-8", "replace") for segment in request.postpath if segment]
-            body = _write_json(request, 200, self.answer(path, params, pid))
+            answer = self.answer(path, params, pid)
+            if fault == "schema":
+                answer = _another_shape(answer)
+            body = _write_json(request, 200, answer)
             if fault == "badjson":
                 body = body[:len(body) // 2]
             return _faulty(request, body, fault, self.sandbox.faults.slow_seconds)
@@ -150,7 +162,10 @@ class CategoriesEndpoint(ApiEndpoint):
         root = self._category(params)
         depth = _int_param(params, "depth", 0, minimum=0) or None
         descendants = self.sandbox.catalog.descendants(root.id, depth)
-        return {"metadata": {"root": category_json(root)}, "categories": [category_json(c) for c in descendants]}
+        categories: list = [category_json(c) for c in descendants]
+        if self.sandbox.faults.rates.get("schema"):
+            categories += SCHEMA_TREE
+        return {"metadata": {"root": category_json(root)}, "categories": categories}
 
 
 class ProductsEndpoint(ApiEndpoint):
