@@ -159,6 +159,19 @@ class AtomicFSFilesStore(FSFilesStore):
         os.replace(partial, absolute_path)
 
 
+def check_photo_header(body: bytes, max_pixels: int) -> None:
+    """Raise FileException for a photo refused from its header alone, before any pixel is decoded: not an image
+    (an HTML page), or more than ``max_pixels`` pixels (a decompression bomb, or a photo modeling would refuse).
+    Bad data to record on the product, not an error for Scrapy to log with a traceback."""
+    try:
+        with Image.open(io.BytesIO(body)) as image:
+            width, height = image.size  # opening parses the header; size is what a bomb lies about
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise FileException(f"{UNUSABLE}: {error}") from None
+    if width * height > max_pixels:
+        raise FileException(f"{UNUSABLE}: {width}x{height} pixels is over the {max_pixels:,} allowed")
+
+
 class ProductImagesPipeline(ImagesPipeline):
     """Fetch each product's largest photo into IMAGES_STORE as ``full/<product id>.jpg``.
 
@@ -168,6 +181,10 @@ class ProductImagesPipeline(ImagesPipeline):
     """
 
     STORE_SCHEMES = {**ImagesPipeline.STORE_SCHEMES, "": AtomicFSFilesStore, "file": AtomicFSFilesStore}
+
+    def __init__(self, store_uri, *, crawler):
+        super().__init__(store_uri, crawler=crawler)
+        self.max_pixels = crawler.settings.getint("SHOPSTYLE_MAX_IMAGE_PIXELS")
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -194,13 +211,7 @@ class ProductImagesPipeline(ImagesPipeline):
         if response.status == 404:  # a dead image link is common and expected: recorded, not logged as a warning
             raise FileException("missing (HTTP 404)")
         if response.status == 200:
-            # Read the header first: an HTML page or a decompression bomb is bad data to record, not an error for
-            # Scrapy to log with a traceback; the bomb is refused from its header, before any pixel is decoded.
-            try:
-                with Image.open(io.BytesIO(response.body)) as image:
-                    image.size  # noqa: B018  (opening parses the header; size is what a bomb lies about)
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-                raise FileException(f"{UNUSABLE}: {error}") from None
+            check_photo_header(response.body, self.max_pixels)
         return await super().media_downloaded(response, request, info, item=item)
 
     async def file_downloaded(self, response, request, info, *, item=None):

@@ -38,6 +38,9 @@ SHOPSTYLE_MAX_DESCRIPTION_CHARS = 20_000
 IMAGES_STORE = str(config.images_dir())
 # Settings whose values are redacted from every log line, like the API key (Scrapy logs overridden settings).
 SHOPSTYLE_SECRET_SETTINGS = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+# Photos with more pixels than this are refused from their header (kept as image_status invalid): modeling refuses
+# them too (modeling.image.MAX_PIXELS), and Pillow's own limit (179 MP) would let a 170 MP photo be stored.
+SHOPSTYLE_MAX_IMAGE_PIXELS = 40_000_000
 # Re-download a stored photo after this many days (0: always).
 IMAGES_EXPIRES = 90
 

@@ -382,3 +382,30 @@ def test_a_category_tree_that_cannot_be_read_exits_1():
     assert result.returncode == 1
     assert "an answer of another shape from" in result.stderr and "no categories list" in result.stderr
     assert "crawl finished (category_tree_unavailable)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_photo_over_modelings_pixel_limit_is_refused_from_its_header():
+    """The crawler refuses what modeling would (40 MP), not only what Pillow does (179 MP): 7,000 x 6,000 pixels
+    (42 MP, well under Pillow's limit) is refused from the header of a real PNG, 6,000 x 6,000 (36 MP) passes, and
+    the settings' limit is modeling's."""
+    from scrapy.pipelines.media import FileException
+    from scrapy.settings import Settings
+
+    from modeling.image import MAX_PIXELS
+    from shopstyle_spider import settings as crawl_settings
+    from shopstyle_spider.pipelines import check_photo_header
+    from shopstyle_spider.sandbox.faults import decompression_bomb
+
+    project_settings = Settings()
+    project_settings.setmodule(crawl_settings)
+    limit = project_settings.getint("SHOPSTYLE_MAX_IMAGE_PIXELS")
+    assert limit == MAX_PIXELS
+    big = io.BytesIO()
+    Image.new("L", (7000, 6000)).save(big, "PNG")
+    with pytest.raises(FileException, match="7000x6000 pixels is over the 40,000,000 allowed"):
+        check_photo_header(big.getvalue(), limit)
+    check_photo_header(decompression_bomb(6000), limit)
+    with pytest.raises(FileException, match="decompression bomb"):
+        check_photo_header(decompression_bomb(40_000), limit)
+    with pytest.raises(FileException, match="cannot identify image"):
+        check_photo_header(b"<html>not a photo</html>", limit)
