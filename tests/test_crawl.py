@@ -281,13 +281,14 @@ def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, syn
             break
         time.sleep(0.05)
     crawl.send_signal(signal.SIGKILL)
-    crawl.wait()
+    assert crawl.wait() == -signal.SIGKILL  # killed mid-crawl, not after it ended on its own
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
-    partial = rows(db, "SELECT count(*) FROM products")[0][0]
+    complete = rows(db, "SELECT count(*) FROM leaves")[0][0]
+    assert 3 <= complete < 27  # some leaves were done, others not
     resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{27 - complete} leaves completed, {complete} skipped as already complete" in resumed.stderr
     assert snapshot(db, images) == snapshot(*synthetic_crawl[:2])
-    assert partial < 27 * PER_LEAF or "skipped as already complete" in resumed.stderr
 
 
 def test_jobdir_pauses_mid_leaf_and_resumes_where_it_stopped(synthetic_sandbox, synthetic_crawl, tmp_path):
@@ -303,6 +304,7 @@ def test_jobdir_pauses_mid_leaf_and_resumes_where_it_stopped(synthetic_sandbox, 
         if stored(db, "products") >= 5 * 10:
             break
         time.sleep(0.05)
+    assert crawl.poll() is None, "the crawl ended before it could be paused"
     crawl.send_signal(signal.SIGINT)  # Scrapy's graceful stop: finish what is in flight, save the queue and state
     _, paused_log = crawl.communicate(timeout=120)
     assert crawl.returncode == 0, paused_log[-3000:]
