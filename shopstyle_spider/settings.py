@@ -18,10 +18,12 @@ SHOPSTYLE_REQUESTS_PER_MINUTE = 750
 SHOPSTYLE_API_CONCURRENCY = 4
 # Products per page (the API's maximum).
 SHOPSTYLE_PAGE_SIZE = 50
-# Two sorts that list a category in exactly opposite orders. A leaf with more products than the API lets one
-# query reach (5,000) is read from both ends: first in the first order, then in the second until the two meet.
-# The empty string is the API's default order.
-SHOPSTYLE_DEEP_SORTS = ["", "Recency"]
+# The API returns no result past this offset, whatever `total` says.
+SHOPSTYLE_RESULT_CAP = 5000
+# A leaf (or a slice of it) holding more than the cap is read in slices the API can filter (fl=...), cut by the
+# filter of these whose /products/histogram covers most of it; a slice still over the cap is cut again by another.
+# Products in no slice (no price, no brand...) stay out of reach and are reported. Empty: no slicing.
+SHOPSTYLE_SLICE_FILTERS = ["Price", "Brand", "Retailer", "Color"]
 
 # --- Where results go -----------------------------------------------------------------------------------------
 # The database of categories, products and crawl state (shared with `modeling`): a sqlite file, or a PostgreSQL

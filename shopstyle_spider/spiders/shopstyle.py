@@ -28,7 +28,8 @@ from ..redaction import redact_url
 
 API_SLOT = "shopstyle-api"
 IMAGE_SLOT = "shopstyle-images"  # photo downloads (ProductImagesPipeline) share this slot
-RESULT_CAP = 5000  # the API returns nothing past this offset, whatever `total` says
+# The API's filters a slice of a leaf is read by: the name /products/histogram takes, the prefix of its `fl` value.
+FILTER_PREFIXES = {"Price": "p", "Brand": "b", "Retailer": "r", "Color": "c"}
 IMAGE_SIZE_PREFERENCE = ("Original", "XLarge", "Large", "Medium", "Small")
 
 
@@ -72,6 +73,10 @@ class ShopstyleSpider(scrapy.Spider):
         """Give API requests their own download slot, paced to the request budget, and photos theirs; with
         REDIS_URL, share the request queue with every process crawling through the same Redis."""
         super().update_settings(settings)
+        unknown = [name for name in slice_filters(settings) if name not in FILTER_PREFIXES]
+        if unknown:
+            raise ValueError(f"SHOPSTYLE_SLICE_FILTERS: unknown filters {unknown} "
+                             f"(known: {', '.join(FILTER_PREFIXES)})")
         per_minute = settings.getfloat("SHOPSTYLE_REQUESTS_PER_MINUTE")
         if per_minute <= 0:
             raise ValueError(f"SHOPSTYLE_REQUESTS_PER_MINUTE must be > 0, got {per_minute}")
@@ -97,7 +102,7 @@ class ShopstyleSpider(scrapy.Spider):
         base = self.settings.get("SHOPSTYLE_API_URL").rstrip("/")
         self.crawler.stats.inc_value("shopstyle/api_requests")
         return scrapy.Request(
-            f"{base}/{endpoint}?{urlencode({'pid': self.api_key, **params})}",
+            f"{base}/{endpoint}?{urlencode({'pid': self.api_key, **params}, doseq=True)}",
             callback=callback, errback=self.page_failed, cb_kwargs=cb_kwargs, dont_filter=dont_filter,
             meta={"download_slot": API_SLOT, "autothrottle_dont_adjust_delay": True,
                   "handle_httpstatus_list": [400, 401, 403, 404]},
@@ -106,15 +111,26 @@ class ShopstyleSpider(scrapy.Spider):
     def tree_request(self, dont_filter: bool = False) -> scrapy.Request:
         return self.api_request("categories", {"cat": self.root}, self.parse_categories, dont_filter)
 
-    def page_request(self, leaf: str, offset: int, deep: bool, dont_filter: bool = False) -> scrapy.Request:
-        sorts = self.settings.getlist("SHOPSTYLE_DEEP_SORTS") or [""]
-        sort = sorts[-1] if deep else sorts[0]
-        params = {"cat": leaf, "offset": offset, "limit": self.settings.getint("SHOPSTYLE_PAGE_SIZE")}
-        if sort:
-            params["sort"] = sort
-        self.ledger.page_queued(leaf, page_key(offset, deep))
-        return self.api_request("products", params, self.parse_page, dont_filter, leaf=leaf, offset=offset,
-                                deep=deep)
+    def page_request(self, leaf: str, offset: int, fl: str = "", dont_filter: bool = False) -> scrapy.Request:
+        """A page of the leaf, or of a slice of it (``fl``: filter values joined by '+')."""
+        params: dict = {"cat": leaf, "offset": offset, "limit": self.settings.getint("SHOPSTYLE_PAGE_SIZE")}
+        if fl:
+            params["fl"] = fl.split("+")
+        self.ledger.page_queued(leaf, page_key(offset, fl))
+        return self.api_request("products", params, self.parse_page, dont_filter, leaf=leaf, offset=offset, fl=fl)
+
+    def histogram_request(self, leaf: str, fl: str = "", dont_filter: bool = False) -> scrapy.Request | None:
+        """The counts a slice of the leaf (the whole leaf: ``fl`` empty) can be cut by, under the filters it is not
+        cut by yet; None when none is left."""
+        used = {value[0] for value in fl.split("+") if value}
+        filters = [name for name in slice_filters(self.settings) if FILTER_PREFIXES[name] not in used]
+        if not filters:
+            return None
+        params: dict = {"cat": leaf, "filters": ",".join(filters)}
+        if fl:
+            params["fl"] = fl.split("+")
+        self.ledger.page_queued(leaf, page_key(None, fl))
+        return self.api_request("products/histogram", params, self.parse_histogram, dont_filter, leaf=leaf, fl=fl)
 
     async def start(self):
         if not self.api_key:
@@ -149,9 +165,9 @@ class ShopstyleSpider(scrapy.Spider):
         queued: dict[str, set[str]] = {}
         tree_queued = False
         for request in queue.requests():
-            if request.callback == self.parse_page:
+            if request.callback in (self.parse_page, self.parse_histogram):
                 kwargs = request.cb_kwargs
-                queued.setdefault(kwargs["leaf"], set()).add(page_key(kwargs["offset"], kwargs["deep"]))
+                queued.setdefault(kwargs["leaf"], set()).add(page_key(kwargs.get("offset"), kwargs["fl"]))
             tree_queued |= request.callback == self.parse_categories
         if self.ledger.tree_lost() and not tree_queued:
             self.logger.warning("reconcile: the category tree was never read; queueing it again")
@@ -161,8 +177,11 @@ class ShopstyleSpider(scrapy.Spider):
             if lost:
                 self.logger.warning("reconcile: leaf %s: queueing %d lost pages again", leaf, len(lost))
                 self.crawler.stats.inc_value("shopstyle/reconcile/pages", len(lost))
-                for offset, deep in map(parse_page_key, lost):
-                    yield self.page_request(leaf, offset, deep, dont_filter=True)
+                for offset, fl in map(parse_page_key, lost):
+                    if offset is None:
+                        yield self.histogram_request(leaf, fl, dont_filter=True)
+                    else:
+                        yield self.page_request(leaf, offset, fl, dont_filter=True)
             elif not queued.get(leaf):  # no page pending: it was read whole, its end never recorded
                 yield from self.maybe_finish(leaf)
 
@@ -201,13 +220,13 @@ class ShopstyleSpider(scrapy.Spider):
                 self.crawler.stats.inc_value("shopstyle/leaves/skipped")
             elif self.ledger.track(leaf):  # not when resumed: its pending pages are in the saved queue
                 started += 1
-                yield self.page_request(leaf, 0, deep=False)
+                yield self.page_request(leaf, 0)
         if isinstance(self.ledger, RedisLeafLedger):
             self.ledger.tree_read()
         self.logger.info("category tree of %r: %d categories, %d leaves to crawl, %d already complete",
                          self.root, len(tree.categories), started, len(set(leaves) & completed))
 
-    def parse_page(self, response, leaf: str, offset: int, deep: bool = False):
+    def parse_page(self, response, leaf: str, offset: int, fl: str = ""):
         body = self.api_json(response, _page_shape)
         if isinstance(body, scrapy.Request):
             yield body  # the same page again: it stays pending
@@ -221,43 +240,69 @@ class ShopstyleSpider(scrapy.Spider):
                 self.logger.error("leaf %s: page at offset %d lists %d products that are not JSON objects (at %s); "
                                   "the leaf stays incomplete", leaf, offset, len(unreadable), unreadable[:10])
                 body["products"] = [product for product in body["products"] if isinstance(product, dict)]
-            yield from self.read_page(leaf, body, offset, deep)
-        if self.ledger.page_read(leaf, page_key(offset, deep), failed=failed) == 0:
+            yield from self.read_page(leaf, body, offset, fl)
+        if self.ledger.page_read(leaf, page_key(offset, fl), failed=failed) == 0:
             yield from self.maybe_finish(leaf)
 
-    def read_page(self, leaf: str, body: dict, offset: int, deep: bool):
-        page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
-        if offset == 0 and not deep:
-            total = body["metadata"]["total"]
-            self.ledger.set_total(leaf, total)
-            for next_offset in range(page_size, min(total, self.max_per_category, RESULT_CAP), page_size):
-                yield self.page_request(leaf, next_offset, deep=False)
+    def read_page(self, leaf: str, body: dict, offset: int, fl: str):
+        """Claim the page's products; on the first page of the leaf or of a slice, queue the rest of it: its pages
+        while the API's cap reaches them, else its histogram, to read it in slices under the cap."""
+        if offset == 0:
+            yield from self.plan(leaf, fl, body["metadata"]["total"])
         products = body["products"]
         keys = [product_key(product.get("id")) for product in products]
-        claims = self.ledger.claim(leaf, page_key(offset, deep), keys, self.max_per_category)
-        met_first_pass = False
+        claims = self.ledger.claim(leaf, page_key(offset, fl), keys, self.max_per_category)
         for product, key, claim in zip(products, keys, claims, strict=False):
             if claim is Claim.NEW:
                 yield self.product_item(product, leaf, key)
-            elif claim is Claim.SEEN_IN_LEAF and deep:
-                met_first_pass = True  # the second pass meeting the first is expected
+            elif claim is Claim.SEEN_IN_LEAF and fl:
+                self.crawler.stats.inc_value("shopstyle/slices/overlap")  # met already on the leaf's first page
             else:
                 self.crawler.stats.inc_value("shopstyle/duplicates")
-        if deep and products and not met_first_pass and offset + page_size < RESULT_CAP:
-            progress = self.ledger.progress(leaf)
-            if progress.reached < min(progress.total, self.max_per_category):
-                yield self.page_request(leaf, offset + page_size, deep=True)
+
+    def plan(self, leaf: str, fl: str, total: int):
+        """What to read of a leaf (``fl`` empty) or of a slice of it holding ``total`` products."""
+        page_size, cap = self.settings.getint("SHOPSTYLE_PAGE_SIZE"), self.settings.getint("SHOPSTYLE_RESULT_CAP")
+        if not fl:
+            self.ledger.set_total(leaf, total)
+            total = min(total, self.max_per_category)
+        elif self.ledger.progress(leaf).reached >= self.max_per_category:
+            return  # the leaf got what was asked of it from other slices
+        if total > cap and (histogram := self.histogram_request(leaf, fl)) is not None:
+            self.crawler.stats.inc_value("shopstyle/slices/split")
+            yield histogram
+            return
+        for next_offset in range(page_size, min(total, cap), page_size):
+            yield self.page_request(leaf, next_offset, fl)
+
+    def parse_histogram(self, response, leaf: str, fl: str = ""):
+        """Cut a slice of the leaf (or the leaf) by the filter whose histogram covers most of it: the first page of
+        each part is queued, and a part still over the cap is cut again by another filter."""
+        body = self.api_json(response, _histogram_shape)
+        if isinstance(body, scrapy.Request):
+            yield body
+            return
+        if body is not None:
+            parts = _best_cut(body, [name for name in slice_filters(self.settings)
+                                     if f"{name.lower()}Histogram" in body],
+                              self.settings.getint("SHOPSTYLE_RESULT_CAP"))
+            total, covered = body["metadata"]["total"], sum(count for _, count in parts)
+            if covered < total:  # read what the API's cap reaches of the slice itself as well
+                self.logger.warning("leaf %s%s: %d of its %d products are in no slice the API can filter", leaf,
+                                    f" ({fl})" if fl else "", total - covered, total)
+                page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
+                for offset in range(page_size, min(total, self.settings.getint("SHOPSTYLE_RESULT_CAP")), page_size):
+                    yield self.page_request(leaf, offset, fl)
+            for value, _ in parts:
+                self.crawler.stats.inc_value("shopstyle/slices/read")
+                yield self.page_request(leaf, 0, f"{fl}+{value}" if fl else value)
+        if self.ledger.page_read(leaf, page_key(None, fl), failed=body is None) == 0:
+            yield from self.maybe_finish(leaf)
 
     def maybe_finish(self, leaf: str):
-        """Every page of the leaf is read: read it from its other end if the API's cap hid some of it, else tell
-        the store it is finished."""
+        """Every page of the leaf is read: tell the store it is finished, with what stayed out of reach."""
         progress = self.ledger.progress(leaf)
         wanted = min(progress.total, self.max_per_category)
-        if not progress.deep_pass and progress.total > RESULT_CAP and progress.reached < wanted \
-                and len(self.settings.getlist("SHOPSTYLE_DEEP_SORTS")) > 1 and not progress.failed_pages:
-            self.ledger.start_deep_pass(leaf)
-            yield self.page_request(leaf, 0, deep=True)
-            return
         unreachable = max(0, wanted - progress.reached) if not progress.failed_pages else 0
         if unreachable:
             self.crawler.stats.inc_value("shopstyle/unreachable_products", unreachable)
@@ -269,10 +314,10 @@ class ShopstyleSpider(scrapy.Spider):
     def page_failed(self, failure):
         request = failure.request
         self.logger.error("giving up on %s: %s", request.url, failure.getErrorMessage())
-        if request.callback != self.parse_page:
+        if request.callback not in (self.parse_page, self.parse_histogram):
             raise CloseSpider("category_tree_unavailable")
         kwargs = request.cb_kwargs
-        if self.ledger.page_read(kwargs["leaf"], page_key(kwargs["offset"], kwargs["deep"]), failed=True) == 0:
+        if self.ledger.page_read(kwargs["leaf"], page_key(kwargs.get("offset"), kwargs["fl"]), failed=True) == 0:
             yield from self.maybe_finish(kwargs["leaf"])
 
     # --- helpers ----------------------------------------------------------------------------------------------
@@ -319,6 +364,11 @@ class ShopstyleSpider(scrapy.Spider):
         )
 
 
+def slice_filters(settings) -> list[str]:
+    """SHOPSTYLE_SLICE_FILTERS, without empty names (``-s SHOPSTYLE_SLICE_FILTERS=`` turns slicing off)."""
+    return [name.strip() for name in settings.getlist("SHOPSTYLE_SLICE_FILTERS") if name.strip()]
+
+
 def _name(value) -> str | None:
     return value.get("name") if isinstance(value, dict) else None
 
@@ -348,6 +398,33 @@ def _tree_shape(body) -> str | None:
     if not isinstance(body.get("categories"), list):
         return "no categories list"
     return None
+
+
+def _histogram_shape(body) -> str | None:
+    """What is wrong with a histogram answer; None when nothing is (entries are checked one by one)."""
+    problem = _page_shape({**body, "products": []}) if isinstance(body, dict) else "not an object"
+    if problem is None and not any(isinstance(body.get(f"{name.lower()}Histogram"), list) for name in FILTER_PREFIXES):
+        return "no histogram"
+    return problem
+
+
+def _best_cut(body: dict, names: list[str], cap: int) -> list[tuple[str, int]]:
+    """The ``fl`` values and counts of the histogram, among ``names``, that covers most products; of those, the
+    one with the fewest parts still over ``cap`` (each costs another histogram), then the fewest parts (each costs a
+    request at least). Entries that are not {id, count} are left out."""
+    def cost(parts):
+        return -sum(c for _, c in parts), sum(c > cap for _, c in parts), len(parts)
+
+    best: list[tuple[str, int]] | None = None
+    for name in names:
+        entries = body[f"{name.lower()}Histogram"]
+        parts = [(f"{FILTER_PREFIXES[name]}{entry['id']}", entry["count"]) for entry in entries
+                 if isinstance(entry, dict) and str(entry.get("id", "")).isdigit()
+                 and isinstance(entry.get("count"), int) and not isinstance(entry["count"], bool)
+                 and entry["count"] > 0]
+        if best is None or cost(parts) < cost(best):
+            best = parts
+    return best or []
 
 
 def _page_shape(body) -> str | None:
