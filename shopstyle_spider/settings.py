@@ -31,7 +31,7 @@ SHOPSTYLE_SLICE_FILTERS = ["Price", "Brand", "Retailer", "Color"]
 # Give its password in PGPASSWORD or ~/.pgpass rather than in the URL (a URL's password is redacted from the logs,
 # but a command line shows it to `ps`).
 SHOPSTYLE_DB = str(config.crawl_db())
-# Rows written per transaction; a leaf's completion always commits at once with its last products.
+# Rows written per transaction; a leaf's completion is written right after its last products are committed.
 SHOPSTYLE_DB_BATCH_SIZE = 500
 # Descriptions longer than this many characters are cut (and counted): a 1 MB description is an API fault, not text.
 SHOPSTYLE_MAX_DESCRIPTION_CHARS = 20_000
