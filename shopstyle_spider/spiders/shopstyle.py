@@ -178,8 +178,11 @@ class ShopstyleSpider(scrapy.Spider):
                 self.logger.warning("reconcile: leaf %s: queueing %d lost pages again", leaf, len(lost))
                 self.crawler.stats.inc_value("shopstyle/reconcile/pages", len(lost))
                 for offset, fl in map(parse_page_key, lost):
-                    if offset is None:
-                        yield self.histogram_request(leaf, fl, dont_filter=True)
+                    if offset is None:  # None: SHOPSTYLE_SLICE_FILTERS has no filter left for it, nor pages
+                        if (histogram := self.histogram_request(leaf, fl, dont_filter=True)) is not None:
+                            yield histogram
+                        else:
+                            self.ledger.page_read(leaf, page_key(None, fl), failed=True)
                     else:
                         yield self.page_request(leaf, offset, fl, dont_filter=True)
             elif not queued.get(leaf):  # no page pending: it was read whole, its end never recorded
@@ -418,6 +421,8 @@ def _best_cut(body: dict, names: list[str], cap: int) -> list[tuple[str, int]]:
     best: list[tuple[str, int]] | None = None
     for name in names:
         entries = body[f"{name.lower()}Histogram"]
+        if not isinstance(entries, list):
+            continue
         parts = [(f"{FILTER_PREFIXES[name]}{entry['id']}", entry["count"]) for entry in entries
                  if isinstance(entry, dict) and str(entry.get("id", "")).isdigit()
                  and isinstance(entry.get("count"), int) and not isinstance(entry["count"], bool)
