@@ -384,6 +384,7 @@ def test_a_crawl_through_bodies_of_the_wrong_shape_counts_every_fault_and_crashe
     for fault, count in (("bad_category", 2), ("orphan_category", 1), ("cyclic_category", 2)):
         assert f"'shopstyle/faults/{fault}': {count}" in log
     assert "'retry/reason_count/unexpected_schema'" in log  # answers with a mistyped key were read again
+    assert "answers of the wrong shape: bad_category 2, cyclic_category 2, orphan_category 1, " in log
 
 
 def test_a_category_tree_that_cannot_be_read_exits_1():
