@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from shopstyle_spider.runner import run_crawl
-from shopstyle_spider.sandbox import SandboxProcess
+from shopstyle_spider.sandbox import SandboxProcess, load_catalog
 
 from .apiclient import KEY, get
 from .test_crawl import snapshot
@@ -426,3 +426,38 @@ def test_a_photo_over_modelings_pixel_limit_is_refused_from_its_header():
         check_photo_header(decompression_bomb(40_000), limit)
     with pytest.raises(FileException, match="cannot identify image"):
         check_photo_header(b"<html>not a photo</html>", limit)
+
+
+def test_the_schema_fault_as_served():
+    """schema=1: every answer has a key of the wrong type, every product one of the wrong shapes (which one is the
+    sandbox's seeded choice), and the tree its entries that are not categories, orphan and cycle."""
+    from shopstyle_spider.sandbox.faults import SCHEMA_TREE, SCHEMA_VARIANTS, Faults
+
+    with SandboxProcess(*CATALOG, "--faults", "schema=1", "--fault-seed", "3") as sandbox:
+        status, _, raw = get(f"{sandbox.url}/categories", {"pid": KEY})
+        tree = json.loads(raw)
+        assert status == 200 and isinstance(tree["categories"], dict)
+        assert list(tree["categories"].values())[-len(SCHEMA_TREE):] == list(SCHEMA_TREE)
+        status, _, raw = get(f"{sandbox.url}/products", {"pid": KEY, "cat": "boots", "limit": 50})
+        page = json.loads(raw)
+    assert status == 200 and page["metadata"]["total"] == "50"
+    faults = Faults({"schema": 1.0}, 3)
+    ids = [p.id for p in load_catalog("synthetic", seed=7, products_per_category=50).query("boots")]
+    seen = set()
+    for product_id, served in zip(ids, page["products"], strict=True):
+        variant = faults.schema_variant(product_id)
+        seen.add(variant)
+        if variant == "not-an-object":
+            assert isinstance(served, str)
+        elif variant == "id-as-text":
+            assert served["id"] == str(product_id)
+        elif variant == "id-past-64-bits":
+            assert served["id"] == 2**63 + product_id
+        elif variant == "categories-not-a-list":
+            assert isinstance(served["categories"], str)
+        elif variant == "mistyped-fields":
+            assert served["price"] == "12.50" and served["brand"] == "Acme" and served["image"] == ["not", "an",
+                                                                                                     "object"]
+        else:
+            assert "\ud800" in served["clickUrl"] and "\ud800" in served["image"]["sizes"]["Original"]["url"]
+    assert seen == set(SCHEMA_VARIANTS)
