@@ -63,7 +63,7 @@ class ValidationPipeline:
         if not isinstance(item, ProductItem):
             return item
         adapter = ItemAdapter(item)
-        where = f"product {adapter['id']!r} from leaf {item.crawl_leaf!r}"
+        where = f"product {adapter['id']!r:.100} from leaf {item.crawl_leaf!r}"
         if item.image_urls:
             self._check_photo_url(item)
         for field in ("name", "category_id", *OPTIONAL_TEXT):
@@ -80,11 +80,10 @@ class ValidationPipeline:
         if isinstance(description, str) and len(description) > self.max_description:
             adapter["description"] = description[:self.max_description]
             self.stats.inc_value("shopstyle/cleaned/description_truncated")
-        price = adapter["price"]
-        if price is not None and (not isinstance(price, int | float) or isinstance(price, bool)
-                                  or not math.isfinite(price)):
-            adapter["price"] = None
-            self.stats.inc_value("shopstyle/cleaned/bad_price")
+        if adapter["price"] is not None:
+            adapter["price"] = _price(adapter["price"])
+            if adapter["price"] is None:
+                self.stats.inc_value("shopstyle/cleaned/bad_price")
         if adapter["in_stock"] is not None and not isinstance(adapter["in_stock"], bool):
             adapter["in_stock"] = None
             self.stats.inc_value("shopstyle/cleaned/bad_in_stock")
@@ -114,6 +113,17 @@ class ValidationPipeline:
     def _drop(self, reason: str, message: str):
         self.stats.inc_value(f"shopstyle/dropped/{reason}")
         raise DropItem(message)
+
+
+def _price(value) -> float | None:
+    """A price as the database's float: a finite number, else None (an integer past a float's range included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        price = float(value)
+    except OverflowError:
+        return None
+    return price if math.isfinite(price) else None
 
 
 class StoreUnwritable(RuntimeError):

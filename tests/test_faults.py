@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+from contextlib import closing
 
 import pytest
 from PIL import Image
@@ -461,3 +462,33 @@ def test_the_schema_fault_as_served():
         else:
             assert "\ud800" in served["clickUrl"] and "\ud800" in served["image"]["sizes"]["Original"]["url"]
     assert seen == set(SCHEMA_VARIANTS)
+
+
+def test_validation_leaves_every_stored_field_storable(tmp_path):
+    """A product with a lone surrogate in every text field, a price past a float's range, a mistyped stock flag and
+    the largest id the table holds is cleaned into a row sqlite stores as it is; an id one past is dropped."""
+    from datetime import UTC, datetime
+
+    from scrapy.exceptions import DropItem
+    from scrapy.utils.test import get_crawler
+
+    from shopstyle_spider import schema
+    from shopstyle_spider.items import ProductItem
+    from shopstyle_spider.pipelines import ValidationPipeline
+
+    crawler = get_crawler()
+    pipeline = ValidationPipeline(crawler.stats, 20_000)
+    bad = "x\ud800\x00y"
+    item = pipeline.process_item(ProductItem(
+        id=2**63 - 1, name=bad, category_id=bad, crawl_leaf="boots", description=bad, brand=bad, retailer=bad,
+        price=10**400, currency=bad, in_stock="yes", click_url=f"https://shop.example/{bad}", image_url=bad,
+        image_urls=[bad]))
+    assert item.name == item.brand == item.currency == "x\ufffdy" and item.price is None and item.in_stock is None
+    assert item.image_urls == [] and item.image_status == "invalid" and "cannot be requested" in item.image_error
+    row = {column: getattr(item, column) for column in schema.PRODUCT_COLUMNS}
+    with closing(schema.connect(tmp_path / "crawl.db")) as connection, connection.begin():
+        connection.execute(schema.upsert_sql("products", schema.PRODUCT_COLUMNS),
+                           [{**row, "now": datetime.now(UTC).isoformat()}])
+    assert crawler.stats.get_value("shopstyle/cleaned/bad_price") == 1
+    with pytest.raises(DropItem, match="not a positive 64-bit integer"):
+        pipeline.process_item(ProductItem(id=2**63, name="n", category_id="c", crawl_leaf="boots"))

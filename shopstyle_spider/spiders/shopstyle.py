@@ -437,7 +437,7 @@ def _page_shape(body) -> str | None:
     if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
         return "no metadata object"
     total = body["metadata"].get("total")
-    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+    if not isinstance(total, int) or isinstance(total, bool) or not 0 <= total < 2**31:  # the leaves table's INTEGER
         return f"metadata.total {total!r:.50} is not a count"
     if not isinstance(body.get("products"), list):
         return "no products list"
