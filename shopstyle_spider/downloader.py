@@ -6,11 +6,18 @@ rarely wait there (the engine feeds the downloader only while it has room), but 
 photo of the items in progress straight to the downloader: with 32 allowed, about 100 photos were in flight, and
 most opened a new connection because the keep-alive pool holds fewer. Counting a download as it is started keeps
 ``SHOPSTYLE_IMAGE_CONCURRENCY`` a promise to the photo host.
+
+It also counts the API requests as they leave their slot, that is as they are sent (retries included), with the
+moments of the first and the last: the pace the API actually got, which the crawl's summary reports.
 """
 
 from __future__ import annotations
 
+import time
+
 from scrapy.core.downloader import Downloader, Slot
+
+from .spiders.shopstyle import API_SLOT
 
 __all__ = ["SlotLimitedDownloader"]
 
@@ -21,4 +28,9 @@ class SlotLimitedDownloader(Downloader):
         # now, before the next turn of that loop asks the slot for room; Scrapy's own _download adds it again
         # (a set) and removes it when the download ends.
         slot.transferring.add(request)
+        if request.meta.get("download_slot") == API_SLOT:
+            stats, now = self.crawler.stats, time.time()
+            stats.inc_value("shopstyle/api_requests_sent")
+            stats.min_value("shopstyle/api_first_sent_at", now)
+            stats.max_value("shopstyle/api_last_sent_at", now)
         return super()._wait_for_download(slot, request, queue_dfd)

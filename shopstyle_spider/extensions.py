@@ -118,6 +118,8 @@ class CrawlSummary:
                   if key.startswith("shopstyle/images/")}
         cleaned = {key.removeprefix("shopstyle/cleaned/"): value for key, value in stats.items()
                    if key.startswith("shopstyle/cleaned/")}
+        faults = {key.removeprefix("shopstyle/faults/"): value for key, value in stats.items()
+                  if key.startswith("shopstyle/faults/")}
         lines = [
             f"crawl finished ({reason}) in {stats.get('elapsed_time_seconds', 0):.1f}s",
             f"  this run: {stats.get('shopstyle/products_written', 0)} products written, "
@@ -127,8 +129,10 @@ class CrawlSummary:
             f"  images this run: {_counts(images)}",
             f"  dropped items: {_counts(dropped)}",
             f"  cleaned: {_counts(cleaned)}; duplicate listings skipped {stats.get('shopstyle/duplicates', 0)}",
+            f"  answers of the wrong shape: {_counts(faults)}",
             f"  requests: {stats.get('downloader/request_count', 0)} "
-            f"({stats.get('shopstyle/api_requests', 0)} to the API, "
+            f"({stats.get('shopstyle/api_requests_sent', 0)} to the API in "
+            f"{stats.get('shopstyle/api_last_sent_at', 0) - stats.get('shopstyle/api_first_sent_at', 0):.2f}s, "
             f"{stats.get('retry/count', 0)} retries, {stats.get('shopstyle/backoff/429', 0)} answered 429); "
             f"malformed pages {stats.get('shopstyle/malformed_pages', 0)}, "
             f"unreachable products {stats.get('shopstyle/unreachable_products', 0)}",

@@ -26,7 +26,7 @@ class Claim(IntEnum):
     """What became of one product listed on a page."""
 
     NEW = 0  # first met: yield it
-    SEEN_IN_LEAF = 1  # this leaf listed it before (a second pass meets the first here)
+    SEEN_IN_LEAF = 1  # this leaf listed it before (a duplicate listing, or a slice of the leaf meeting its first page)
     ELSEWHERE = 2  # another leaf yielded it: a product is stored once
     OVER_LIMIT = 3  # the leaf already reached max_per_category: this and the rest of the page are skipped
 
@@ -36,19 +36,21 @@ class LeafProgress:
     """A leaf's counts, as ``progress`` reports them."""
 
     total: int = 0  # what the API said the leaf holds
-    deep_pass: bool = False  # reading the second sort order
     failed_pages: int = 0
     errors: int = 0  # products that failed in a pipeline
     reached: int = 0  # distinct products the leaf listed
 
 
-def page_key(offset: int, deep: bool) -> str:
-    return f"{'deep' if deep else 'first'}:{offset}"
+def page_key(offset: int | None, fl: str = "") -> str:
+    """How the ledger knows a request of a leaf: the page at ``offset`` of a slice of the leaf (``fl``: its filter
+    values joined by '+', empty for the whole leaf), or with ``offset`` None the slice's histogram."""
+    return f"{fl}@{'histogram' if offset is None else offset}"
 
 
-def parse_page_key(page: str) -> tuple[int, bool]:
-    sort_pass, offset = page.split(":")
-    return int(offset), sort_pass == "deep"
+def parse_page_key(page: str) -> tuple[int | None, str]:
+    """(offset or None for a histogram, fl) of a ``page_key``."""
+    fl, _, offset = page.rpartition("@")
+    return (None if offset == "histogram" else int(offset)), fl
 
 
 def product_key(product_id) -> str | None:
@@ -90,9 +92,6 @@ class LeafLedger:
 
     def set_total(self, leaf: str, total: int) -> None:
         self._leaves[leaf].progress.total = total
-
-    def start_deep_pass(self, leaf: str) -> None:
-        self._leaves[leaf].progress.deep_pass = True
 
     def page_queued(self, leaf: str, page: str) -> None:
         self._leaves[leaf].pending.add(page)
@@ -269,15 +268,12 @@ class RedisLeafLedger:
     def progress(self, leaf: str) -> LeafProgress:
         with self.server.pipeline(transaction=False) as pipe:
             counts, reached = pipe.hgetall(self._leaf(leaf)).scard(self._leaf(leaf, "seen")).execute()
-        return LeafProgress(total=int(counts.get("total", 0)), deep_pass=counts.get("deep_pass") == "1",
+        return LeafProgress(total=int(counts.get("total", 0)),
                             failed_pages=int(counts.get("failed_pages", 0)), errors=int(counts.get("errors", 0)),
                             reached=reached)
 
     def set_total(self, leaf: str, total: int) -> None:
         self.server.hset(self._leaf(leaf), "total", total)
-
-    def start_deep_pass(self, leaf: str) -> None:
-        self.server.hset(self._leaf(leaf), "deep_pass", 1)
 
     def page_queued(self, leaf: str, page: str) -> None:
         self.server.sadd(self._leaf(leaf, "pending"), page)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
-import re
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from itemadapter import ItemAdapter
 from PIL import Image
@@ -17,9 +18,10 @@ from scrapy.pipelines.files import FSFilesStore
 from scrapy.pipelines.images import ImageException, ImagesPipeline
 from scrapy.pipelines.media import FileException
 from scrapy.utils.defer import deferred_from_coro
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from . import schema
+from .cleaning import clean_field, has_surrogate
 from .items import CategoryItem, LeafDoneItem, ProductItem
 from .spiders.shopstyle import IMAGE_SLOT
 
@@ -33,19 +35,16 @@ except ImportError:
     STORE_ERRORS = (OSError,)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\x1b\[[0-9;]*[A-Za-z]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-TEXT_FIELDS = ("name", "description", "brand", "retailer")
-
-
-def clean_field(value: str) -> str:
-    """Text safe to store and show: control characters and terminal escapes removed, lone surrogates (which UTF-8
-    cannot encode, so sqlite would refuse them) replaced by U+FFFD."""
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))
+MAX_PRODUCT_ID = 2**63 - 1  # the products table's BIGINT
+OPTIONAL_TEXT = ("description", "brand", "retailer", "currency", "click_url", "image_url")
 
 
 class ValidationPipeline:
-    """Clean product text and drop products that cannot be trained on, counting both by kind in the crawl stats."""
+    """Make every stored field what the database expects, so that one odd value never reaches it: text cleaned
+    (control characters, lone surrogates), a value of the wrong type emptied, a product without a usable id, name
+    or category dropped; each counted by kind and field in the crawl stats.
+
+    A photo URL that is not http(s) text is not fetched: its product is kept with ``image_status`` invalid."""
 
     REQUIRED = ("id", "name", "category_id")
 
@@ -58,33 +57,73 @@ class ValidationPipeline:
         return cls(crawler.stats, crawler.settings.getint("SHOPSTYLE_MAX_DESCRIPTION_CHARS"))
 
     def process_item(self, item):
+        if isinstance(item, CategoryItem):
+            item.name = clean_field(item.name) if isinstance(item.name, str) and item.name.strip() else item.id
+            return item
         if not isinstance(item, ProductItem):
             return item
         adapter = ItemAdapter(item)
-        for field in TEXT_FIELDS:
+        where = f"product {adapter['id']!r:.100} from leaf {item.crawl_leaf!r}"
+        if item.image_urls:
+            self._check_photo_url(item)
+        for field in ("name", "category_id", *OPTIONAL_TEXT):
             value = adapter[field]
-            if isinstance(value, str) and (cleaned := clean_field(value)) != value:
+            if value is not None and not isinstance(value, str):
+                if field in self.REQUIRED:
+                    return self._drop(f"bad_{field}", f"{where}: its {field} {value!r:.100} is not text")
+                adapter[field] = None
+                self.stats.inc_value(f"shopstyle/cleaned/not_text_{field}")
+            elif isinstance(value, str) and (cleaned := clean_field(value)) != value:
                 adapter[field] = cleaned
                 self.stats.inc_value(f"shopstyle/cleaned/bad_chars_{field}")
         description = adapter["description"]
         if isinstance(description, str) and len(description) > self.max_description:
             adapter["description"] = description[:self.max_description]
             self.stats.inc_value("shopstyle/cleaned/description_truncated")
+        if adapter["price"] is not None:
+            adapter["price"] = _price(adapter["price"])
+            if adapter["price"] is None:
+                self.stats.inc_value("shopstyle/cleaned/bad_price")
+        if adapter["in_stock"] is not None and not isinstance(adapter["in_stock"], bool):
+            adapter["in_stock"] = None
+            self.stats.inc_value("shopstyle/cleaned/bad_in_stock")
         for field in self.REQUIRED:
             value = adapter[field]
             if isinstance(value, str):
                 value = adapter[field] = value.strip()
             if value in (None, ""):
-                return self._drop(f"missing_{field}", f"product {adapter['id']!r} from leaf {item.crawl_leaf!r} "
-                                                     f"has no {field}")
-        if not isinstance(adapter["id"], int) or isinstance(adapter["id"], bool) or adapter["id"] <= 0:
-            return self._drop("bad_id", f"product id {adapter['id']!r} from leaf {item.crawl_leaf!r} is not a "
-                                        "positive integer")
+                return self._drop(f"missing_{field}", f"{where} has no {field}")
+        product_id = adapter["id"]
+        if not isinstance(product_id, int) or isinstance(product_id, bool) or not 0 < product_id <= MAX_PRODUCT_ID:
+            return self._drop("bad_id", f"product id {product_id!r:.100} from leaf {item.crawl_leaf!r} is not a "
+                                        "positive 64-bit integer")
         return item
+
+    def _check_photo_url(self, item: ProductItem) -> None:
+        """Fetch only a photo URL Scrapy can request as it is: http(s), no lone surrogate."""
+        url = item.image_url
+        if not isinstance(url, str) or has_surrogate(url) or urlsplit(clean_field(url)).scheme not in ("http",
+                                                                                                   "https"):
+            shown = clean_field(url) if isinstance(url, str) else url
+            item.image_urls = []
+            item.image_status = "invalid"
+            item.image_error = f"{UNUSABLE}: the photo URL {shown!r:.200} cannot be requested"
+            self.stats.inc_value("shopstyle/cleaned/bad_image_url")
 
     def _drop(self, reason: str, message: str):
         self.stats.inc_value(f"shopstyle/dropped/{reason}")
         raise DropItem(message)
+
+
+def _price(value) -> float | None:
+    """A price as the database's float: a finite number, else None (an integer past a float's range included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        price = float(value)
+    except OverflowError:
+        return None
+    return price if math.isfinite(price) else None
 
 
 class StoreUnwritable(RuntimeError):
@@ -130,6 +169,19 @@ class AtomicFSFilesStore(FSFilesStore):
         os.replace(partial, absolute_path)
 
 
+def check_photo_header(body: bytes, max_pixels: int) -> None:
+    """Raise FileException for a photo refused from its header alone, before any pixel is decoded: not an image
+    (an HTML page), or more than ``max_pixels`` pixels (a decompression bomb, or a photo modeling would refuse).
+    Bad data to record on the product, not an error for Scrapy to log with a traceback."""
+    try:
+        with Image.open(io.BytesIO(body)) as image:
+            width, height = image.size  # opening parses the header; size is what a bomb lies about
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise FileException(f"{UNUSABLE}: {error}") from None
+    if width * height > max_pixels:
+        raise FileException(f"{UNUSABLE}: {width}x{height} pixels is over the {max_pixels:,} allowed")
+
+
 class ProductImagesPipeline(ImagesPipeline):
     """Fetch each product's largest photo into IMAGES_STORE as ``full/<product id>.jpg``.
 
@@ -139,6 +191,10 @@ class ProductImagesPipeline(ImagesPipeline):
     """
 
     STORE_SCHEMES = {**ImagesPipeline.STORE_SCHEMES, "": AtomicFSFilesStore, "file": AtomicFSFilesStore}
+
+    def __init__(self, store_uri, *, crawler):
+        super().__init__(store_uri, crawler=crawler)
+        self.max_pixels = crawler.settings.getint("SHOPSTYLE_MAX_IMAGE_PIXELS")
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -165,13 +221,7 @@ class ProductImagesPipeline(ImagesPipeline):
         if response.status == 404:  # a dead image link is common and expected: recorded, not logged as a warning
             raise FileException("missing (HTTP 404)")
         if response.status == 200:
-            # Read the header first: an HTML page or a decompression bomb is bad data to record, not an error for
-            # Scrapy to log with a traceback; the bomb is refused from its header, before any pixel is decoded.
-            try:
-                with Image.open(io.BytesIO(response.body)) as image:
-                    image.size  # noqa: B018  (opening parses the header; size is what a bomb lies about)
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-                raise FileException(f"{UNUSABLE}: {error}") from None
+            check_photo_header(response.body, self.max_pixels)
         return await super().media_downloaded(response, request, info, item=item)
 
     async def file_downloaded(self, response, request, info, *, item=None):
@@ -198,8 +248,6 @@ class ProductImagesPipeline(ImagesPipeline):
             if not ok and str(result.value).startswith(STORE_FAILED):
                 # not stored, not counted through: its leaf stays incomplete and the next run fetches it again
                 raise StoreUnwritable(f"product {item.id}: {result.value}")
-        if not item.image_urls:
-            item.image_status = "none"
         for ok, result in results:
             if ok:
                 item.images = [result]
@@ -222,9 +270,14 @@ class DatabaseStorePipeline:
     """Upsert categories and products in batched transactions; mark a leaf complete once all of it is stored.
 
     A leaf counts as complete only when the spider read all its pages and every product it yielded for it has
-    been committed (or dropped by validation), as the spider's ledger tells (see ``frontier``): stopped before
-    that, the next run (or the reconcile step of a shared crawl) reads it again, and the upserts make the repeat
-    harmless.
+    been committed (or dropped), as the spider's ledger tells (see ``frontier``): stopped before that, the next run
+    (or the reconcile step of a shared crawl) reads it again, and the upserts make the repeat harmless. The leaf's
+    row is written in its own transaction right after its last products are committed.
+
+    A batch the database refuses for one of its rows (a constraint, a value the driver cannot bind, PostgreSQL's
+    DataError) is written again row by row: the rows it still refuses are dropped alone and counted by reason, and
+    count as done for their leaves, as products dropped by validation do. A database that cannot be written at all
+    (OperationalError, OSError) stops the crawl instead.
     """
 
     def __init__(self, db_path: str, batch_size: int, stats, crawler=None):
@@ -235,7 +288,7 @@ class DatabaseStorePipeline:
         self.db = None
         self._categories: list[dict] = []
         self._products: list[dict] = []
-        self._keys: dict[str, list[str | None]] = {}  # ledger keys of the batch's products, by leaf
+        self._sources: list[tuple[str, str | None]] = []  # (leaf, ledger key) of each product of the batch
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -268,7 +321,7 @@ class DatabaseStorePipeline:
             row = {column: getattr(item, column) for column in schema.PRODUCT_COLUMNS}
             row["in_stock"] = None if item.in_stock is None else int(item.in_stock)
             self._products.append({**row, "now": now})
-            self._keys.setdefault(item.crawl_leaf, []).append(item.crawl_key)
+            self._sources.append((item.crawl_leaf, item.crawl_key))
             self.stats.inc_value(f"shopstyle/images/{item.image_status}")
         elif isinstance(item, LeafDoneItem):
             self.ledger.finish(item.category_id, ItemAdapter(item).asdict())
@@ -306,19 +359,50 @@ class DatabaseStorePipeline:
 
     def flush(self) -> None:
         """Commit the batch; only then tell the ledger its products are stored (and complete their leaves)."""
-        categories, products, keys = self._categories, self._products, self._keys
-        self._categories, self._products, self._keys = [], [], {}
+        categories, products, sources = self._categories, self._products, self._sources
+        self._categories, self._products, self._sources = [], [], []
         if not (categories or products):
             return
-        if self._write(schema.upsert_sql("categories", schema.CATEGORY_COLUMNS), categories,
-                       schema.upsert_sql("products", schema.PRODUCT_COLUMNS), products):
-            self.stats.inc_value("shopstyle/products_written", len(products))
-            for leaf, leaf_keys in keys.items():
-                self.ledger.stored(leaf, leaf_keys)
-                self._check_leaf(leaf)
+        category_sql = schema.upsert_sql("categories", schema.CATEGORY_COLUMNS)
+        product_sql = schema.upsert_sql("products", schema.PRODUCT_COLUMNS)
+        try:
+            if not self._write(category_sql, categories, product_sql, products):
+                return
+            written = len(products)
+        except REFUSED:  # one row or more: write them one by one, so that only those are lost
+            for category in categories:
+                try:
+                    if not self._write(category_sql, [category]):
+                        return
+                except REFUSED as error:
+                    self._refused("category", category["id"], None, error)
+            written = 0
+            for product, (leaf, _) in zip(products, sources, strict=True):
+                try:
+                    if not self._write(product_sql, [product]):
+                        return
+                    written += 1
+                except REFUSED as error:
+                    self._refused("product", product["id"], leaf, error)
+        self.stats.inc_value("shopstyle/products_written", written)
+        keys: dict[str, list[str | None]] = {}
+        for leaf, key in sources:
+            keys.setdefault(leaf, []).append(key)
+        for leaf, leaf_keys in keys.items():
+            self.ledger.stored(leaf, leaf_keys)
+            self._check_leaf(leaf)
+
+    def _refused(self, what: str, row_id, leaf: str | None, error: Exception) -> None:
+        """Count and name one row the database refused (the batch's other rows are written)."""
+        cause = getattr(error, "orig", None) or error
+        self.stats.inc_value(f"shopstyle/dropped/store_{type(cause).__name__}")
+        where = f" from leaf {leaf!r}" if leaf is not None else ""
+        logger.warning("the database refused %s %r%s, dropped: %s: %s", what, row_id, where, type(cause).__name__,
+                       str(cause).splitlines()[0][:300] if str(cause) else "")
 
     def _write(self, *statements_and_rows) -> bool:
-        """Run (SQL, rows) pairs in one transaction; False, and the crawl stopped, when the database refuses."""
+        """Run (SQL, rows) pairs in one transaction; False, and the crawl stopped, when the database cannot be
+        written; a row it refuses raises one of ``REFUSED`` (the transaction rolled back whole)."""
         if self.stats.get_value("shopstyle/stopped"):
             return False
         try:
@@ -332,3 +416,9 @@ class DatabaseStorePipeline:
                        f"cannot write the crawl database {schema.display_name(self.db_path)}: "
                        f"{getattr(error, 'orig', None) or error}")
             return False
+
+
+# What a database refuses for a row's values rather than for being unwritable: constraint and data errors
+# (SQLAlchemy's, PostgreSQL's DataError among them), and what a driver raises binding a value it cannot take (an
+# integer past 64 bits, a lone surrogate sqlite cannot encode). OperationalError is caught before these.
+REFUSED = (SQLAlchemyError, ValueError, TypeError, OverflowError)

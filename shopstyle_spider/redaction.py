@@ -24,6 +24,14 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def with_api_key(url: str, api_key: str) -> str:
+    """``url`` with the API key as its first parameter, as the spider builds API URLs: what a queue that stores
+    requests without the key (on disk or in Redis) gives back."""
+    parts = urlsplit(url)
+    query = [("pid", api_key), *parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     """``text`` with every ``pid=`` value and every literal secret replaced by ``REDACTED``."""
     text = _PID_IN_TEXT.sub(REDACTED, text)

@@ -9,21 +9,12 @@ process crawling alone does (``scheduler.ApiInHandLimit``).
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
 from scrapy import Request
 from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 
-from .redaction import redact_url
+from .redaction import redact_url, with_api_key
 from .scheduler import ApiInHandLimit
-
-
-def with_api_key(url: str, api_key: str) -> str:
-    """``url`` with the API key as its first parameter, as the spider builds API URLs."""
-    parts = urlsplit(url)
-    query = [("pid", api_key), *parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class KeylessPriorityQueue(PriorityQueue):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from scrapy import Request
 from scrapy.core.scheduler import Scheduler
+from scrapy.squeues import PickleFifoDiskQueue, PickleLifoDiskQueue
 
+from .redaction import redact_url, with_api_key
 from .spiders.shopstyle import API_SLOT
 
-__all__ = ["ApiInHandLimit", "PacedScheduler"]
+__all__ = ["ApiInHandLimit", "KeylessFifoDiskQueue", "KeylessLifoDiskQueue", "PacedScheduler"]
 
 
 class ApiInHandLimit:
@@ -37,3 +39,37 @@ class ApiInHandLimit:
 
 class PacedScheduler(ApiInHandLimit, Scheduler):
     """Scrapy's scheduler (memory and ``JOBDIR`` disk queues) with the API requests in hand limited."""
+
+
+_KEY_REMOVED = "shopstyle_key_removed"  # meta flag: the URL had the API key, put it back when read from disk
+
+
+def _keyless(queue_class):
+    """A Scrapy disk queue class (``-s JOBDIR``) that pickles requests without the API key: a job folder is a file
+    on disk like any other, so its ``pid`` is taken out of the URL as a request is saved and put back, from this
+    process's own ``-a api_key`` or ``SHOPSTYLE_API_KEY``, as it is read (as ``request_queue`` does in Redis)."""
+
+    class KeylessDiskQueue(queue_class):
+        def push(self, request: Request) -> None:
+            url = redact_url(request.url)
+            if url != request.url:
+                request = request.replace(url=url, meta={**request.meta, _KEY_REMOVED: True})
+            super().push(request)
+
+        def _with_key(self, request: Request | None) -> Request | None:
+            if request is None or not request.meta.pop(_KEY_REMOVED, False):
+                return request
+            return request.replace(url=with_api_key(request.url, self.spider.api_key))
+
+        def pop(self) -> Request | None:
+            return self._with_key(super().pop())
+
+        def peek(self) -> Request | None:
+            return self._with_key(super().peek())
+
+    KeylessDiskQueue.__name__ = KeylessDiskQueue.__qualname__ = f"Keyless{queue_class.__name__}"
+    return KeylessDiskQueue
+
+
+KeylessLifoDiskQueue = _keyless(PickleLifoDiskQueue)
+KeylessFifoDiskQueue = _keyless(PickleFifoDiskQueue)

@@ -224,14 +224,21 @@ LEAF_DONE_SQL = text(
     "completed_at = excluded.completed_at")
 
 
-def completed_leaves(target: str | Path) -> set[str]:
-    """Leaves a previous crawl finished, which a new run skips; none when there is no database yet."""
+def completed_leaves(target: str | Path, max_per_category: int) -> set[str]:
+    """Leaves a previous crawl finished for this cap, which a new run skips; none when there is no database yet.
+
+    A leaf is recorded with what it held (``total``) and what the crawl wanted of it (``reached + unreachable``,
+    that is ``min(total, the cap of that crawl)``): it is complete for a cap that wants no more, and a crawl with a
+    larger cap reads it again."""
     if not is_url(target) and not Path(target).is_file():
         return set()
     connection = connect(target, readonly=True)
     try:
         if not inspect(connection).has_table("leaves"):  # a database from before the crawl created its tables
             return set()
-        return set(connection.execute(select(leaves.c.category_id)).scalars())
+        recorded = connection.execute(select(leaves.c.category_id, leaves.c.total, leaves.c.reached,
+                                             leaves.c.unreachable))
+        return {leaf for leaf, total, reached, unreachable in recorded
+                if reached + unreachable >= min(total, max_per_category)}
     finally:
         connection.close()

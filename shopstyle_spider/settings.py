@@ -18,10 +18,12 @@ SHOPSTYLE_REQUESTS_PER_MINUTE = 750
 SHOPSTYLE_API_CONCURRENCY = 4
 # Products per page (the API's maximum).
 SHOPSTYLE_PAGE_SIZE = 50
-# Two sorts that list a category in exactly opposite orders. A leaf with more products than the API lets one
-# query reach (5,000) is read from both ends: first in the first order, then in the second until the two meet.
-# The empty string is the API's default order.
-SHOPSTYLE_DEEP_SORTS = ["", "Recency"]
+# The API returns no result past this offset, whatever `total` says.
+SHOPSTYLE_RESULT_CAP = 5000
+# A leaf (or a slice of it) holding more than the cap is read in slices the API can filter (fl=...), cut by the
+# filter of these whose /products/histogram covers most of it; a slice still over the cap is cut again by another.
+# Products in no slice (no price, no brand...) stay out of reach and are reported. Empty: no slicing.
+SHOPSTYLE_SLICE_FILTERS = ["Price", "Brand", "Retailer", "Color"]
 
 # --- Where results go -----------------------------------------------------------------------------------------
 # The database of categories, products and crawl state (shared with `modeling`): a sqlite file, or a PostgreSQL
@@ -29,7 +31,7 @@ SHOPSTYLE_DEEP_SORTS = ["", "Recency"]
 # Give its password in PGPASSWORD or ~/.pgpass rather than in the URL (a URL's password is redacted from the logs,
 # but a command line shows it to `ps`).
 SHOPSTYLE_DB = str(config.crawl_db())
-# Rows written per transaction; a leaf's completion always commits at once with its last products.
+# Rows written per transaction; a leaf's completion is written right after its last products are committed.
 SHOPSTYLE_DB_BATCH_SIZE = 500
 # Descriptions longer than this many characters are cut (and counted): a 1 MB description is an API fault, not text.
 SHOPSTYLE_MAX_DESCRIPTION_CHARS = 20_000
@@ -38,6 +40,9 @@ SHOPSTYLE_MAX_DESCRIPTION_CHARS = 20_000
 IMAGES_STORE = str(config.images_dir())
 # Settings whose values are redacted from every log line, like the API key (Scrapy logs overridden settings).
 SHOPSTYLE_SECRET_SETTINGS = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+# Photos with more pixels than this are refused from their header (kept as image_status invalid): modeling refuses
+# them too (modeling.image.MAX_PIXELS), and Pillow's own limit (179 MP) would let a 170 MP photo be stored.
+SHOPSTYLE_MAX_IMAGE_PIXELS = 40_000_000
 # Re-download a stored photo after this many days (0: always).
 IMAGES_EXPIRES = 90
 
@@ -90,6 +95,10 @@ DOWNLOADER = "shopstyle_spider.downloader.SlotLimitedDownloader"
 # Scrapy's scheduler, handing out API requests only while fewer than SHOPSTYLE_API_CONCURRENCY are in the
 # downloader (see scheduler.py): the others stay in the queue (JOBDIR's on disk, or the shared one in Redis).
 SCHEDULER = "shopstyle_spider.scheduler.PacedScheduler"
+# Scrapy's disk queues (-s JOBDIR), pickling requests without the API key (see scheduler.py): pending requests
+# are saved on disk, where the key must never be.
+SCHEDULER_DISK_QUEUE = "shopstyle_spider.scheduler.KeylessLifoDiskQueue"
+SCHEDULER_START_DISK_QUEUE = "shopstyle_spider.scheduler.KeylessFifoDiskQueue"
 DOWNLOAD_TIMEOUT = 30
 # 5xx, 408, 429 and network errors are retried this many times...
 RETRY_TIMES = 5

@@ -12,7 +12,7 @@ KEY = "sandbox-key"
 
 def get(url: str, params: dict | None = None, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
     if params is not None:
-        url = f"{url}?{urlencode(params)}"
+        url = f"{url}?{urlencode(params, doseq=True)}"  # a list value: the parameter repeated
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()

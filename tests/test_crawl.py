@@ -102,6 +102,64 @@ def test_a_second_run_adds_nothing(synthetic_sandbox, synthetic_crawl):
     assert "0 products written" in again.stderr and "27 skipped as already complete" in again.stderr
 
 
+def test_a_larger_cap_reads_what_a_smaller_one_left(synthetic_sandbox, tmp_path):
+    """A leaf crawled with max_per_category=20 is complete for that cap only: a rerun with a larger cap reads the
+    rest of it (a rerun with the same cap skips it)."""
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    args = {"categories": "boots,pumps", "max_per_category": 20}
+    first = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, spider_args=args, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert rows(db, "SELECT category_id, total, reached FROM leaves ORDER BY 1") == [("boots", 50, 20),
+                                                                                       ("pumps", 50, 20)]
+    same = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, spider_args=args, timeout=300)
+    assert "2 skipped as already complete" in same.stderr and "0 products written" in same.stderr
+    larger = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY,
+                       spider_args={**args, "max_per_category": 1000}, timeout=300)
+    assert larger.returncode == 0, larger.stderr[-3000:]
+    assert "0 skipped as already complete" in larger.stderr
+    assert rows(db, "SELECT category_id, count(*) FROM products GROUP BY 1 ORDER BY 1") == [("boots", 50),
+                                                                                              ("pumps", 50)]
+    assert rows(db, "SELECT category_id, total, reached FROM leaves ORDER BY 1") == [("boots", 50, 50),
+                                                                                       ("pumps", 50, 50)]
+
+
+def test_a_leaf_over_the_cap_is_read_in_slices_cut_again_where_still_over(tmp_path):
+    """With the API's cap at 20, leaves of 200 are cut by the filter that leaves fewest parts over the cap; a part
+    still over it is cut again by another filter: every product is reached once, none is out of reach."""
+    with SandboxProcess("--products-per-category", "200", "--rate-limit", "0", "--seed", "7",
+                        "--result-cap", "20") as sandbox:
+        db = tmp_path / "crawl.db"
+        result = run_crawl(sandbox.url, db, tmp_path / "images", api_key=KEY,
+                           spider_args={"categories": "boots,long-skirts", "max_per_category": 1000},
+                           settings={"SHOPSTYLE_RESULT_CAP": 20, "SHOPSTYLE_PAGE_SIZE": 10}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    catalog = load_catalog("synthetic", seed=7, products_per_category=200)
+    leaves = ("boots", "long-skirts")
+    assert set(dict(rows(db, "SELECT id, category_id FROM products"))) == {
+        p.id for leaf in leaves for p in catalog.query(leaf)}
+    assert rows(db, "SELECT category_id, total, reached, unreachable FROM leaves ORDER BY 1") == [
+        (leaf, 200, 200, 0) for leaf in leaves]
+    splits = int(re.search(r"'shopstyle/slices/split': (\d+)", result.stderr).group(1))
+    assert splits > len(leaves)  # each leaf, and at least one of its parts again
+    assert "out of the API's reach" not in result.stderr and "in no slice" not in result.stderr
+
+
+def test_slices_reach_only_what_the_filters_cover(tmp_path):
+    """Without slicing a leaf over the cap reaches the cap and reports the rest; the colour filter alone (which the
+    synthetic catalog does not have) covers nothing: the same, said once more."""
+    with SandboxProcess("--products-per-category", "50", "--rate-limit", "0", "--result-cap", "20") as sandbox:
+        for filters in ([], ["Color"]):
+            db = tmp_path / f"crawl{len(filters)}.db"
+            result = run_crawl(sandbox.url, db, tmp_path / "images", api_key=KEY,
+                               spider_args={"categories": "boots"},
+                               settings={"SHOPSTYLE_RESULT_CAP": 20, "SHOPSTYLE_PAGE_SIZE": 10,
+                                         "SHOPSTYLE_SLICE_FILTERS": ",".join(filters)}, timeout=300)
+            assert result.returncode == 0, result.stderr[-3000:]
+            assert rows(db, "SELECT total, reached, unreachable FROM leaves") == [(50, 20, 30)]
+            assert "leaf boots: 30 of its 50 products stayed out of the API's reach" in result.stderr
+        assert "leaf boots: 50 of its 50 products are in no slice the API can filter" in result.stderr
+
+
 def test_the_key_never_reaches_logs_database_or_file_names(synthetic_sandbox, tmp_path):
     secret = "k3y-that-must-not-leak"
     with SandboxProcess("--products-per-category", "3", "--api-key", secret, "--rate-limit", "0") as sandbox:
@@ -226,8 +284,9 @@ def test_categories_argument_and_unknown_leaves(synthetic_sandbox, tmp_path):
     assert rows(tmp_path / "crawl.db", "SELECT category_id, count(*) FROM products GROUP BY 1") == [("boots", 7)]
 
 
-def test_fashion_catalog_big_leaf_from_both_ends_and_missing_photos(fashion_sandbox, fashion_dir, tmp_path):
-    """tshirts holds 6,017 products, over the API's 5,000 cap: the second pass in reverse order reaches the rest."""
+def test_fashion_catalog_big_leaf_in_slices_and_missing_photos(fashion_sandbox, fashion_dir, tmp_path):
+    """tshirts holds 6,017 products, over the API's 5,000 cap: read in colour slices (the fashion catalog has no
+    price, brand or retailer), it is reached whole."""
     db = tmp_path / "crawl.db"
     result = run_crawl(fashion_sandbox.url, db, tmp_path / "images", api_key=KEY,
                        spider_args={"root": "clothes-shoes-and-jewelry", "categories": "tshirts,watches",
@@ -246,6 +305,7 @@ def test_fashion_catalog_big_leaf_from_both_ends_and_missing_photos(fashion_sand
     assert {pid for pid, status in statuses.items() if status == "ok"} == with_photo
     assert {status for pid, status in statuses.items() if pid not in with_photo} == {"missing"}
     assert f"images this run: missing {len(expected) - len(with_photo)}, ok {len(with_photo)}" in result.stderr
+    assert "'shopstyle/slices/split': 1" in result.stderr  # tshirts only; watches is under the cap
     sample = min(with_photo)
     assert (tmp_path / "images" / "full" / f"{sample}.jpg").read_bytes() == (
         fashion_dir / "images" / f"{sample}.jpg").read_bytes()
@@ -266,13 +326,14 @@ def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, syn
             break
         time.sleep(0.05)
     crawl.send_signal(signal.SIGKILL)
-    crawl.wait()
+    assert crawl.wait() == -signal.SIGKILL  # killed mid-crawl, not after it ended on its own
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
-    partial = rows(db, "SELECT count(*) FROM products")[0][0]
+    complete = rows(db, "SELECT count(*) FROM leaves")[0][0]
+    assert 3 <= complete < 27  # some leaves were done, others not
     resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{27 - complete} leaves completed, {complete} skipped as already complete" in resumed.stderr
     assert snapshot(db, images) == snapshot(*synthetic_crawl[:2])
-    assert partial < 27 * PER_LEAF or "skipped as already complete" in resumed.stderr
 
 
 def test_jobdir_pauses_mid_leaf_and_resumes_where_it_stopped(synthetic_sandbox, synthetic_crawl, tmp_path):
@@ -288,6 +349,7 @@ def test_jobdir_pauses_mid_leaf_and_resumes_where_it_stopped(synthetic_sandbox, 
         if stored(db, "products") >= 5 * 10:
             break
         time.sleep(0.05)
+    assert crawl.poll() is None, "the crawl ended before it could be paused"
     crawl.send_signal(signal.SIGINT)  # Scrapy's graceful stop: finish what is in flight, save the queue and state
     _, paused_log = crawl.communicate(timeout=120)
     assert crawl.returncode == 0, paused_log[-3000:]
@@ -295,6 +357,9 @@ def test_jobdir_pauses_mid_leaf_and_resumes_where_it_stopped(synthetic_sandbox, 
     paused_products = rows(db, "SELECT count(*) FROM products")[0][0]
     assert 0 < paused_products < 27 * PER_LEAF and rows(db, "SELECT count(*) FROM leaves")[0][0] < 27
     assert (jobdir / "spider.state").is_file()
+    saved = [path for path in jobdir.rglob("*") if path.is_file()]
+    assert any("requests.queue" in path.parts for path in saved)  # pending requests were saved...
+    assert not [path for path in saved if KEY.encode() in path.read_bytes()]  # ...without the key
 
     resumed = run_crawl(synthetic_sandbox.url, db, images, api_key=KEY, settings=settings, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -107,4 +107,30 @@ def test_modeling_reads_postgresql_and_records_its_experiment_there(postgres_cra
     predictions = analysis.load_predictions(url, "test")
     assert len(predictions) == rows(url, "SELECT count(*) FROM predictions WHERE split = 'test'")[0][0] > 0
     with closing(schema.connect(url)) as connection:
-        assert schema.completed_leaves(url) and connection.dialect.name == "postgresql"
+        assert schema.completed_leaves(url, 1000) and connection.dialect.name == "postgresql"
+
+
+def test_a_row_postgresql_refuses_is_dropped_alone(synthetic_sandbox, postgres_url, tmp_path):
+    """A CHECK constraint refuses two products of a batch in a database of their own: PostgreSQL aborts the whole
+    transaction on the first, so the batch is written again row by row; the other 98 are stored, both leaves
+    complete, the two are counted by their error."""
+    from sqlalchemy import text
+
+    from shopstyle_spider.sandbox import load_catalog
+
+    with psycopg.connect(postgres_url.replace(f":{PASSWORD}", ""), autocommit=True) as connection:
+        connection.execute("CREATE DATABASE refusing")
+    url = postgres_url.rsplit("/", 1)[0] + "/refusing"
+    catalog = load_catalog("synthetic", seed=7, products_per_category=50)
+    refused = [catalog.query("boots")[3].id, catalog.query("pumps")[17].id]
+    with closing(schema.connect(url)) as connection, connection.begin():
+        connection.execute(text(f"ALTER TABLE products ADD CONSTRAINT refuse CHECK (id NOT IN ({refused[0]}, "
+                                f"{refused[1]}))"))
+    result = run_crawl(synthetic_sandbox.url, url, tmp_path / "images", api_key=KEY,
+                       spider_args={"categories": "boots,pumps"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {row[0] for row in rows(url, "SELECT id FROM products")} == {
+        p.id for leaf in ("boots", "pumps") for p in catalog.query(leaf)} - set(refused)
+    assert rows(url, "SELECT category_id, reached FROM leaves ORDER BY 1") == [("boots", 50), ("pumps", 50)]
+    assert "'shopstyle/dropped/store_CheckViolation': 2" in result.stderr
+    assert "98 products written" in result.stderr and PASSWORD not in result.stderr

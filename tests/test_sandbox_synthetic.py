@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
-from shopstyle_spider.sandbox.catalog import ROOT_ID
+from shopstyle_spider.sandbox.catalog import ROOT_ID, date_added
 
 from .apiclient import KEY, api, get, get_json
 
@@ -88,7 +88,10 @@ def _all_ids(sandbox, **params) -> list[int]:
 def test_sorts(synthetic_sandbox):
     default = _all_ids(synthetic_sandbox, cat="jeans")
     assert default == sorted(default)
-    assert _all_ids(synthetic_sandbox, cat="jeans", sort="Recency") == default[::-1]
+    recency = _all_ids(synthetic_sandbox, cat="jeans", sort="Recency")
+    assert sorted(recency) == default and recency != default[::-1]  # date-added order, not the default reversed
+    catalog = load_catalog("synthetic", seed=7, products_per_category=50)
+    assert recency == [p.id for p in sorted(catalog.query("jeans"), key=date_added, reverse=True)]
     assert _all_ids(synthetic_sandbox, cat="jeans", sort="Popular") == default
     products = []
     offset = 0
@@ -118,7 +121,7 @@ def test_full_text_search_narrows_the_results(synthetic_sandbox):
     ({"sort": "Cheapest"}, 400, "InvalidSort"),
     ({"offset": "-1"}, 400, "InvalidParameter"),
     ({"limit": "ten"}, 400, "InvalidParameter"),
-    ({"fl": "b123"}, 400, "InvalidParameter"),
+    ({"fl": "brand123"}, 400, "InvalidParameter"),
 ])
 def test_bad_parameters_get_the_api_error_body(synthetic_sandbox, params, status, name):
     code, body = get_json(f"{synthetic_sandbox.url}/products", {"pid": KEY, **params})
@@ -216,3 +219,40 @@ def test_a_photo_does_not_depend_on_which_photos_were_drawn_before():
     _draw.cache_clear()
     backwards = [catalog.images.original(i) for i in reversed(ids)][::-1]
     assert forwards == backwards
+
+
+def test_histogram_counts_and_fl_filters_as_the_api_documents_them(synthetic_sandbox):
+    """/products/histogram counts a query's products by brand, retailer, price range and colour; fl narrows a query
+    by those ids (values of one kind ORed, kinds ANDed); a malformed fl or filters is a 400."""
+    histogram = api(synthetic_sandbox, "products/histogram", cat="jeans", filters="Price,Brand,Retailer,Color")
+    total = histogram["metadata"]["total"]
+    assert total == 200 and histogram["colorHistogram"] == []  # the synthetic catalog has no colours
+    for key, prefix in (("priceHistogram", "p"), ("brandHistogram", "b"), ("retailerHistogram", "r")):
+        entries = histogram[key]
+        assert sum(e["count"] for e in entries) == total  # every product has a price, a brand and a retailer
+        for entry in entries[:3]:
+            listed = _all_ids(synthetic_sandbox, cat="jeans", fl=f"{prefix}{entry['id']}")
+            assert len(listed) == entry["count"]
+    brand = histogram["brandHistogram"][0]
+    product = api(synthetic_sandbox, "products", cat="jeans", fl=f"b{brand['id']}", limit=1)["products"][0]
+    assert product["brand"] == {"id": brand["id"], "name": brand["name"]}
+    price, other, retailer = *histogram["priceHistogram"][1:3], histogram["retailerHistogram"][0]
+    both = api(synthetic_sandbox, "products", cat="jeans", fl=[f"p{price['id']}", f"r{retailer['id']}"],
+               limit=0)["metadata"]["total"]
+    either = api(synthetic_sandbox, "products", cat="jeans", fl=[f"p{price['id']}", f"p{other['id']}"],
+                 limit=0)["metadata"]["total"]
+    assert 0 < both < min(price["count"], retailer["count"])
+    assert either == price["count"] + other["count"]
+    narrowed = api(synthetic_sandbox, "products/histogram", cat="jeans", filters="Brand", fl=f"p{price['id']}")
+    assert sum(e["count"] for e in narrowed["brandHistogram"]) == narrowed["metadata"]["total"] == price["count"]
+    for params in ({"fl": "x1"}, {"fl": "b"}, {"filters": "Size"}):
+        endpoint = "products/histogram" if "filters" in params else "products"
+        code, body = get_json(f"{synthetic_sandbox.url}/{endpoint}", {"pid": KEY, "cat": "jeans", **params})
+        assert code == 400 and body["errorName"] == "InvalidParameter"
+
+
+def test_the_result_cap_can_be_made_small():
+    with SandboxProcess("--products-per-category", "50", "--rate-limit", "0", "--result-cap", "20") as sandbox:
+        page = api(sandbox, "products", cat="boots", offset=0, limit=50)
+        assert page["metadata"]["total"] == 50 and len(page["products"]) == 20
+        assert api(sandbox, "products", cat="boots", offset=20, limit=50)["products"] == []

@@ -29,7 +29,7 @@ def test_a_version_2_sqlite_file_is_upgraded_keeping_its_rows(tmp_path):
         connection.execute("INSERT INTO leaves VALUES ('boots', 50, 50, 0, '2026-11-01T00:00:00')")
         connection.execute("PRAGMA user_version = 2")
     schema.connect(path).close()
-    assert schema.completed_leaves(path) == {"boots"}
+    assert schema.completed_leaves(path, 1000) == {"boots"}
     with closing(sqlite3.connect(path)) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchall() == [(schema.SCHEMA_VERSION,)]
         assert {"categories", "products", "leaves"} <= {

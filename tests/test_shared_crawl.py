@@ -131,7 +131,7 @@ def test_a_killed_process_loses_pages_that_the_reconcile_step_queues_again(
     while stored(db, "products") < 30 and time.monotonic() < deadline and doomed.poll() is None:
         time.sleep(0.05)
     doomed.send_signal(signal.SIGKILL)
-    finish(doomed)
+    assert finish(doomed).returncode == -signal.SIGKILL  # killed mid-crawl, not after it ended on its own
     server = redis.Redis.from_url(redis_url)
     frontier = [server.dump(key) for key in server.keys("*")]
     assert any(b"/products?" in value for value in frontier), "requests wait in the shared queue"
@@ -167,6 +167,7 @@ def test_a_shared_crawl_stopped_with_ctrl_c_resumes_from_its_queue(
     deadline = time.monotonic() + 60
     while stored(db, "products") < 30 and time.monotonic() < deadline and stopped.poll() is None:
         time.sleep(0.05)
+    assert stopped.poll() is None, "the crawl ended before it could be stopped"
     stopped.send_signal(signal.SIGINT)
     assert finish(stopped).returncode == 0
     assert rows(db, "SELECT count(*) FROM leaves")[0][0] < 8

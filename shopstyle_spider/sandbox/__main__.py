@@ -13,7 +13,7 @@ from .faults import Faults, FaultSpecError, parse_spec
 from .loading import load_catalog
 from .process import URL_PREFIX
 from .ratelimit import RateLimiter
-from .server import CountingSite, Sandbox, build_site
+from .server import RESULT_CAP, CountingSite, Sandbox, build_site
 from .synthetic import Gaps
 
 
@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate-limit", type=int, default=750,
                         help="API requests per minute per key, as the real API; beyond it 429 with Retry-After "
                              "(0 turns it off; images are never limited)")
+    parser.add_argument("--result-cap", type=int, default=RESULT_CAP,
+                        help="no result past this offset is returned while total stays true (the real API's "
+                             "cap); a small one tests a client's slicing on a small catalog")
     parser.add_argument("--rate-burst", type=int, default=None,
                         help="requests a key may send back to back before the per-minute pace applies "
                              "(default: the whole minute's budget)")
@@ -59,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "not-image (HTML served as image/jpeg); bomb (a PNG claiming 40000x40000 pixels); "
                              "duplicate (listed twice in its leaf and once in another); missing-field (no name); "
                              "huge-text (a 1 MB description); bad-chars (control characters and a lone surrogate). "
+                             "schema serves bodies of the wrong shape: an answer with a mistyped key (per request), "
+                             "products in one of several wrong shapes (sticky), and a category tree with entries "
+                             "that are not categories, an orphan and a cycle. "
                              "Example: --faults 500=0.1,badjson=0.05,bomb=0.01")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long a 'slow' fault holds an answer")
@@ -79,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rate-limit must be >= 0 (0 turns it off)")
     if args.rate_burst is not None and args.rate_burst < 1:
         parser.error("--rate-burst must be >= 1")
+    if args.result_cap < 1:
+        parser.error("--result-cap must be >= 1")
     return args
 
 
@@ -96,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet.error import CannotListenError
 
     faults = Faults(args.fault_rates, args.fault_seed, args.slow_seconds)
-    sandbox = Sandbox(catalog, args.api_key, RateLimiter(args.rate_limit, args.rate_burst), faults)
+    sandbox = Sandbox(catalog, args.api_key, RateLimiter(args.rate_limit, args.rate_burst), faults,
+                      result_cap=args.result_cap)
     site = CountingSite(build_site(sandbox, args.latency))
     try:
         port = reactor.listenTCP(args.port, site, interface=args.host)

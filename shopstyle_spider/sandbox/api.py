@@ -72,9 +72,11 @@ def product_json(catalog: Catalog, product: Product, images_url: str) -> dict:
     body.update({key: value for key, value in optional.items() if value is not None})
     body["categories"] = [{"id": category.id, "name": category.name}]
     if product.brand is not None:
-        body["brand"] = {"name": product.brand}
+        body["brand"] = {"id": catalog.brand_id(product.brand), "name": product.brand}
     if product.retailer is not None:
-        body["retailer"] = {"name": product.retailer}
+        body["retailer"] = {"id": catalog.retailer_id(product.retailer), "name": product.retailer}
+    if product.color is not None:
+        body["colors"] = [{"name": product.color}]
     if product.price is not None:
         body["price"] = product.price
         body["priceLabel"] = f"${product.price:,.2f}"

@@ -7,6 +7,8 @@ are written once. Queries are precomputed per category and sort on first use, wh
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +18,14 @@ ROOT_ID = "clothes-shoes-and-jewelry"
 ROOT_NAME = "Clothes, Shoes & Jewelry"
 DEFAULT_SORT = "Popular"
 SORTS = (DEFAULT_SORT, "Recency", "PriceLoHi", "PriceHiLo")
+# What a product query can be filtered by (``fl=<prefix><id>``) and counted by (``/products/histogram``), as on the
+# real API: the filter's name in ``filters=``, its prefix in ``fl`` and its histogram's key.
+FILTERS = {"Brand": ("b", "brandHistogram"), "Retailer": ("r", "retailerHistogram"),
+           "Price": ("p", "priceHistogram"), "Color": ("c", "colorHistogram")}
+# The API's price ranges: id, label, lower bound (included), upper bound (excluded).
+PRICE_RANGES = ((1, "Under $25", 0.0, 25.0), (2, "$25 - $50", 25.0, 50.0), (3, "$50 - $100", 50.0, 100.0),
+                (4, "$100 - $150", 100.0, 150.0), (5, "$150 - $250", 150.0, 250.0), (6, "$250 - $500", 250.0, 500.0),
+                (7, "$500 - $1,000", 500.0, 1000.0), (8, "$1,000 & above", 1000.0, math.inf))
 
 
 def slug(text: str) -> str:
@@ -50,7 +60,20 @@ class Product:
     price: float | None = None
     currency: str | None = None
     in_stock: bool | None = None
+    color: str | None = None
     has_image: bool = True  # False: the catalog offers no photo at all, and the API leaves ``image`` out
+
+
+def date_added(product: Product) -> int:
+    """When the catalog got the product, as an order: the catalogs we serve carry no date, so a hash of the id
+    stands in. Unrelated to the default order (ascending id), like the real API's dates."""
+    return int.from_bytes(hashlib.sha256(f"added:{product.id}".encode()).digest()[:8], "big")
+
+
+def _price_range(price: float | None) -> int | None:
+    if price is None:
+        return None
+    return next(range_id for range_id, _, low, high in PRICE_RANGES if low <= price < high)
 
 
 class ImageSource(Protocol):
@@ -109,6 +132,41 @@ class Catalog:
         self._members = members
         self.has_prices = any(p.price is not None for p in self._products)
         self._sorted: dict[tuple[str, str], Sequence[Product]] = {}
+        # filter ids: price ranges have theirs; brands, retailers and colours are numbered in name order
+        self._labels: dict[str, dict[str, str]] = {"Price": {str(i): label for i, label, _, _ in PRICE_RANGES}}
+        self._ids: dict[str, dict[str, str]] = {}
+        for name, field in (("Brand", "brand"), ("Retailer", "retailer"), ("Color", "color")):
+            values = sorted({getattr(p, field) for p in self._products} - {None})
+            self._ids[name] = {value: str(number) for number, value in enumerate(values, 1)}
+            self._labels[name] = {number: value for value, number in self._ids[name].items()}
+
+    def facet(self, product: Product, name: str) -> str | None:
+        """The id the product has under filter ``name`` (``Brand``, ``Retailer``, ``Price``, ``Color``), if any."""
+        if name == "Price":
+            range_id = _price_range(product.price)
+            return None if range_id is None else str(range_id)
+        return self._ids[name].get(getattr(product, name.lower()))
+
+    def brand_id(self, name: str) -> str | None:
+        return self._ids["Brand"].get(name)
+
+    def retailer_id(self, name: str) -> str | None:
+        return self._ids["Retailer"].get(name)
+
+    def matching(self, products: Sequence[Product], filters: dict[str, set[str]]) -> list[Product]:
+        """The products that have, under every filter named, one of its ids (``fl`` values of one kind are ORed,
+        kinds ANDed, as on the API)."""
+        return [p for p in products if all(self.facet(p, name) in ids for name, ids in filters.items())]
+
+    def histogram(self, products: Sequence[Product], name: str) -> list[dict]:
+        """How many of ``products`` have each id under filter ``name``: ``{"id", "name", "count"}``, by id."""
+        counts: dict[str, int] = {}
+        for product in products:
+            facet = self.facet(product, name)
+            if facet is not None:
+                counts[facet] = counts.get(facet, 0) + 1
+        return [{"id": facet, "name": self._labels[name][facet], "count": count}
+                for facet, count in sorted(counts.items(), key=lambda item: int(item[0]))]
 
     def __len__(self) -> int:
         return len(self._products)
@@ -147,18 +205,16 @@ class Catalog:
         return self._products
 
     def query(self, category_id: str, sort: str = DEFAULT_SORT) -> Sequence[Product]:
-        """Products of a category and all its descendants in the order ``sort`` gives.
-
-        The default order is ascending id, so ``Recency`` (newest first) is its exact reverse: a client can
-        reach up to twice the per-query result cap by reading a big category from both ends.
-        """
+        """Products of a category and all its descendants in the order ``sort`` gives: the default order is
+        ascending id, ``Recency`` newest first by ``date_added`` (not the default order reversed: reading a big
+        category from both ends does not reach the whole of it, as on the real API)."""
         key = (category_id, sort)
         if key not in self._sorted:
             products = self._members[category_id]
             if sort == DEFAULT_SORT:
                 ordered = tuple(products)
             elif sort == "Recency":
-                ordered = tuple(reversed(products))
+                ordered = tuple(sorted(products, key=date_added, reverse=True))
             elif sort in ("PriceLoHi", "PriceHiLo"):
                 ordered = tuple(sorted(products, key=lambda p: (p.price or 0.0, p.id), reverse=sort == "PriceHiLo"))
             else:

@@ -10,6 +10,12 @@ image/jpeg), ``bomb`` (a PNG whose header claims 40,000 x 40,000 pixels), ``dupl
 in its own leaf and once more in another), ``missing-field`` (no ``name``), ``huge-text`` (a 1 MB description) and
 ``bad-chars`` (control characters and a lone surrogate in name and description). Which products a kind strikes
 is a hash of the fault seed, the kind and the product id.
+
+``schema`` serves bodies of the wrong shape, as a client must survive them: a request it strikes gets an answer
+whose ``metadata.total`` is text (products) or whose ``categories`` is not a list (the tree), so a retry can
+succeed; a product it sticks to is served in one of ``SCHEMA_VARIANTS`` (not an object, an id as text or past 64
+bits, categories not a list, fields of the wrong type, lone surrogates in its URLs); and the category tree gains
+entries that are not categories, an orphan and a cycle of two (``SCHEMA_TREE``).
 """
 
 from __future__ import annotations
@@ -20,11 +26,18 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-API_KINDS = ("500", "429", "slow", "reset", "badjson")  # in the order they are drawn for an API request
+# in the order they are drawn for an API request
+API_KINDS = ("500", "429", "slow", "reset", "badjson", "schema")
 IMAGE_KINDS = ("500", "slow", "reset", "truncated-image")  # the same for a photo (a CDN does not send 429)
 TRANSIENT_KINDS = tuple(dict.fromkeys(API_KINDS + IMAGE_KINDS))
 DATA_KINDS = ("not-image", "bomb", "duplicate", "missing-field", "huge-text", "bad-chars")
 KINDS = TRANSIENT_KINDS + DATA_KINDS
+SCHEMA_VARIANTS = ("not-an-object", "id-as-text", "id-past-64-bits", "categories-not-a-list", "mistyped-fields",
+                   "surrogate-urls")
+# what the category tree gains under the schema fault: two entries that are not categories, an orphan, a cycle
+SCHEMA_TREE = ("not a category", {"name": "No id"}, {"id": "schema-orphan", "parentId": "no-such-category"},
+               {"id": "schema-cycle-a", "parentId": "schema-cycle-b"},
+               {"id": "schema-cycle-b", "parentId": "schema-cycle-a"})
 
 NOT_AN_IMAGE = b"<!DOCTYPE html><html><body><h1>Image temporarily unavailable</h1></body></html>"
 HUGE_TEXT_BYTES = 1_000_000
@@ -105,9 +118,34 @@ class Faults:
             self._sticks[key] = int.from_bytes(digest[:8], "big") / 2**64 < rate
         return self._sticks[key]
 
-    def spoil(self, body: dict) -> dict:
-        """A product's JSON with its sticky text faults applied."""
+    def schema_variant(self, product_id: int) -> str | None:
+        """The wrong shape the ``schema`` fault serves this product in, if it sticks to it."""
+        if not self.sticks("schema", product_id):
+            return None
+        digest = hashlib.sha256(f"{self.seed}:schema-variant:{product_id}".encode()).digest()
+        return SCHEMA_VARIANTS[digest[0] % len(SCHEMA_VARIANTS)]
+
+    def spoil(self, body: dict):
+        """A product's JSON with its sticky faults applied (under ``schema``, maybe not an object at all)."""
         product_id = body["id"]
+        variant = self.schema_variant(product_id)
+        if variant == "not-an-object":
+            return f"product {product_id} unavailable"
+        if variant == "id-as-text":
+            body = {**body, "id": str(product_id)}
+        elif variant == "id-past-64-bits":
+            body = {**body, "id": 2**63 + product_id}
+        elif variant == "categories-not-a-list":
+            body = {**body, "categories": body["categories"][0]["name"]}
+        elif variant == "mistyped-fields":
+            body = {**body, "brand": "Acme", "price": "12.50", "inStock": "yes", "currency": 840,
+                    "description": ["not", "text"], "image": ["not", "an", "object"]}
+        elif variant == "surrogate-urls":
+            sizes = {name: {**size, "url": size["url"].replace("/images/", "/images/\ud800")}
+                     for name, size in body["image"]["sizes"].items()}
+            body = {**body, "image": {**body["image"], "sizes": sizes}}
+            if "clickUrl" in body:
+                body["clickUrl"] = body["clickUrl"].replace("apiVisitRetailer", "apiVisitRetailer\ud800")
         if self.sticks("missing-field", product_id):
             body = {k: v for k, v in body.items() if k != "name"}
         if self.sticks("huge-text", product_id):

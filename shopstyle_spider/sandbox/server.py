@@ -16,11 +16,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from .api import IMAGE_SIZES, ApiError, category_json, product_json
-from .catalog import DEFAULT_SORT, ROOT_ID, SORTS, Catalog, Product
-from .faults import API_KINDS, IMAGE_KINDS, NOT_AN_IMAGE, Faults, decompression_bomb
+from .catalog import DEFAULT_SORT, FILTERS, ROOT_ID, SORTS, Catalog, Product
+from .faults import API_KINDS, IMAGE_KINDS, NOT_AN_IMAGE, SCHEMA_TREE, Faults, decompression_bomb
 from .ratelimit import RateLimiter
 
-RESULT_CAP = 5000  # the real API never returns a result past this offset, whatever `total` says
+RESULT_CAP = 5000  # the real API never returns a result past this offset, whatever `total` says (--result-cap)
 MAX_LIMIT = 50
 DEFAULT_LIMIT = 10
 
@@ -28,8 +28,10 @@ DEFAULT_LIMIT = 10
 class Sandbox:
     """What the endpoints share: the catalog, the key, the limiter and the URLs the server is reachable at."""
 
-    def __init__(self, catalog: Catalog, api_key: str, limiter: RateLimiter, faults: Faults | None = None):
+    def __init__(self, catalog: Catalog, api_key: str, limiter: RateLimiter, faults: Faults | None = None,
+                 result_cap: int = RESULT_CAP):
         self.catalog = catalog
+        self.result_cap = result_cap
         self.api_key = api_key
         self.limiter = limiter
         self.faults = faults or Faults()
@@ -77,12 +79,35 @@ def _write_json(request: Request, status: int, body: dict, headers: dict[str, st
     return json.dumps(body).encode("utf-8")  # ASCII escapes: a lone surrogate (the bad-chars fault) stays valid
 
 
+def _another_shape(answer: dict) -> dict:
+    """The answer with a key of the wrong type (the ``schema`` fault): a total as text, categories as an object."""
+    if "categories" in answer:
+        return {**answer, "categories": dict(enumerate(answer["categories"]))}
+    if "total" in answer.get("metadata", {}):
+        return {**answer, "metadata": {**answer["metadata"], "total": str(answer["metadata"]["total"])}}
+    return answer
+
+
 def _params(request: Request) -> dict[str, str]:
-    """Query parameters, last value wins; bytes that are not UTF-8 are a client error, not a crash."""
+    """Query parameters, last value wins but for ``fl`` (every value, joined by commas); bytes that are not UTF-8
+    are a client error, not a crash."""
     try:
-        return {key.decode(): values[-1].decode() for key, values in request.args.items()}
+        return {key.decode(): b",".join(values).decode() if key == b"fl" else values[-1].decode()
+                for key, values in request.args.items()}
     except UnicodeDecodeError as error:
         raise ApiError(400, "InvalidParameter", "query parameters must be UTF-8") from error
+
+
+def _filters(params: dict[str, str]) -> dict[str, set[str]]:
+    """The ``fl`` parameters (``fl=b12&fl=p3``) as {filter name: ids}; a malformed one is a 400."""
+    by_prefix = {prefix: name for name, (prefix, _) in FILTERS.items()}
+    filters: dict[str, set[str]] = {}
+    for value in filter(None, params.get("fl", "").split(",")):
+        if len(value) < 2 or value[0] not in by_prefix or not value[1:].isdigit():
+            raise ApiError(400, "InvalidParameter", f"fl must be a filter prefix ({', '.join(by_prefix)}) and an "
+                                                    f"id, got {value!r}")
+        filters.setdefault(by_prefix[value[0]], set()).add(value[1:])
+    return filters
 
 
 def _int_param(params: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -125,7 +150,10 @@ class ApiEndpoint(Resource):
             if fault == "429":
                 raise ApiError(429, "RateLimitExceeded", "Injected fault: too many requests.", {"Retry-After": "1"})
             path = [segment.decode("utf-8", "replace") for segment in request.postpath if segment]
-            body = _write_json(request, 200, self.answer(path, params, pid))
+            answer = self.answer(path, params, pid)
+            if fault == "schema":
+                answer = _another_shape(answer)
+            body = _write_json(request, 200, answer)
             if fault == "badjson":
                 body = body[:len(body) // 2]
             return _faulty(request, body, fault, self.sandbox.faults.slow_seconds)
@@ -150,11 +178,16 @@ class CategoriesEndpoint(ApiEndpoint):
         root = self._category(params)
         depth = _int_param(params, "depth", 0, minimum=0) or None
         descendants = self.sandbox.catalog.descendants(root.id, depth)
-        return {"metadata": {"root": category_json(root)}, "categories": [category_json(c) for c in descendants]}
+        categories: list = [category_json(c) for c in descendants]
+        if self.sandbox.faults.rates.get("schema"):
+            categories += SCHEMA_TREE
+        return {"metadata": {"root": category_json(root)}, "categories": categories}
 
 
 class ProductsEndpoint(ApiEndpoint):
     def answer(self, path, params, pid):
+        if path == ["histogram"]:
+            return self.histogram(params)
         if len(path) == 1:
             return self.one(path[0], pid)
         if path:
@@ -166,21 +199,43 @@ class ProductsEndpoint(ApiEndpoint):
             raise ApiError(400, "InvalidSort", f"Unknown sort {sort!r}; expected one of {', '.join(SORTS)}.")
         if sort.startswith("Price") and not catalog.has_prices:
             raise ApiError(400, "InvalidSort", f"This catalog has no prices, so sort={sort} is not available.")
-        if params.get("fl"):
-            raise ApiError(400, "InvalidParameter", "Filters (fl) are not supported by the sandbox.")
         offset = _int_param(params, "offset", 0)
         limit = min(_int_param(params, "limit", DEFAULT_LIMIT), MAX_LIMIT)
-        products = self.sandbox.listing(category.id, sort)
-        if params.get("fts"):
-            words = params["fts"].lower().split()
-            products = [p for p in products
-                        if all(w in f"{p.name} {p.description or ''}".lower() for w in words)]
-        window = products[offset:min(offset + limit, RESULT_CAP)] if offset < RESULT_CAP else []
+        products = self._products(category, sort, params)
+        cap = self.sandbox.result_cap
+        window = products[offset:min(offset + limit, cap)] if offset < cap else []
         return {
             "metadata": {"offset": offset, "limit": limit, "total": len(products),
                          "category": category_json(category)},
             "products": [self.sandbox.product(p.id, pid) for p in window],
         }
+
+    def _products(self, category, sort: str, params: dict[str, str]) -> Sequence[Product]:
+        """The category's listing in ``sort`` order, narrowed by ``fl`` filters and ``fts`` words."""
+        products = self.sandbox.listing(category.id, sort)
+        filters = _filters(params)
+        if filters:
+            products = self.sandbox.catalog.matching(products, filters)
+        if params.get("fts"):
+            words = params["fts"].lower().split()
+            products = [p for p in products
+                        if all(w in f"{p.name} {p.description or ''}".lower() for w in words)]
+        return products
+
+    def histogram(self, params: dict[str, str]) -> dict:
+        """``/products/histogram?cat=&filters=Brand,Price&fl=...``: for each filter named, how many of the query's
+        products have each of its ids (a product without a value is in none)."""
+        names = [name.strip() for name in params.get("filters", "").split(",") if name.strip()]
+        unknown = [name for name in names if name not in FILTERS]
+        if not names or unknown:
+            raise ApiError(400, "InvalidParameter", f"filters must name some of {', '.join(FILTERS)}, got "
+                                                    f"{params.get('filters', '')!r}")
+        category = self._category(params)
+        products = self._products(category, DEFAULT_SORT, params)
+        body: dict = {"metadata": {"total": len(products), "category": category_json(category)}}
+        for name in names:
+            body[FILTERS[name][1]] = self.sandbox.catalog.histogram(products, name)
+        return body
 
     def one(self, raw_id: str, pid: str) -> dict:
         product = self.sandbox.catalog.product(int(raw_id)) if raw_id.isdigit() else None

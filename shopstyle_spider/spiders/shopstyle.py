@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import scrapy
@@ -20,13 +21,15 @@ from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import CloseSpider, ScrapyDeprecationWarning
 
 from .. import schema
+from ..cleaning import clean_field
 from ..frontier import Claim, LeafLedger, RedisLeafLedger, page_key, parse_page_key, product_key
 from ..items import CategoryItem, LeafDoneItem, ProductItem
 from ..redaction import redact_url
 
 API_SLOT = "shopstyle-api"
 IMAGE_SLOT = "shopstyle-images"  # photo downloads (ProductImagesPipeline) share this slot
-RESULT_CAP = 5000  # the API returns nothing past this offset, whatever `total` says
+# The API's filters a slice of a leaf is read by: the name /products/histogram takes, the prefix of its `fl` value.
+FILTER_PREFIXES = {"Price": "p", "Brand": "b", "Retailer": "r", "Color": "c"}
 IMAGE_SIZE_PREFERENCE = ("Original", "XLarge", "Large", "Medium", "Small")
 
 
@@ -70,6 +73,10 @@ class ShopstyleSpider(scrapy.Spider):
         """Give API requests their own download slot, paced to the request budget, and photos theirs; with
         REDIS_URL, share the request queue with every process crawling through the same Redis."""
         super().update_settings(settings)
+        unknown = [name for name in slice_filters(settings) if name not in FILTER_PREFIXES]
+        if unknown:
+            raise ValueError(f"SHOPSTYLE_SLICE_FILTERS: unknown filters {unknown} "
+                             f"(known: {', '.join(FILTER_PREFIXES)})")
         per_minute = settings.getfloat("SHOPSTYLE_REQUESTS_PER_MINUTE")
         if per_minute <= 0:
             raise ValueError(f"SHOPSTYLE_REQUESTS_PER_MINUTE must be > 0, got {per_minute}")
@@ -95,7 +102,7 @@ class ShopstyleSpider(scrapy.Spider):
         base = self.settings.get("SHOPSTYLE_API_URL").rstrip("/")
         self.crawler.stats.inc_value("shopstyle/api_requests")
         return scrapy.Request(
-            f"{base}/{endpoint}?{urlencode({'pid': self.api_key, **params})}",
+            f"{base}/{endpoint}?{urlencode({'pid': self.api_key, **params}, doseq=True)}",
             callback=callback, errback=self.page_failed, cb_kwargs=cb_kwargs, dont_filter=dont_filter,
             meta={"download_slot": API_SLOT, "autothrottle_dont_adjust_delay": True,
                   "handle_httpstatus_list": [400, 401, 403, 404]},
@@ -104,15 +111,26 @@ class ShopstyleSpider(scrapy.Spider):
     def tree_request(self, dont_filter: bool = False) -> scrapy.Request:
         return self.api_request("categories", {"cat": self.root}, self.parse_categories, dont_filter)
 
-    def page_request(self, leaf: str, offset: int, deep: bool, dont_filter: bool = False) -> scrapy.Request:
-        sorts = self.settings.getlist("SHOPSTYLE_DEEP_SORTS") or [""]
-        sort = sorts[-1] if deep else sorts[0]
-        params = {"cat": leaf, "offset": offset, "limit": self.settings.getint("SHOPSTYLE_PAGE_SIZE")}
-        if sort:
-            params["sort"] = sort
-        self.ledger.page_queued(leaf, page_key(offset, deep))
-        return self.api_request("products", params, self.parse_page, dont_filter, leaf=leaf, offset=offset,
-                                deep=deep)
+    def page_request(self, leaf: str, offset: int, fl: str = "", dont_filter: bool = False) -> scrapy.Request:
+        """A page of the leaf, or of a slice of it (``fl``: filter values joined by '+')."""
+        params: dict = {"cat": leaf, "offset": offset, "limit": self.settings.getint("SHOPSTYLE_PAGE_SIZE")}
+        if fl:
+            params["fl"] = fl.split("+")
+        self.ledger.page_queued(leaf, page_key(offset, fl))
+        return self.api_request("products", params, self.parse_page, dont_filter, leaf=leaf, offset=offset, fl=fl)
+
+    def histogram_request(self, leaf: str, fl: str = "", dont_filter: bool = False) -> scrapy.Request | None:
+        """The counts a slice of the leaf (the whole leaf: ``fl`` empty) can be cut by, under the filters it is not
+        cut by yet; None when none is left."""
+        used = {value[0] for value in fl.split("+") if value}
+        filters = [name for name in slice_filters(self.settings) if FILTER_PREFIXES[name] not in used]
+        if not filters:
+            return None
+        params: dict = {"cat": leaf, "filters": ",".join(filters)}
+        if fl:
+            params["fl"] = fl.split("+")
+        self.ledger.page_queued(leaf, page_key(None, fl))
+        return self.api_request("products/histogram", params, self.parse_histogram, dont_filter, leaf=leaf, fl=fl)
 
     async def start(self):
         if not self.api_key:
@@ -147,9 +165,9 @@ class ShopstyleSpider(scrapy.Spider):
         queued: dict[str, set[str]] = {}
         tree_queued = False
         for request in queue.requests():
-            if request.callback == self.parse_page:
+            if request.callback in (self.parse_page, self.parse_histogram):
                 kwargs = request.cb_kwargs
-                queued.setdefault(kwargs["leaf"], set()).add(page_key(kwargs["offset"], kwargs["deep"]))
+                queued.setdefault(kwargs["leaf"], set()).add(page_key(kwargs.get("offset"), kwargs["fl"]))
             tree_queued |= request.callback == self.parse_categories
         if self.ledger.tree_lost() and not tree_queued:
             self.logger.warning("reconcile: the category tree was never read; queueing it again")
@@ -159,8 +177,14 @@ class ShopstyleSpider(scrapy.Spider):
             if lost:
                 self.logger.warning("reconcile: leaf %s: queueing %d lost pages again", leaf, len(lost))
                 self.crawler.stats.inc_value("shopstyle/reconcile/pages", len(lost))
-                for offset, deep in map(parse_page_key, lost):
-                    yield self.page_request(leaf, offset, deep, dont_filter=True)
+                for offset, fl in map(parse_page_key, lost):
+                    if offset is None:  # None: SHOPSTYLE_SLICE_FILTERS has no filter left for it, nor pages
+                        if (histogram := self.histogram_request(leaf, fl, dont_filter=True)) is not None:
+                            yield histogram
+                        else:
+                            self.ledger.page_read(leaf, page_key(None, fl), failed=True)
+                    else:
+                        yield self.page_request(leaf, offset, fl, dont_filter=True)
             elif not queued.get(leaf):  # no page pending: it was read whole, its end never recorded
                 yield from self.maybe_finish(leaf)
 
@@ -170,91 +194,118 @@ class ShopstyleSpider(scrapy.Spider):
 
     # --- callbacks --------------------------------------------------------------------------------------------
     def parse_categories(self, response):
-        body = self.api_json(response)
+        body = self.api_json(response, _tree_shape)
         if isinstance(body, scrapy.Request):
             yield body
             return
         if body is None:
             raise CloseSpider("category_tree_unavailable")
         root = body["metadata"]["root"]
-        categories = {c["id"]: c for c in body["categories"]}
-        has_children = {c.get("parentId") for c in categories.values()}
-        paths = {root["id"]: root["id"]}
+        tree = _read_tree(root, body["categories"])
+        for fault, bad in tree.faults.items():
+            self.crawler.stats.inc_value(f"shopstyle/faults/{fault}", len(bad))
+            self.logger.error("category tree of %r: %d categories left out (%s): %s", self.root, len(bad),
+                              fault.replace("_", " "), ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        for category_id, (name, parent_id, path) in tree.categories.items():
+            yield CategoryItem(id=category_id, name=name, parent_id=parent_id,
+                               is_leaf=category_id not in tree.parents, path=path)
 
-        def path_of(category_id: str) -> str:
-            if category_id not in paths:
-                paths[category_id] = f"{path_of(categories[category_id]['parentId'])}/{category_id}"
-            return paths[category_id]
-
-        yield CategoryItem(id=root["id"], name=root.get("name") or root["id"], parent_id=root.get("parentId"),
-                           is_leaf=root["id"] not in has_children, path=root["id"])
-        for category in categories.values():
-            yield CategoryItem(id=category["id"], name=category.get("name") or category["id"],
-                               parent_id=category.get("parentId"), is_leaf=category["id"] not in has_children,
-                               path=path_of(category["id"]))
-
-        leaves = [c for c in categories if c not in has_children] or [root["id"]]
+        leaves = [c for c in tree.categories if c not in tree.parents]
         if self.only:
             unknown = sorted(self.only - set(leaves))
             if unknown:
                 self.logger.error("-a categories: %s not leaves under %r; crawling the others", unknown, self.root)
             leaves = [leaf for leaf in leaves if leaf in self.only]
-        completed = schema.completed_leaves(self.settings.get("SHOPSTYLE_DB"))
+        completed = schema.completed_leaves(self.settings.get("SHOPSTYLE_DB"), self.max_per_category)
         started = 0
         for leaf in leaves:
             if leaf in completed:
                 self.crawler.stats.inc_value("shopstyle/leaves/skipped")
             elif self.ledger.track(leaf):  # not when resumed: its pending pages are in the saved queue
                 started += 1
-                yield self.page_request(leaf, 0, deep=False)
+                yield self.page_request(leaf, 0)
         if isinstance(self.ledger, RedisLeafLedger):
             self.ledger.tree_read()
         self.logger.info("category tree of %r: %d categories, %d leaves to crawl, %d already complete",
-                         self.root, len(categories) + 1, started, len(set(leaves) & completed))
+                         self.root, len(tree.categories), started, len(set(leaves) & completed))
 
-    def parse_page(self, response, leaf: str, offset: int, deep: bool = False):
-        body = self.api_json(response)
+    def parse_page(self, response, leaf: str, offset: int, fl: str = ""):
+        body = self.api_json(response, _page_shape)
         if isinstance(body, scrapy.Request):
             yield body  # the same page again: it stays pending
             return
+        failed = body is None
         if body is not None:
-            yield from self.read_page(leaf, body, offset, deep)
-        if self.ledger.page_read(leaf, page_key(offset, deep), failed=body is None) == 0:
+            unreadable = [i for i, product in enumerate(body["products"]) if not isinstance(product, dict)]
+            if unreadable:  # nothing to key or store: the page counts as failed, so that its leaf stays incomplete
+                failed = True
+                self.crawler.stats.inc_value("shopstyle/faults/product_not_an_object", len(unreadable))
+                self.logger.error("leaf %s: page at offset %d lists %d products that are not JSON objects (at %s); "
+                                  "the leaf stays incomplete", leaf, offset, len(unreadable), unreadable[:10])
+                body["products"] = [product for product in body["products"] if isinstance(product, dict)]
+            yield from self.read_page(leaf, body, offset, fl)
+        if self.ledger.page_read(leaf, page_key(offset, fl), failed=failed) == 0:
             yield from self.maybe_finish(leaf)
 
-    def read_page(self, leaf: str, body: dict, offset: int, deep: bool):
-        page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
-        if offset == 0 and not deep:
-            total = int(body["metadata"]["total"])
-            self.ledger.set_total(leaf, total)
-            for next_offset in range(page_size, min(total, self.max_per_category, RESULT_CAP), page_size):
-                yield self.page_request(leaf, next_offset, deep=False)
+    def read_page(self, leaf: str, body: dict, offset: int, fl: str):
+        """Claim the page's products; on the first page of the leaf or of a slice, queue the rest of it: its pages
+        while the API's cap reaches them, else its histogram, to read it in slices under the cap."""
+        if offset == 0:
+            yield from self.plan(leaf, fl, body["metadata"]["total"])
         products = body["products"]
         keys = [product_key(product.get("id")) for product in products]
-        claims = self.ledger.claim(leaf, page_key(offset, deep), keys, self.max_per_category)
-        met_first_pass = False
+        claims = self.ledger.claim(leaf, page_key(offset, fl), keys, self.max_per_category)
         for product, key, claim in zip(products, keys, claims, strict=False):
             if claim is Claim.NEW:
                 yield self.product_item(product, leaf, key)
-            elif claim is Claim.SEEN_IN_LEAF and deep:
-                met_first_pass = True  # the second pass meeting the first is expected
+            elif claim is Claim.SEEN_IN_LEAF and fl:
+                self.crawler.stats.inc_value("shopstyle/slices/overlap")  # met already on the leaf's first page
             else:
                 self.crawler.stats.inc_value("shopstyle/duplicates")
-        if deep and products and not met_first_pass and offset + page_size < RESULT_CAP:
-            progress = self.ledger.progress(leaf)
-            if progress.reached < min(progress.total, self.max_per_category):
-                yield self.page_request(leaf, offset + page_size, deep=True)
+
+    def plan(self, leaf: str, fl: str, total: int):
+        """What to read of a leaf (``fl`` empty) or of a slice of it holding ``total`` products."""
+        page_size, cap = self.settings.getint("SHOPSTYLE_PAGE_SIZE"), self.settings.getint("SHOPSTYLE_RESULT_CAP")
+        if not fl:
+            self.ledger.set_total(leaf, total)
+            total = min(total, self.max_per_category)
+        elif self.ledger.progress(leaf).reached >= self.max_per_category:
+            return  # the leaf got what was asked of it from other slices
+        if total > cap and (histogram := self.histogram_request(leaf, fl)) is not None:
+            self.crawler.stats.inc_value("shopstyle/slices/split")
+            yield histogram
+            return
+        for next_offset in range(page_size, min(total, cap), page_size):
+            yield self.page_request(leaf, next_offset, fl)
+
+    def parse_histogram(self, response, leaf: str, fl: str = ""):
+        """Cut a slice of the leaf (or the leaf) by the filter whose histogram covers most of it: the first page of
+        each part is queued, and a part still over the cap is cut again by another filter."""
+        body = self.api_json(response, _histogram_shape)
+        if isinstance(body, scrapy.Request):
+            yield body
+            return
+        if body is not None:
+            parts = _best_cut(body, [name for name in slice_filters(self.settings)
+                                     if f"{name.lower()}Histogram" in body],
+                              self.settings.getint("SHOPSTYLE_RESULT_CAP"))
+            total, covered = body["metadata"]["total"], sum(count for _, count in parts)
+            if covered < total:  # read what the API's cap reaches of the slice itself as well
+                self.logger.warning("leaf %s%s: %d of its %d products are in no slice the API can filter", leaf,
+                                    f" ({fl})" if fl else "", total - covered, total)
+                page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
+                for offset in range(page_size, min(total, self.settings.getint("SHOPSTYLE_RESULT_CAP")), page_size):
+                    yield self.page_request(leaf, offset, fl)
+            for value, _ in parts:
+                self.crawler.stats.inc_value("shopstyle/slices/read")
+                yield self.page_request(leaf, 0, f"{fl}+{value}" if fl else value)
+        if self.ledger.page_read(leaf, page_key(None, fl), failed=body is None) == 0:
+            yield from self.maybe_finish(leaf)
 
     def maybe_finish(self, leaf: str):
-        """Every page of the leaf is read: read it from its other end if the API's cap hid some of it, else tell
-        the store it is finished."""
+        """Every page of the leaf is read: tell the store it is finished, with what stayed out of reach."""
         progress = self.ledger.progress(leaf)
         wanted = min(progress.total, self.max_per_category)
-        if not progress.deep_pass and progress.total > RESULT_CAP and progress.reached < wanted \
-                and len(self.settings.getlist("SHOPSTYLE_DEEP_SORTS")) > 1 and not progress.failed_pages:
-            self.ledger.start_deep_pass(leaf)
-            yield self.page_request(leaf, 0, deep=True)
-            return
         unreachable = max(0, wanted - progress.reached) if not progress.failed_pages else 0
         if unreachable:
             self.crawler.stats.inc_value("shopstyle/unreachable_products", unreachable)
@@ -266,15 +317,16 @@ class ShopstyleSpider(scrapy.Spider):
     def page_failed(self, failure):
         request = failure.request
         self.logger.error("giving up on %s: %s", request.url, failure.getErrorMessage())
-        if request.callback != self.parse_page:
+        if request.callback not in (self.parse_page, self.parse_histogram):
             raise CloseSpider("category_tree_unavailable")
         kwargs = request.cb_kwargs
-        if self.ledger.page_read(kwargs["leaf"], page_key(kwargs["offset"], kwargs["deep"]), failed=True) == 0:
+        if self.ledger.page_read(kwargs["leaf"], page_key(kwargs.get("offset"), kwargs["fl"]), failed=True) == 0:
             yield from self.maybe_finish(kwargs["leaf"])
 
     # --- helpers ----------------------------------------------------------------------------------------------
-    def api_json(self, response) -> dict | scrapy.Request | None:
-        """The response's JSON body; for a malformed one, a retry of the request while retries last; else None."""
+    def api_json(self, response, shape) -> dict | scrapy.Request | None:
+        """The response's JSON body if ``shape(body)`` finds nothing wrong with it; for a malformed body or one of
+        another shape, a retry of the request while retries last; else None (counted, logged)."""
         if response.status in (401, 403):
             self.logger.error("the API rejected the key: %s", _error_message(response))
             raise CloseSpider("api_key_rejected")
@@ -283,30 +335,41 @@ class ShopstyleSpider(scrapy.Spider):
             return None
         try:
             body = json.loads(response.text)
-            if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
-                raise ValueError("no metadata object")
-            return body
         except ValueError as error:
-            retry = get_retry_request(response.request, spider=self, reason="malformed_json")
-            if retry is not None:
-                return retry
-            self.crawler.stats.inc_value("shopstyle/malformed_pages")
-            self.logger.error("malformed JSON from %s after retries: %s", response.url, error)
-            return None
+            what, detail, reason, stat = "malformed JSON", error, "malformed_json", "malformed_pages"
+        else:
+            detail = shape(body)
+            if detail is None:
+                return body
+            what, reason, stat = "an answer of another shape", "unexpected_schema", "faults/unexpected_schema"
+        retry = get_retry_request(response.request, spider=self, reason=reason)
+        if retry is not None:
+            return retry
+        self.crawler.stats.inc_value(f"shopstyle/{stat}")
+        self.logger.error("%s from %s after retries: %s", what, response.url, detail)
+        return None
 
     @staticmethod
     def product_item(product: dict, leaf: str, key: str | None) -> ProductItem:
-        categories = product.get("categories") or []
-        first = categories[0] if categories and isinstance(categories[0], dict) else {}
+        """The product as an item, whatever the types of its fields: ValidationPipeline judges the values."""
+        categories = product.get("categories")
+        first = categories[0] if isinstance(categories, list) and categories else None
+        click_url = product.get("clickUrl")
         image_url = _best_image_url(product.get("image"))
         return ProductItem(
-            id=product.get("id"), name=product.get("name"), category_id=first.get("id"), crawl_leaf=leaf,
-            crawl_key=key,
+            id=product.get("id"), name=product.get("name"),
+            category_id=first.get("id") if isinstance(first, dict) else None, crawl_leaf=leaf, crawl_key=key,
             description=product.get("description"), brand=_name(product.get("brand")),
             retailer=_name(product.get("retailer")), price=product.get("price"), currency=product.get("currency"),
-            in_stock=product.get("inStock"), click_url=redact_url(product.get("clickUrl")), image_url=image_url,
-            image_urls=[image_url] if image_url else [],
+            in_stock=product.get("inStock"),
+            click_url=redact_url(clean_field(click_url)) if isinstance(click_url, str) else click_url,
+            image_url=image_url, image_urls=[image_url] if image_url else [],
         )
+
+
+def slice_filters(settings) -> list[str]:
+    """SHOPSTYLE_SLICE_FILTERS, without empty names (``-s SHOPSTYLE_SLICE_FILTERS=`` turns slicing off)."""
+    return [name.strip() for name in settings.getlist("SHOPSTYLE_SLICE_FILTERS") if name.strip()]
 
 
 def _name(value) -> str | None:
@@ -319,8 +382,112 @@ def _best_image_url(image) -> str | None:
         return None
     for size in IMAGE_SIZE_PREFERENCE:
         if isinstance(sizes.get(size), dict) and sizes[size].get("url"):
-            return sizes[size]["url"]
+            return sizes[size]["url"]  # of any type: ValidationPipeline refuses what is not an http(s) URL
     return None
+
+
+def _is_id(value) -> bool:
+    """A category id the crawl can store and put in a URL."""
+    return isinstance(value, str) and bool(value.strip()) and clean_field(value) == value
+
+
+def _tree_shape(body) -> str | None:
+    """What is wrong with a categories answer that no category can be read from; None when nothing is."""
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        return "no metadata object"
+    root = body["metadata"].get("root")
+    if not isinstance(root, dict) or not _is_id(root.get("id")):
+        return "no metadata.root with an id"
+    if not isinstance(body.get("categories"), list):
+        return "no categories list"
+    return None
+
+
+def _histogram_shape(body) -> str | None:
+    """What is wrong with a histogram answer; None when nothing is (entries are checked one by one)."""
+    problem = _page_shape({**body, "products": []}) if isinstance(body, dict) else "not an object"
+    if problem is None and not any(isinstance(body.get(f"{name.lower()}Histogram"), list) for name in FILTER_PREFIXES):
+        return "no histogram"
+    return problem
+
+
+def _best_cut(body: dict, names: list[str], cap: int) -> list[tuple[str, int]]:
+    """The ``fl`` values and counts of the histogram, among ``names``, that covers most products; of those, the
+    one with the fewest parts still over ``cap`` (each costs another histogram), then the fewest parts (each costs a
+    request at least). Entries that are not {id, count} are left out."""
+    def cost(parts):
+        return -sum(c for _, c in parts), sum(c > cap for _, c in parts), len(parts)
+
+    best: list[tuple[str, int]] | None = None
+    for name in names:
+        entries = body[f"{name.lower()}Histogram"]
+        if not isinstance(entries, list):
+            continue
+        parts = [(f"{FILTER_PREFIXES[name]}{entry['id']}", entry["count"]) for entry in entries
+                 if isinstance(entry, dict) and str(entry.get("id", "")).isdigit()
+                 and isinstance(entry.get("count"), int) and not isinstance(entry["count"], bool)
+                 and entry["count"] > 0]
+        if best is None or cost(parts) < cost(best):
+            best = parts
+    return best or []
+
+
+def _page_shape(body) -> str | None:
+    """What is wrong with a products answer; None when nothing is."""
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        return "no metadata object"
+    total = body["metadata"].get("total")
+    if not isinstance(total, int) or isinstance(total, bool) or not 0 <= total < 2**31:  # the leaves table's INTEGER
+        return f"metadata.total {total!r:.50} is not a count"
+    if not isinstance(body.get("products"), list):
+        return "no products list"
+    return None
+
+
+@dataclass
+class Tree:
+    """A category tree as read: every category reachable from the root, and what was left out, by fault."""
+
+    categories: dict[str, tuple[str, str | None, str]]  # id -> (name, parent id, path from the root)
+    parents: set[str]  # categories that have children
+    faults: dict[str, list[str]]
+
+
+def _read_tree(root: dict, listed: list) -> Tree:
+    """The categories whose parents lead to ``root``. An entry that is not an object with an id, a category whose
+    parent is not in the tree (an orphan) or whose parents loop back to it (a cycle) is left out, with its
+    descendants, under its fault; a duplicate id keeps its first entry."""
+    faults: dict[str, list[str]] = {}
+    parent_of: dict[str, str | None] = {}
+    names: dict[str, str] = {}
+    for entry in listed:
+        if not isinstance(entry, dict) or not _is_id(entry.get("id")):
+            faults.setdefault("bad_category", []).append(repr(entry)[:80])
+        elif entry["id"] in parent_of or entry["id"] == root["id"]:
+            faults.setdefault("duplicate_category", []).append(entry["id"])
+        else:
+            parent = entry.get("parentId")
+            parent_of[entry["id"]] = parent if _is_id(parent) else None
+            names[entry["id"]] = entry.get("name") if isinstance(entry.get("name"), str) else entry["id"]
+    root_id = root["id"]
+    paths = {root_id: root_id}
+    for category_id in parent_of:
+        chain, current = [], category_id
+        while current not in paths and current in parent_of and current not in chain:
+            chain.append(current)
+            current = parent_of[current]
+        if current in paths:
+            for member in reversed(chain):
+                paths[member] = f"{paths[parent_of[member]]}/{member}"
+        else:
+            fault = "cyclic_category" if current in chain else "orphan_category"
+            faults.setdefault(fault, []).append(category_id)
+    name = root.get("name") if isinstance(root.get("name"), str) else root_id
+    parent = root.get("parentId") if _is_id(root.get("parentId")) else None
+    categories = {root_id: (name, parent, root_id)}
+    categories.update((c, (names[c], parent_of[c], paths[c])) for c in parent_of if c in paths)
+    parents = {parent_of[c] for c in categories if c != root_id}
+    return Tree(categories, parents, faults)
 
 
 def _error_message(response) -> str:
