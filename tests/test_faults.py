@@ -383,7 +383,10 @@ def test_a_crawl_through_bodies_of_the_wrong_shape_counts_every_fault_and_crashe
     for product in by_variant["surrogate-urls"] - lost:
         brand, price, in_stock, currency, description, click_url, status, error = stored[product]
         assert "\ufffd" in click_url and "pid" not in click_url
-        assert status == "invalid" and "cannot be requested" in error
+        if catalog.product(product).has_image:  # the catalog's gaps: some offer no photo URL to spoil
+            assert status == "invalid" and "cannot be requested" in error
+        else:
+            assert status == "none"
     assert not {"schema-orphan", "schema-cycle-a", "schema-cycle-b"} & categories
     for fault, count in (("bad_category", 2), ("orphan_category", 1), ("cyclic_category", 2)):
         assert f"'shopstyle/faults/{fault}': {count}" in log

@@ -141,9 +141,10 @@ class Faults:
             body = {**body, "brand": "Acme", "price": "12.50", "inStock": "yes", "currency": 840,
                     "description": ["not", "text"], "image": ["not", "an", "object"]}
         elif variant == "surrogate-urls":
-            sizes = {name: {**size, "url": size["url"].replace("/images/", "/images/\ud800")}
-                     for name, size in body["image"]["sizes"].items()}
-            body = {**body, "image": {**body["image"], "sizes": sizes}}
+            if "image" in body:  # a product that offers no photo has no photo URL to spoil
+                sizes = {name: {**size, "url": size["url"].replace("/images/", "/images/\ud800")}
+                         for name, size in body["image"]["sizes"].items()}
+                body = {**body, "image": {**body["image"], "sizes": sizes}}
             if "clickUrl" in body:
                 body["clickUrl"] = body["clickUrl"].replace("apiVisitRetailer", "apiVisitRetailer\ud800")
         if self.sticks("missing-field", product_id):
