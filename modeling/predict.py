@@ -28,10 +28,12 @@ from tqdm.auto import tqdm
 
 from shopstyle_spider import config, schema
 
+from .backbones import BackboneError
 from .data import DataError, load_products
 from .fields import is_missing, optional_text, photo_path
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location, is_remote
+from .runtime import RUNTIME_HELP, RUNTIMES
 
 ALTERNATIVES = 3
 CHUNK = 1000  # products predicted together: large enough to batch photos, small enough to show progress
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{config.images_dir()} with --db, the input file's folder with --input); with --db "
                              "also the crawl's s3://bucket/prefix/")
     parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
+    parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = load_model(args.model)
+        if getattr(model, "image_", None) is not None:  # how photos are embedded is this run's choice, not the model's
+            model.image_.set_params(runtime=args.image_runtime)
         if args.db is not None:
             records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
             images = None  # the database's photo paths come back resolved
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             images = args.images or args.input.resolve().parent
         with open_output(args.output) as out:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress)
-    except (ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError) as error:
+    except (ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError, BackboneError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
         return 2
     failed = sum(errors.values())

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn.base
+from PIL import Image
 from sklearn.base import clone
 
 from modeling import predict, train
@@ -213,6 +214,24 @@ def test_predict_reads_csv_and_a_whole_crawl_database(trained, tmp_path):
                          str(output), "--no-progress"]) == 0
     results = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(results) == 27 * 50 and sum(r["photo_used"] for r in results) > 0.9 * len(results)
+
+
+def test_predict_embeds_new_photos_on_the_runtime_it_is_given(trained, tmp_path, monkeypatch, capsys):
+    db, images, out = trained
+    model_path = next(out.glob("*.joblib"))
+    photo = tmp_path / "new.jpg"  # not in the embedding cache: predicting it needs the network
+    Image.fromarray(np.random.default_rng(7).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(photo)
+    source = tmp_path / "products.jsonl"
+    source.write_text(json.dumps({"id": 1, "name": "Maxi dress", "image_path": str(photo)}) + "\n", encoding="utf-8")
+    # None in sys.modules makes `import openvino` fail as on a machine without it (Python's own mechanism)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert predict.main(["--model", str(model_path), "--input", str(source), "--image-runtime", "openvino",
+                         "--no-progress"]) == 2
+    assert "openvino cannot be imported" in capsys.readouterr().err
+    output = tmp_path / "out.jsonl"
+    assert predict.main(["--model", str(model_path), "--input", str(source), "--image-runtime", "keras",
+                         "--output", str(output), "--no-progress"]) == 0
+    assert json.loads(output.read_text())["photo_used"] is True
 
 
 def test_a_damaged_model_file_is_named_in_a_clear_error(trained, tmp_path, capsys):
