@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -55,15 +56,21 @@ def clean_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
 class StemmingTokenizer:
     """Words as scikit-learn's default pattern finds them, lower-cased and Snowball-stemmed (no nltk data needed).
 
-    A class rather than a closure so that a fitted pipeline pickles.
+    Each distinct word is stemmed once and remembered (up to ``STEMS_KEPT`` words, the least recently seen forgotten
+    first): a catalog repeats a small vocabulary, and the Snowball stemmer, called on every word of every product,
+    was 77% of text-only prediction time. The stems, so the model, are the same as without the memory.
+    A class rather than a closure so that a fitted pipeline pickles (without the memory).
     """
+
+    STEMS_KEPT = 1 << 18
 
     def __init__(self, language: str = "english"):
         self.language = language
-        self._stemmer = SnowballStemmer(language)
+        self._stem = lru_cache(maxsize=self.STEMS_KEPT)(SnowballStemmer(language).stem)
 
     def __call__(self, text: str) -> list[str]:
-        return [self._stemmer.stem(word) for word in _WORD.findall(text.lower())]
+        stem = self._stem
+        return [stem(word) for word in _WORD.findall(text.lower())]
 
     def __getstate__(self) -> dict:
         return {"language": self.language}

@@ -9,12 +9,15 @@ import importlib.util
 import logging
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from modeling.backbones import BackboneError, LoadedBackbone
+from modeling.cluster import _networks as cluster_networks
+from modeling.cluster import embed_photos
 from modeling.image import ImageEmbedder, make_image_classifier
 from modeling.runtime import OpenVINONetwork, converted_path
 from shopstyle_spider import config
@@ -89,6 +92,11 @@ def test_one_cache_serves_both_runtimes_and_the_conversion_is_kept(tiny_backbone
     assert "0 new photos embedded, 1 from the cache" in caplog.text  # OpenVINO's vector, read by Keras
     restored = pickle.loads(pickle.dumps(openvino))  # a compiled OpenVINO model cannot be pickled: none is
     assert restored.runtime == "openvino" and "_loaded" not in restored.__dict__
+    # a cluster worker's task, run here: the runtime it is given converts in memory and gives the same vectors
+    on_worker, problems = embed_photos(str(tiny_backbone), None, openvino.fingerprint_,
+                                       [("grey", "grey.jpg", Path(photos["grey"]).read_bytes())], "openvino")
+    assert not problems and isinstance(cluster_networks[(str(tiny_backbone), None, "openvino")], OpenVINONetwork)
+    np.testing.assert_allclose(on_worker["grey"], both[2], atol=1e-5)
 
 
 def test_auto_falls_back_to_keras_saying_why_when_openvino_cannot_be_imported(tiny_backbone, monkeypatch, caplog):
