@@ -5,7 +5,10 @@ complete and adds nothing) unless ``--db`` names a crawl, trains our model with 
 the shared MobileNetV2, stacked; recorded as an experiment), then re-implements the 2016 method on the same
 training products and scores both on the same test products:
 
-- text: binary bag of the 20,000 most frequent words -> 100 ReLU units -> softmax (Keras, Adam, 5 epochs, batch 32)
+- text: binary bag of the 20,000 most frequent tokens ``[a-z0-9]+`` of name + description -> 100 ReLU units ->
+  softmax (Keras, Adam, 5 epochs, batch 32). Tokens of one character count: scikit-learn's default pattern (two
+  or more word characters) drops them, and with them the "t" of "T-shirt" (3,750 training products, 98% of them
+  T-shirts), which cost the method 1.15 points (96.52% against 97.67%)
 - image: softmax regression on the frozen embeddings (the same MobileNetV2 embeddings ours uses)
 - combined: the text model's hidden layer concatenated with the image embedding -> softmax
 
@@ -93,7 +96,7 @@ def method_2016(train_frame, test_frame, train_embeddings, test_embeddings, seed
     def text_of(frame):
         return (frame["name"] + " " + frame["description"]).tolist()
 
-    words = CountVectorizer(binary=True, max_features=20_000)
+    words = CountVectorizer(binary=True, max_features=20_000, token_pattern=r"[a-z0-9]+")
     x_train = words.fit_transform(text_of(train_frame)).astype(np.float32)
     x_test = words.transform(text_of(test_frame)).astype(np.float32)
     inputs = keras.Input((x_train.shape[1],), sparse=True)
