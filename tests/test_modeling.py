@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -16,13 +17,14 @@ import pytest
 import sklearn.base
 from PIL import Image
 from sklearn.base import clone
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from modeling import predict, train
 from modeling.data import DataError, load_products, select_categories, split_of
 from modeling.image import ImageEmbedder
 from modeling.persistence import ModelFileError, load_model
 from modeling.stacking import ProductClassifier, _restricted, out_of_fold_splits
-from modeling.text import clean_text, make_text_pipeline
+from modeling.text import WordCharNgrams, clean_text, make_text_pipeline
 from modeling.train import folds_or_fraction
 from shopstyle_spider.config import PROJECT_ROOT
 
@@ -43,6 +45,19 @@ def test_real_shopstyle_descriptions_come_out_as_plain_text(sample_dir):
     assert not any("<li>" in c or "&comma;" in c or "&quot;" in c or "  " in c for c in cleaned)
     first, second = bulleted.split("</li><li>")[0:2]
     assert f"{clean_text(first)} {clean_text(second)}" in clean_text(bulleted)  # bullets stay separate words
+
+
+def test_words_cut_once_give_the_character_features_of_char_wb_on_real_text(sample_dir):
+    records = [json.loads(line) for line in (sample_dir / "products.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = [f"{clean_text(r['name'])} {clean_text(r['description'])}" for r in records]
+    texts += ["  Ünïcode\tTABS and  double  spaces ", "", "x"]
+    options = {"min_df": 2, "sublinear_tf": True, "dtype": np.float32}
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), **options).fit(texts[:500])
+    ours = TfidfVectorizer(analyzer=WordCharNgrams((2, 5)), **options).fit(texts[:500])
+    assert ours.vocabulary_ == reference.vocabulary_
+    assert (ours.transform(texts) != reference.transform(texts)).nnz == 0
+    restored = pickle.loads(pickle.dumps(ours))  # without its memory of words, same features
+    assert (restored.transform(texts[500:]) != reference.transform(texts[500:])).nnz == 0
 
 
 @pytest.fixture(scope="module")
