@@ -202,7 +202,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("runtime", "auto")  # a model pickled before the runtime was a parameter
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "fingerprint_")

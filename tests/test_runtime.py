@@ -114,3 +114,11 @@ def test_auto_falls_back_to_keras_saying_why_when_openvino_cannot_be_imported(ti
 def test_an_unknown_runtime_is_refused_before_any_network_is_built(tiny_backbone):
     with pytest.raises(BackboneError, match="unknown image runtime 'tensorrt': expected one of auto, openvino, keras"):
         ImageEmbedder(str(tiny_backbone), runtime="tensorrt").fit()
+
+
+def test_a_model_pickled_before_runtimes_existed_loads_with_auto(tiny_backbone):
+    state = pickle.loads(pickle.dumps(ImageEmbedder(str(tiny_backbone), runtime="keras").fit())).__dict__.copy()
+    del state["runtime"]  # the state such a pickle holds
+    restored = ImageEmbedder.__new__(ImageEmbedder)
+    restored.__setstate__(state)  # what unpickling does
+    assert restored.get_params()["runtime"] == "auto" and restored.fingerprint_ == state["fingerprint_"]
