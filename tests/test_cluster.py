@@ -33,11 +33,9 @@ def _copy(source, target):
 
 
 def _train(db, images, backbone, out, *extra) -> dict:
-    # Keras on both sides: the models must be equal to the bit, and Keras' vectors do not depend on the batch's size
-    # (here 32, on the workers 128); OpenVINO's agree with them to about 1e-5 (tests/test_runtime.py)
     code = train.main(["--db", str(db), "--images", str(images), "--image-backbone", str(backbone),
                        "--out", str(out), "--cache-dir", str(out / "cache"), "--min-products", "5", "--no-progress",
-                       "--keep", "stacked", "--image-runtime", "keras", *extra])
+                       "--keep", "stacked", *extra])
     assert code == 0
     return json.loads(next(out.glob("*.json")).read_text())
 
