@@ -1,9 +1,10 @@
 """Which inference runtime runs the backbone: Keras itself, or the same network converted once for OpenVINO.
 
 Embedding photos is the slowest step of training and prediction, and OpenVINO runs the shared MobileNetV2 about
-1.6-2.4x faster than Keras' ``predict_on_batch`` on the same cores (bench/RESULTS.md). The network is converted
-from the Keras model (``keras.Model.export(format="openvino")``, Keras' own exporter) once per backbone and kept
-beside the embedding cache under the backbone's fingerprint, so later runs load it without importing TensorFlow.
+1.6-2.1x faster than Keras end to end on the same cores, by the machine's load (bench/RESULTS.md). The network is
+converted from the Keras model (``keras.Model.export(format="openvino")``, Keras' own exporter) once per backbone
+and kept beside the embedding cache under the backbone's fingerprint, so later runs load it without
+importing TensorFlow.
 
 The runtime changes how a vector is computed, not which vector: inference runs in float32 (OpenVINO's default on
 CPUs with bfloat16 units is bfloat16, which moves MobileNetV2's features by about 0.1), both runtimes agree to
