@@ -7,7 +7,7 @@ and kept beside the embedding cache under the backbone's fingerprint, so later r
 importing TensorFlow.
 
 The runtime changes how a vector is computed, not which vector: inference runs in float32 (OpenVINO's default on
-CPUs with bfloat16 units is bfloat16, which moves MobileNetV2's features by about 0.1), both runtimes agree to
+CPUs with bfloat16 units is bfloat16, too coarse for vectors shared with Keras), both runtimes agree to
 about 1e-5, and the embedding cache key stays the backbone's fingerprint, so a cache filled by one runtime serves
 the other. ONNX Runtime was measured as well and was slower here than OpenVINO (bench/RESULTS.md), so it is not
 offered.
