@@ -1,5 +1,7 @@
 """Which Keras network turns a photo into an embedding: a ``keras.applications`` name or a ``.keras`` file.
 
+(``modeling.runtime`` decides what runs it: Keras as built here, or its OpenVINO conversion.)
+
 A backbone here is a spec (a string and a weights choice), never a live Keras object: the image transformer stores
 the spec and a fingerprint, and rebuilds the network on first use, so a fitted model pickles without Keras inside.
 Keras is imported only when a network is built, so the crawler never loads TensorFlow.
@@ -16,7 +18,7 @@ from typing import Any
 
 from shopstyle_spider import config
 
-__all__ = ["APPLICATIONS", "BackboneError", "LoadedBackbone", "backbone_fingerprint", "load_backbone"]
+__all__ = ["APPLICATIONS", "BackboneError", "LoadedBackbone", "backbone_fingerprint", "keras_module", "load_backbone"]
 
 # name -> (keras.applications module, constructor, input side in pixels)
 APPLICATIONS: dict[str, tuple[str, str, int]] = {
@@ -31,7 +33,7 @@ class BackboneError(ValueError):
     """A backbone spec that cannot be built here; the message says what to pass instead."""
 
 
-def _keras():
+def keras_module():
     """Keras, imported on first need, with TensorFlow's start-up chatter on stderr quietened unless asked for."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -53,6 +55,10 @@ class LoadedBackbone:
     input_size: int
     preprocess: Any  # callable on a float32 batch of raw RGB 0..255, or None when the model does it itself
 
+    @property
+    def n_features(self) -> int:
+        return int(self.model.output_shape[-1])
+
     def embed(self, batch):
         batch = batch.astype("float32")
         if self.preprocess is not None:
@@ -72,12 +78,12 @@ def backbone_fingerprint(spec: str, weights: str | None) -> str:
     if spec not in APPLICATIONS:
         raise BackboneError(f"unknown image backbone {spec!r}: expected one of {', '.join(APPLICATIONS)}, "
                             f"a path ending in .keras, or none")
-    return f"{spec}-{weights or 'random'}-keras{_keras().__version__}"
+    return f"{spec}-{weights or 'random'}-keras{keras_module().__version__}"
 
 
 def load_backbone(spec: str, weights: str | None = "imagenet") -> LoadedBackbone:
     """Build the network for a spec; offline, a named application with ImageNet weights fails at once with advice."""
-    keras = _keras()
+    keras = keras_module()
 
     if spec.endswith(".keras"):
         if not Path(spec).is_file():

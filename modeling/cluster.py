@@ -3,7 +3,9 @@
 Two kinds of work leave this machine. Photos are embedded on the workers: each loads the backbone once and keeps
 it for every later task, and gets the photos' bytes rather than their paths, so workers need no access to the
 image store (only to the backbone: a ``keras.applications`` name, or a ``.keras`` file at the same path on every
-worker, checked against the fingerprint this machine computed). The branches' fits run through joblib's Dask
+worker, checked against the fingerprint this machine computed). Workers run the network on the runtime training
+asked for (``--image-runtime``); an OpenVINO conversion is made in memory once per worker process, since the
+training machine's cache folder means nothing on a worker's disk. The branches' fits run through joblib's Dask
 backend, all at once: each is the fit a local run makes (same folds, same seeds, same data), so the model predicts
 what the local one predicts.
 """
@@ -20,14 +22,15 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .backbones import BackboneError, LoadedBackbone, backbone_fingerprint, load_backbone
+from .backbones import BackboneError, backbone_fingerprint
+from .runtime import Network, build_network
 
 __all__ = ["ClusterError", "active_client", "dask_cluster", "embed_on_cluster", "embed_photos"]
 
 log = logging.getLogger(__name__)
 
 _client: ContextVar = ContextVar("dask_client", default=None)
-_networks: dict[tuple[str, str | None], LoadedBackbone] = {}  # in a worker process: each backbone built once
+_networks: dict[tuple[str, str | None, str], Network] = {}  # in a worker process: each backbone built once
 
 
 class ClusterError(RuntimeError):
@@ -61,24 +64,25 @@ def active_client():
     return _client.get()
 
 
-def embed_photos(backbone: str, weights: str | None, fingerprint: str,
-                 photos: list[tuple[str, str, bytes]]) -> tuple[dict[str, np.ndarray], list[str]]:
+def embed_photos(backbone: str, weights: str | None, fingerprint: str, photos: list[tuple[str, str, bytes]],
+                 runtime: str = "auto") -> tuple[dict[str, np.ndarray], list[str]]:
     """On a worker: (content key, name, bytes) -> ({key: vector}, problems), the backbone built on first use."""
     from .image import embed_batch, read_photo
 
-    network = _networks.get((backbone, weights))
+    network = _networks.get((backbone, weights, runtime))
     if network is None:
         found = backbone_fingerprint(backbone, weights)
         if found != fingerprint:
             raise BackboneError(f"image backbone {backbone} on this worker is not the one training uses "
                                 f"(fingerprint {found} != {fingerprint})")
-        network = _networks[(backbone, weights)] = load_backbone(backbone, weights)
+        network = _networks[(backbone, weights, runtime)] = build_network(backbone, weights, fingerprint=fingerprint,
+                                                                          runtime=runtime)
     return embed_batch(network, ((key, partial(read_photo, name, network.input_size, content))
                                  for key, name, content in photos))
 
 
 def embed_on_cluster(client, backbone: str, weights: str | None, fingerprint: str, items: list[tuple[str, str]],
-                     chunk_size: int) -> Iterator[tuple[int, dict[str, np.ndarray], list[str]]]:
+                     chunk_size: int, runtime: str = "auto") -> Iterator[tuple[int, dict[str, np.ndarray], list[str]]]:
     """(photos done, {key: vector}, problems) per chunk of ``items`` (content key, path) as workers finish them.
 
     Photos are read here and sent with their task; two chunks per worker are in flight, so memory holds a few
@@ -95,7 +99,7 @@ def embed_on_cluster(client, backbone: str, weights: str | None, fingerprint: st
                 photos.append((key, path, Path(path).read_bytes()))
             except OSError as error:
                 log.warning("%s: cannot be read (%s)", path, error)
-        return client.submit(embed_photos, backbone, weights, fingerprint, photos, pure=False), len(chunk)
+        return client.submit(embed_photos, backbone, weights, fingerprint, photos, runtime, pure=False), len(chunk)
 
     sizes = {}
     pending = as_completed()

@@ -1,9 +1,10 @@
-"""The image branch: photo paths -> Keras backbone embeddings (cached on disk) -> a linear classifier.
+"""The image branch: photo paths -> backbone embeddings (cached on disk) -> a linear classifier.
 
 Embedding is the expensive step of training (minutes per ten thousand photos on a CPU), so it is done once per
 photo and backbone: vectors are cached under the backbone's fingerprint and the photo's content hash, and a second
 run, or a model retrained with other parameters, embeds nothing. Decoding and resizing run in threads while the
-network works on the previous batch.
+network works on the previous batch. The network runs on OpenVINO or Keras (``modeling.runtime``); either fills
+and reads the same cache.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .backbones import BackboneError, LoadedBackbone, backbone_fingerprint, load_backbone
+from .backbones import BackboneError, backbone_fingerprint
 from .fields import photo_path
+from .runtime import Network, build_network
 
 __all__ = ["EmbeddingCache", "ImageEmbedder", "embed_batch", "make_image_classifier", "read_photo"]
 
@@ -99,14 +101,14 @@ def read_photo(path: str, size: int, content: bytes | None = None) -> np.ndarray
         raise ValueError(f"{path}: not a usable image ({error})") from error
 
 
-def embed_batch(network: LoadedBackbone, photos: Iterable[tuple[str, Callable[[], np.ndarray]]],
+def embed_batch(network: Network, photos: Iterable[tuple[str, Callable[[], np.ndarray]]],
                 pad_to: int | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """({key: vector}, problems): one network call for the photos whose ``decode()`` succeeds, and the reason of
     each that does not (``read_photo``'s ValueError). Used here and on cluster workers alike.
 
     The call is padded with blank images to ``pad_to`` rows (default: the photos offered), so a failed photo or a
-    short last batch does not hand Keras a new input shape: each new shape costs a retrace of the network (0.6 s
-    for MobileNetV2 on two cores, more than embedding the blank rows).
+    short last batch does not hand the runtime a new input shape: each new shape costs Keras a retrace of the network
+    (0.6 s for MobileNetV2 on two cores, more than embedding the blank rows) and OpenVINO a new plan.
     """
     pixels, keys, problems = [], [], []
     for key, decode in photos:
@@ -151,43 +153,56 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         9 ms of MobileNetV2 per photo on two cores.
     progress : bool
         Show a progress bar while embedding.
+    runtime : str
+        What runs the network: ``"openvino"`` (converted once and kept in ``cache_dir`` beside the embeddings),
+        ``"keras"``, or ``"auto"`` (OpenVINO where it is installed and converts the network, else Keras with a
+        warning saying why). Vectors agree to about 1e-5 and share one cache, so this is a speed choice only and
+        may differ between training and prediction.
 
     The network itself is never stored on the estimator's pickled state: it is rebuilt from ``backbone`` on first
     use, and refused if its fingerprint is not the one the estimator was fitted with.
     """
 
     def __init__(self, backbone: str = "mobilenet_v2", weights: str | None = "imagenet", batch_size: int = 32,
-                 cache_dir: str | None = None, workers: int | None = None, progress: bool = True):
+                 cache_dir: str | None = None, workers: int | None = None, progress: bool = True,
+                 runtime: str = "auto"):
         self.backbone = backbone
         self.weights = weights
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.workers = workers
         self.progress = progress
+        self.runtime = runtime
 
     def fit(self, X=None, y=None):
         """Build the network once (an unusable spec fails here, before any training) and note its fingerprint."""
         self.fingerprint_ = backbone_fingerprint(self.backbone, self.weights)
         loaded = self.network()
         self.input_size_ = loaded.input_size
-        self.n_features_out_ = int(loaded.model.output_shape[-1])
+        self.n_features_out_ = loaded.n_features
         return self
 
-    def network(self) -> LoadedBackbone:
-        """The Keras network, built on first use and checked against the fingerprint the estimator was fitted with."""
+    def network(self) -> Network:
+        """The network on its runtime, built on first use and checked against the fingerprint the estimator was
+        fitted with."""
         loaded = self.__dict__.get("_loaded")
         if loaded is None:
             fingerprint = backbone_fingerprint(self.backbone, self.weights)
             if hasattr(self, "fingerprint_") and fingerprint != self.fingerprint_:
                 raise BackboneError(f"image backbone {self.backbone} is not the network this model was trained "
                                     f"with (fingerprint {fingerprint} != {self.fingerprint_}); restore that file")
-            loaded = self._loaded = load_backbone(self.backbone, self.weights)
+            loaded = self._loaded = build_network(self.backbone, self.weights, fingerprint=fingerprint,
+                                                  runtime=self.runtime, cache_dir=self.cache_dir)
         return loaded
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_loaded", None)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("runtime", "auto")  # a model pickled before the runtime was a parameter
+        super().__setstate__(state)
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "fingerprint_")
@@ -229,7 +244,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         items = list(todo.items())
         client = active_client()
         chunks = (embed_on_cluster(client, self.backbone, self.weights, self.fingerprint_, items,
-                                   chunk_size=4 * self.batch_size)
+                                   chunk_size=4 * self.batch_size, runtime=self.runtime)
                   if client is not None else self._embed_here(items, pool))
         embedded: dict[str, np.ndarray] = {}
         with tqdm(total=len(items), desc=f"embedding photos ({self.backbone})", unit="photo",

@@ -31,10 +31,12 @@ from tqdm.auto import tqdm
 from shopstyle_spider import config, schema
 
 from . import filing_queue
+from .backbones import BackboneError
 from .data import DataError, load_products
 from .fields import is_missing, optional_text, photo_path
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location, is_remote
+from .runtime import RUNTIME_HELP, RUNTIMES
 
 ALTERNATIVES = 3
 CHUNK = 1000  # products predicted together: large enough to batch photos, small enough to show progress
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write the products whose decision is 'review' into this crawl database's filing "
                              "queue for the review app; with --db and no value, into that database (products "
                              "already queued are not added twice)")
+    parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     queue_db = (args.db if args.queue == "" else args.queue) if args.queue is not None else None
     try:
         model = load_model(args.model)
+        if getattr(model, "image_", None) is not None:  # how photos are embedded is this run's choice, not the model's
+            model.image_.set_params(runtime=args.image_runtime)
         if args.db is not None:
             records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
             images = None  # the database's photo paths come back resolved
@@ -205,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                   ) as queued:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress,
                                     queue=queued.add if queue_db is not None else None)
-    except (ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError) as error:
+    except (ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError, BackboneError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
         return 2
     if queue_db is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from w3lib.html import replace_tags
 
-__all__ = ["StemmingTokenizer", "clean_text", "clean_text_columns", "make_text_pipeline"]
+__all__ = ["StemmingTokenizer", "WordCharNgrams", "clean_text", "clean_text_columns", "make_text_pipeline"]
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 _SPACE = re.compile(r"\s+")
@@ -55,15 +56,21 @@ def clean_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
 class StemmingTokenizer:
     """Words as scikit-learn's default pattern finds them, lower-cased and Snowball-stemmed (no nltk data needed).
 
-    A class rather than a closure so that a fitted pipeline pickles.
+    Each distinct word is stemmed once and remembered (up to ``STEMS_KEPT`` words, the least recently seen forgotten
+    first): a catalog repeats a small vocabulary, and the Snowball stemmer, called on every word of every product,
+    was 77% of text-only prediction time. The stems, so the model, are the same as without the memory.
+    A class rather than a closure so that a fitted pipeline pickles (without the memory).
     """
+
+    STEMS_KEPT = 1 << 18
 
     def __init__(self, language: str = "english"):
         self.language = language
-        self._stemmer = SnowballStemmer(language)
+        self._stem = lru_cache(maxsize=self.STEMS_KEPT)(SnowballStemmer(language).stem)
 
     def __call__(self, text: str) -> list[str]:
-        return [self._stemmer.stem(word) for word in _WORD.findall(text.lower())]
+        stem = self._stem
+        return [stem(word) for word in _WORD.findall(text.lower())]
 
     def __getstate__(self) -> dict:
         return {"language": self.language}
@@ -79,6 +86,45 @@ class StemmingTokenizer:
 
     def __repr__(self) -> str:
         return f"StemmingTokenizer({self.language!r})"
+
+
+class WordCharNgrams:
+    """The character n-grams of ``TfidfVectorizer(analyzer="char_wb")``, each distinct word's computed once.
+
+    ``char_wb`` takes n-grams within words only (each word padded with a space), so a text's n-grams are its words'
+    n-grams in order: the same list, from scikit-learn's own analyzer applied to each new word, so the same features
+    and model. Cutting a name into n-grams in Python was a quarter of text-only prediction time once stems were
+    remembered. Up to ``WORDS_KEPT`` words are remembered, the least recently seen forgotten first.
+
+    >>> WordCharNgrams((2, 3))("Silk  silk")
+    [' s', 'si', 'il', 'lk', 'k ', ' si', 'sil', 'ilk', 'lk ', ' s', 'si', 'il', 'lk', 'k ', ' si', 'sil', 'ilk', 'lk ']
+    """
+
+    WORDS_KEPT = 1 << 18
+
+    def __init__(self, ngram_range: tuple[int, int] = (2, 5)):
+        self.ngram_range = tuple(ngram_range)
+        analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range).build_analyzer()
+        self._of_word = lru_cache(maxsize=self.WORDS_KEPT)(lambda word: tuple(analyzer(word)))
+
+    def __call__(self, text: str) -> list[str]:
+        of_word = self._of_word
+        return [gram for word in text.lower().split() for gram in of_word(word)]
+
+    def __getstate__(self) -> dict:
+        return {"ngram_range": self.ngram_range}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["ngram_range"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WordCharNgrams) and other.ngram_range == self.ngram_range
+
+    def __hash__(self) -> int:
+        return hash(("WordCharNgrams", self.ngram_range))
+
+    def __repr__(self) -> str:
+        return f"WordCharNgrams({self.ngram_range!r})"
 
 
 def make_text_pipeline(*, stem: bool = True, classifier: str = "sgd", alpha: float = 1e-5, C: float = 5.0) -> Pipeline:
@@ -108,7 +154,7 @@ def make_text_pipeline(*, stem: bool = True, classifier: str = "sgd", alpha: flo
 
     features = ColumnTransformer([
         ("name_words", words(1), "name"),
-        ("name_chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+        ("name_chars", TfidfVectorizer(analyzer=WordCharNgrams((2, 5)), min_df=2, sublinear_tf=True,
                                        dtype=np.float32), "name"),
         ("text_words", words(2), "text"),
     ])

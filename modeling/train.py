@@ -33,6 +33,7 @@ from .image import ImageEmbedder
 from .metrics import branch_metrics
 from .persistence import dump_pending, publish_model
 from .photo_store import PhotoStoreError, images_location, is_remote
+from .runtime import RUNTIME_HELP, RUNTIMES
 from .stacking import ProductClassifier
 from .text import make_text_pipeline
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a keras.applications name (inception_v3, mobilenet_v2, efficientnet_b0, resnet50: "
                              "their ImageNet weights download only when online), the path of a .keras file taking "
                              "raw RGB 0..255 and returning pooled features, or 'none' for a text-only model")
+    parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     parser.add_argument("--weights", choices=("imagenet", "random"), default="imagenet",
                         help="weights of a named keras.applications backbone ('random' only to time an architecture)")
     parser.add_argument("--categories", type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
@@ -204,7 +206,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         if args.image_backbone.lower() != "none":
             embedder = ImageEmbedder(args.image_backbone, weights=None if args.weights == "random" else "imagenet",
                                      batch_size=args.batch_size, cache_dir=str(args.cache_dir),
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, runtime=args.image_runtime)
             embedder.fit()  # an unusable backbone fails here, before minutes of text training
     except (DataError, BackboneError, PhotoStoreError, ClusterError, schema.SchemaError) as error:
         print(f"modeling.train: {error}", file=sys.stderr)

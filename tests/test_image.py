@@ -143,7 +143,7 @@ def test_the_shared_mobilenet_embeds_real_catalog_photos(fashion_dir):
     if not backbone.is_file():
         pytest.fail(f"the shared backbone is missing at {backbone} (set SHARED_DIR)")
     paths = sorted(str(p) for p in (fashion_dir / "images").glob("*.jpg"))[:6]
-    vectors = ImageEmbedder(str(backbone), batch_size=4, progress=False).fit().transform(paths)
+    vectors = ImageEmbedder(str(backbone), batch_size=4, runtime="keras", progress=False).fit().transform(paths)
     assert vectors.shape == (6, 1280)
     assert np.isfinite(vectors).all() and (vectors >= 0).all()  # pooled ReLU6 features
     assert len({v.tobytes() for v in vectors}) == 6

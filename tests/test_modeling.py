@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -15,14 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn.base
+from PIL import Image
 from sklearn.base import clone
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from modeling import predict, store, train
 from modeling.data import DataError, load_products, select_categories, split_of
 from modeling.image import ImageEmbedder
 from modeling.persistence import ModelFileError, load_model
 from modeling.stacking import ProductClassifier, _restricted, out_of_fold_splits
-from modeling.text import clean_text, make_text_pipeline
+from modeling.text import WordCharNgrams, clean_text, make_text_pipeline
 from modeling.train import folds_or_fraction
 from shopstyle_spider import schema
 from shopstyle_spider.config import PROJECT_ROOT
@@ -44,6 +47,19 @@ def test_real_shopstyle_descriptions_come_out_as_plain_text(sample_dir):
     assert not any("<li>" in c or "&comma;" in c or "&quot;" in c or "  " in c for c in cleaned)
     first, second = bulleted.split("</li><li>")[0:2]
     assert f"{clean_text(first)} {clean_text(second)}" in clean_text(bulleted)  # bullets stay separate words
+
+
+def test_words_cut_once_give_the_character_features_of_char_wb_on_real_text(sample_dir):
+    records = [json.loads(line) for line in (sample_dir / "products.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = [f"{clean_text(r['name'])} {clean_text(r['description'])}" for r in records]
+    texts += ["  Ünïcode\tTABS and  double  spaces ", "", "x"]
+    options = {"min_df": 2, "sublinear_tf": True, "dtype": np.float32}
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), **options).fit(texts[:500])
+    ours = TfidfVectorizer(analyzer=WordCharNgrams((2, 5)), **options).fit(texts[:500])
+    assert ours.vocabulary_ == reference.vocabulary_
+    assert (ours.transform(texts) != reference.transform(texts)).nnz == 0
+    restored = pickle.loads(pickle.dumps(ours))  # without its memory of words, same features
+    assert (restored.transform(texts[500:]) != reference.transform(texts[500:])).nnz == 0
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +300,24 @@ def test_a_missing_photo_is_the_same_whatever_its_spelling(trained):
     lines = list(predict.prediction_lines(model, rows))
     assert len({json.dumps({k: v for k, v in line.items() if k != "id"}) for line in lines}) == 1
     assert not lines[0]["photo_used"]
+
+
+def test_predict_embeds_new_photos_on_the_runtime_it_is_given(trained, tmp_path, monkeypatch, capsys):
+    db, images, out = trained
+    model_path = next(out.glob("*.joblib"))
+    photo = tmp_path / "new.jpg"  # not in the embedding cache: predicting it needs the network
+    Image.fromarray(np.random.default_rng(7).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(photo)
+    source = tmp_path / "products.jsonl"
+    source.write_text(json.dumps({"id": 1, "name": "Maxi dress", "image_path": str(photo)}) + "\n", encoding="utf-8")
+    # None in sys.modules makes `import openvino` fail as on a machine without it (Python's own mechanism)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert predict.main(["--model", str(model_path), "--input", str(source), "--image-runtime", "openvino",
+                         "--no-progress"]) == 2
+    assert "openvino cannot be imported" in capsys.readouterr().err
+    output = tmp_path / "out.jsonl"
+    assert predict.main(["--model", str(model_path), "--input", str(source), "--image-runtime", "keras",
+                         "--output", str(output), "--no-progress"]) == 0
+    assert json.loads(output.read_text())["photo_used"] is True
 
 
 def test_a_damaged_model_file_is_named_in_a_clear_error(trained, tmp_path, capsys):

@@ -1,0 +1,141 @@
+"""Which inference runtime runs the backbone: Keras itself, or the same network converted once for OpenVINO.
+
+Embedding photos is the slowest step of training and prediction, and OpenVINO runs the shared MobileNetV2 about
+1.6-2.1x faster than Keras end to end on the same cores, by the machine's load (bench/RESULTS.md). The network is
+converted from the Keras model (``keras.Model.export(format="openvino")``, Keras' own exporter) once per backbone
+and kept beside the embedding cache under the backbone's fingerprint, so later runs load it without
+importing TensorFlow.
+
+The runtime changes how a vector is computed, not which vector: inference runs in float32 (OpenVINO's default on
+CPUs with bfloat16 units is bfloat16, too coarse for vectors shared with Keras), both runtimes agree to
+about 1e-5, and the embedding cache key stays the backbone's fingerprint, so a cache filled by one runtime serves
+the other. ONNX Runtime was measured as well and was slower here than OpenVINO (bench/RESULTS.md), so it is not
+offered.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .backbones import BackboneError, keras_module, load_backbone
+
+__all__ = ["RUNTIMES", "RUNTIME_HELP", "Network", "OpenVINONetwork", "build_network", "converted_path"]
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "openvino", "keras")
+RUNTIME_HELP = ("what runs the image backbone: openvino (converted once, kept beside the embedding cache), keras, or "
+                "auto (OpenVINO where installed, else Keras, saying why); the vectors and their cache are the same")
+
+
+class Network(Protocol):
+    """What the image branch needs from a built backbone, whichever runtime runs it."""
+
+    input_size: int
+    n_features: int
+
+    def embed(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class OpenVINONetwork:
+    """A backbone compiled by OpenVINO for this machine's CPU, taking raw RGB 0..255 like the ``.keras`` contract."""
+
+    compiled: Any
+    input_size: int
+    n_features: int
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        return self.compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]
+
+
+def converted_path(cache_dir: str | Path, fingerprint: str) -> Path:
+    """Where the OpenVINO conversion of a backbone is kept: beside its embeddings, under the same fingerprint."""
+    return Path(cache_dir) / f"{fingerprint}.openvino" / "model.xml"
+
+
+def build_network(spec: str, weights: str | None, *, fingerprint: str, runtime: str = "auto",
+                  cache_dir: str | Path | None = None) -> Network:
+    """The backbone ready to embed with ``runtime``: ``"keras"``, ``"openvino"`` (an error when it cannot be used),
+    or ``"auto"`` (OpenVINO when it can be imported and converts the network, else Keras with a warning saying why).
+
+    The conversion is kept in ``cache_dir`` (none: converted again by every process) and reused while the
+    backbone's fingerprint is the same; a bad spec raises ``BackboneError`` whatever the runtime.
+    """
+    if runtime not in RUNTIMES:
+        raise BackboneError(f"unknown image runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if runtime == "keras":
+        return load_backbone(spec, weights)
+    try:
+        import openvino
+    except ImportError as error:
+        if runtime == "openvino":
+            raise BackboneError(f"image runtime openvino: openvino cannot be imported ({error}); "
+                                "pip install openvino, or pass --image-runtime keras") from error
+        log.warning("image runtime auto: openvino cannot be imported (%s), so photos are embedded with Keras "
+                    "(pip install openvino to embed about twice as fast)", error)
+        return load_backbone(spec, weights)
+    try:
+        return _openvino_network(openvino, spec, weights, fingerprint, cache_dir)
+    except BackboneError:
+        raise
+    except Exception as error:  # a conversion or compilation failure of OpenVINO (RuntimeError, OpConversionFailure)
+        if runtime == "openvino":
+            raise BackboneError(f"image runtime openvino: {spec} cannot be run by OpenVINO ({error}); "
+                                "pass --image-runtime keras") from error
+        log.warning("image runtime auto: OpenVINO cannot run %s (%s), so photos are embedded with Keras", spec, error)
+        return load_backbone(spec, weights)
+
+
+def _openvino_network(openvino, spec: str, weights: str | None, fingerprint: str,
+                      cache_dir: str | Path | None) -> OpenVINONetwork:
+    core = openvino.Core()
+    version = openvino.get_version()
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory() as folder:
+            model = core.read_model(_export(spec, weights, Path(folder)))
+        log.info("image runtime: OpenVINO %s, %s converted for this process", version, spec)
+    else:
+        xml = converted_path(cache_dir, fingerprint)
+        if xml.is_file():
+            log.info("image runtime: OpenVINO %s, the conversion of %s kept in %s", version, spec, xml.parent)
+        else:
+            xml.parent.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{fingerprint}-", dir=xml.parent.parent))
+            try:
+                _export(spec, weights, staging)
+                staging.rename(xml.parent)  # atomic: a conversion killed half-way leaves nothing at xml
+            except OSError:  # another process kept its conversion first: same fingerprint, same network
+                if not xml.is_file():
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            log.info("image runtime: OpenVINO %s, %s converted and kept in %s", version, spec, xml.parent)
+        model = core.read_model(xml)
+    # float32 everywhere: on CPUs with bfloat16 units OpenVINO would otherwise compute in bfloat16 and the vectors
+    # would no longer be interchangeable with Keras' ones (the embedding cache serves both runtimes).
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    shape, out = compiled.input(0).get_partial_shape(), compiled.output(0).get_partial_shape()
+    if shape.rank.get_length() != 4 or not shape[1].is_static or shape[1] != shape[2] or out.rank.get_length() != 2:
+        raise BackboneError(f"{spec}: expected input (N, S, S, 3) and output (N, D), found {shape} -> {out}")
+    return OpenVINONetwork(compiled, shape[1].get_length(), out[1].get_length())
+
+
+def _export(spec: str, weights: str | None, folder: Path) -> Path:
+    """``folder/model.xml``: the Keras network as OpenVINO IR, its preprocessing included so that it takes raw RGB."""
+    loaded = load_backbone(spec, weights)
+    model = loaded.model
+    if loaded.preprocess is not None:  # a keras.applications network: its preprocessing becomes part of the graph
+        keras = keras_module()
+        inputs = keras.Input((loaded.input_size, loaded.input_size, 3))
+        model = keras.Model(inputs, loaded.model(loaded.preprocess(inputs)))
+    xml = folder / "model.xml"
+    model.export(str(xml), format="openvino", verbose=False)
+    return xml
