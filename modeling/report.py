@@ -1,4 +1,5 @@
-"""HTML pages of ``modeling.analyze``: the most confident errors, and an index that brings the report together.
+"""HTML pages of ``modeling.analyze`` (the most confident errors, and an index that brings the report together) and
+of ``modeling.audit`` (the suspect labels, grouped).
 
 Every piece of product text is escaped before it reaches a page: real descriptions carry HTML, and a catalog may
 hold hostile text on purpose. Photos are embedded as data URIs, so a page keeps working when copied elsewhere.
@@ -14,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from .fields import is_missing, optional_text
+from .text import clean_text
 
-__all__ = ["errors_page", "index_page", "table_html"]
+__all__ = ["errors_page", "index_page", "suspects_page", "table_html"]
 
 STYLE = """<style>
 body { font-family: sans-serif; margin: 2em; } table { border-collapse: collapse; }
@@ -74,6 +76,32 @@ def errors_page(errors: pd.DataFrame, images: Path | None, title: str) -> str:
     head = ("<tr><th>photo</th><th>product</th><th>name</th><th>description</th><th>true category</th>"
             "<th>predicted</th><th>score</th></tr>")
     body = (f"<p>{len(rows)} wrong predictions, most confident first.</p>\n"
+            f"<table>\n{head}\n" + "\n".join(rows) + "\n</table>")
+    return _page(title, body)
+
+
+def suspects_page(suspects: pd.DataFrame, title: str, images: Path | None = None) -> str:
+    """An audit's suspects, one table row per product, grouped by cleaned name, the group holding the worst suspect
+    first: photo, name, cleaned description, the given label and the suggested one with their probabilities."""
+    rows = []
+    order = suspects.groupby("group_key", sort=False)["rank"].transform("min")
+    for suspect in suspects.assign(_group=order).sort_values(["_group", "rank"]).itertuples(index=False):
+        rows.append(
+            "<tr>"
+            f"<td>{_photo(images or Path(), suspect.image_path)}</td>"
+            f'<td class="num">{suspect.rank}</td>'
+            f"<td>{escape(str(suspect.product_id))}</td>"
+            f"<td>{escape(clean_text(suspect.name))}<br><small>group: {escape(suspect.group_key)}</small></td>"
+            f'<td><div class="description">{escape(clean_text(suspect.description))}</div></td>'
+            f"<td>{escape(str(suspect.given_label))} ({suspect.given_score:.3f})</td>"
+            f"<td>{escape(str(suspect.suggested_label))} ({suspect.suggested_score:.3f})</td>"
+            f'<td class="num">{suspect.quality:.4f}</td>'
+            "</tr>")
+    head = ("<tr><th>photo</th><th>rank</th><th>product</th><th>name</th><th>description</th><th>given label</th>"
+            "<th>suggested</th><th>quality</th></tr>")
+    groups = suspects["group_key"].nunique() if len(suspects) else 0
+    body = (f"<p>{len(rows)} suspect labels in {groups} groups of products sharing a cleaned name; the scores are "
+            "out-of-fold probabilities, the quality is cleanlab's self-confidence (lower is more suspect).</p>\n"
             f"<table>\n{head}\n" + "\n".join(rows) + "\n</table>")
     return _page(title, body)
 

@@ -15,15 +15,20 @@ from modeling.metrics import coverage_at_accuracy
 
 HOSTILE_NAME = "<script>alert(1)</script> Bootcut"
 HOSTILE_DESCRIPTION = '<img src=x onerror="alert(2)"><b>stretch</b> &amp; denim'
-# (product, true, stacked prediction, score, text prediction, text score, image prediction, image score)
+# (product, true, stacked prediction, score, text prediction, text score, image prediction, image score,
+#  most probable parent, its probability)
 EXPERIMENT_1 = [
-    (1, "skinny-jeans", "skinny-jeans", 0.95, "skinny-jeans", 0.9, "skinny-jeans", 0.7),
-    (2, "bootcut-jeans", "skinny-jeans", 0.90, "skinny-jeans", 0.8, None, None),
-    (3, "maxi-dresses", "maxi-dresses", 0.80, "midi-dresses", 0.6, "maxi-dresses", 0.9),
-    (4, "midi-dresses", "skinny-jeans", 0.70, "skinny-jeans", 0.5, None, None),
-    (5, "midi-dresses", "midi-dresses", 0.60, "midi-dresses", 0.7, None, None),
+    (1, "skinny-jeans", "skinny-jeans", 0.95, "skinny-jeans", 0.9, "skinny-jeans", 0.7, "jeans", 0.97),
+    (2, "bootcut-jeans", "skinny-jeans", 0.90, "skinny-jeans", 0.8, None, None, "jeans", 0.95),
+    (3, "maxi-dresses", "maxi-dresses", 0.80, "midi-dresses", 0.6, "maxi-dresses", 0.9, "dresses", 0.90),
+    (4, "midi-dresses", "skinny-jeans", 0.70, "skinny-jeans", 0.5, None, None, "jeans", 0.75),
+    (5, "midi-dresses", "midi-dresses", 0.60, "midi-dresses", 0.7, None, None, "dresses", 0.85),
 ]
-EXPERIMENT_2 = [(p, true, true, 0.99, true, 0.9, None, None) for p, true, *_ in EXPERIMENT_1]
+EXPERIMENT_2 = [(p, true, true, 0.99, true, 0.9, None, None, true.split("-")[1], 0.995)
+                for p, true, *_ in EXPERIMENT_1]
+# thresholds "chosen on validation" for experiment 1: on the rows above, leaf >= 0.9 files products 1 (right) and
+# 2 (wrong), parent >= 0.8 files 3 and 5 (right), 4 goes to review
+FILING_1 = {"0.95": {"leaf": 0.9, "parent": 0.8}}
 
 
 @pytest.fixture
@@ -51,10 +56,11 @@ def db(tmp_path):
                  HOSTILE_DESCRIPTION if product == 2 else "", true, "full/2.jpg" if product == 2 else None,
                  "ok" if product == 2 else "none", now, now))
         for experiment, rows in ((1, EXPERIMENT_1), (2, EXPERIMENT_2)):
+            metrics = {"filing": FILING_1} if experiment == 1 else {}
             connection.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (experiment, f"exp{experiment}", now, json.dumps({"model": "stacked"}), "{}", "{}",
-                                None))
-            connection.executemany("INSERT INTO predictions VALUES (?, ?, 'test', ?, ?, ?, ?, ?, ?, ?)",
+                               (experiment, f"exp{experiment}", now, json.dumps({"model": "stacked"}), "{}",
+                                json.dumps(metrics), None))
+            connection.executemany("INSERT INTO predictions VALUES (?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                    [(experiment, *row) for row in rows])
     return path, images
 
@@ -86,9 +92,17 @@ def test_the_report_figures_equal_the_hand_computed_ones(db, capsys):
     assert stacked["n"] == 5 and stacked["accuracy"] == pytest.approx(0.6)
     assert (stacked["coverage_95"], stacked["threshold_95"]) == (0.2, 0.95)
     assert (stacked["coverage_98"], stacked["threshold_98"]) == (0.2, 0.95)
-    # parents: jeans, jeans (right), dresses, dresses vs jeans (wrong), dresses -> 1, 1, 1, .75, .8
+    # parents by parent probability: jeans .97, jeans .95, dresses .90, dresses .85 (right), jeans .75 (wrong for
+    # a midi dress) -> accurate 1, 1, 1, 1, .8: 4 of 5 covered at 95% and 98%
     assert stacked["parent_accuracy"] == pytest.approx(0.8)
-    assert stacked["parent_coverage_95"] == pytest.approx(0.6) and stacked["parent_coverage_98"] == pytest.approx(0.6)
+    assert stacked["parent_coverage_95"] == pytest.approx(0.8) and stacked["parent_coverage_98"] == pytest.approx(0.8)
+    assert "parent_accuracy" not in first["text"]  # a branch has no recorded parent probabilities
+    decisions = {e["id"]: e["decisions"] for e in report["experiments"]}
+    assert decisions[2] == []  # no thresholds recorded
+    (at95,) = decisions[1]
+    assert (at95["leaf_share"], at95["leaf_accuracy"]) == (pytest.approx(0.4), pytest.approx(0.5))
+    assert (at95["parent_share"], at95["parent_accuracy"]) == (pytest.approx(0.4), 1.0)
+    assert at95["review_share"] == pytest.approx(0.2) and at95["leaf_threshold"] == 0.9
     assert first["text"]["accuracy"] == pytest.approx(0.4)
     assert first["image"]["n"] == 2 and first["image"]["accuracy"] == 1.0
     assert "image" not in {e["id"]: e for e in report["experiments"]}[2]["figures"]
