@@ -2,8 +2,9 @@
 
 A model trained on a catalog learns what most of its products say; a product whose label disagrees with everything
 like it is more likely mislabelled than misunderstood. Every labelled product (every split) gets probabilities from
-a model that never saw it: ``--folds K`` trains the training's own ``ProductClassifier`` K times, each on the other
-folds (``stacking.out_of_fold_splits``; photos come from the embedding cache, so only new photos are embedded).
+a model that never saw it: ``--folds K`` fits the training's own ``ProductClassifier`` with K folds and reads the
+stacked out-of-fold probabilities it computes anyway (``fit_out_of_fold``: each branch trained K + 1 times; photos
+come from the embedding cache, so only new photos are embedded).
 ``--model M`` uses a trained model's probabilities instead, in seconds, but a model is sure of the products it was
 trained on, so it finds fewer suspects among those.
 
@@ -34,7 +35,6 @@ from cleanlab.dataset import find_overlapping_classes
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from sqlalchemy import insert
-from tqdm.auto import tqdm
 
 from shopstyle_spider import config, schema
 
@@ -44,10 +44,10 @@ from .data import DataError, load_products, select_categories, with_reviewed_lab
 from .image import ImageEmbedder
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location
-from .stacking import ProductClassifier, out_of_fold_splits
+from .stacking import ProductClassifier
 from .text import clean_text, make_text_pipeline
 
-__all__ = ["AuditResult", "audit_labels", "group_key", "out_of_fold_proba", "record_audit"]
+__all__ = ["AuditResult", "audit_labels", "group_key", "record_audit"]
 
 log = logging.getLogger("modeling.audit")
 
@@ -63,24 +63,6 @@ def group_key(name: object) -> str:
     return clean_text(name).lower()
 
 
-def _laid_out(proba: np.ndarray, fitted: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Probabilities over ``fitted`` classes laid out on ``classes`` (a class a fold never saw gets 0)."""
-    out = np.zeros((len(proba), len(classes)))
-    out[:, np.searchsorted(classes, fitted)] = proba
-    return out
-
-
-def out_of_fold_proba(frame: pd.DataFrame, make_model, folds: int, seed: int, progress: bool = True) -> np.ndarray:
-    """(n, classes) probabilities of every product of ``frame`` from a ``make_model()`` fitted on the other folds;
-    columns in the order of ``np.unique(frame["category"])``."""
-    y = frame["category"].to_numpy().astype(str)
-    classes = np.unique(y)
-    proba = np.zeros((len(y), len(classes)))
-    for train, held in tqdm(out_of_fold_splits(y, folds, seed), desc="audit folds", unit="fold",
-                            disable=not progress):
-        model = make_model().fit(frame.iloc[train], y[train])
-        proba[held] = _laid_out(model.predict_proba(frame.iloc[held]), model.classes_, classes)
-    return proba
 
 
 class AuditResult:
@@ -194,7 +176,10 @@ def text_lines(audit_id: int, result: AuditResult, top: int, seconds: float) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.model is None and args.folds < 2:
+        parser.error(f"--folds must be at least 2, got {args.folds}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     started = time.perf_counter()
     progress = not args.no_progress
@@ -210,12 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             embedder = None
             if args.image_backbone.lower() != "none":
                 embedder = ImageEmbedder(args.image_backbone, cache_dir=str(args.cache_dir), progress=progress).fit()
-                embedder.transform(frame)  # every photo embedded once, before the folds read them from the cache
             parents = dict(zip(frame["category"], frame["parent"], strict=True))
-            classes = np.unique(frame["category"].to_numpy().astype(str))
-            proba = out_of_fold_proba(frame, lambda: ProductClassifier(
-                text=make_text_pipeline(), image=embedder, random_state=args.seed, category_parents=parents),
-                args.folds, args.seed, progress)
+            model = ProductClassifier(text=make_text_pipeline(), image=embedder, cv=args.folds,
+                                      random_state=args.seed, category_parents=parents)
+            proba = model.fit_out_of_fold(frame, frame["category"], progress=progress)
+            classes = model.classes_
             source = {"folds": args.folds, "image_backbone": args.image_backbone if embedder else None}
     except (DataError, BackboneError, PhotoStoreError, ModelFileError, schema.SchemaError) as error:
         print(f"modeling.audit: {error}", file=sys.stderr)

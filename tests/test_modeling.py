@@ -18,6 +18,7 @@ from sklearn.base import clone
 
 from modeling import predict, train
 from modeling.data import DataError, load_products, select_categories, split_of
+from modeling.filing import DECISIONS, choose_thresholds, decide
 from modeling.image import ImageEmbedder
 from modeling.persistence import ModelFileError, load_model
 from modeling.stacking import ProductClassifier, _restricted, out_of_fold_splits
@@ -282,3 +283,36 @@ def test_train_cv_takes_folds_or_a_fraction(text, expected):
             folds_or_fraction(text)
     else:
         assert folds_or_fraction(text) == expected and type(folds_or_fraction(text)) is type(expected)
+
+
+def test_predict_files_each_product_by_the_thresholds_chosen_on_validation(trained, tmp_path, capsys):
+    db, images, out = trained
+    model_path = next(out.glob("*.joblib"))
+    card = json.loads(model_path.with_suffix(".json").read_text())
+    thresholds = card["filing"]["0.95"]
+    validation = pd.read_sql_query("SELECT * FROM predictions WHERE split = 'validation'", sqlite3.connect(db))
+    # the card's thresholds are what filing.choose_thresholds gives on the recorded validation predictions
+    assert choose_thresholds(validation["true_category"], validation["predicted_category"], validation["score"],
+                             validation["parent_category"], validation["parent_score"], card["categories"],
+                             targets=(0.95,))["0.95"] == thresholds
+    output = tmp_path / "decided.jsonl"
+    assert predict.main(["--model", str(model_path), "--db", str(db), "--images", str(images), "--output",
+                         str(output), "--target-accuracy", "0.95", "--no-progress"]) == 0
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert {line["decision"] for line in lines} <= set(DECISIONS)
+    expected = decide([r["score"] for r in lines], [r["parent_score"] for r in lines], thresholds)
+
+    def on_edge(r):  # the lines round scores to 6 places: a product scoring the threshold itself may round below it
+        return any(abs(r[key] - (thresholds[level] or -1)) < 1e-6 for key, level in (("score", "leaf"),
+                                                                                     ("parent_score", "parent")))
+    kept = [not on_edge(r) for r in lines]
+    assert [r["decision"] for r, k in zip(lines, kept, strict=True) if k] == expected[kept].tolist()
+    assert all(r["parent_score"] >= r["score"] - 1e-6 for r in lines)  # a parent sums its leaves, the best included
+    leaf = [r for r in lines if r["decision"] == "leaf"]
+    assert leaf and all(r["score"] >= thresholds["leaf"] for r in leaf)
+    # a model whose card lacks the thresholds is refused with a clear error, before any prediction
+    bare = tmp_path / "bare.joblib"
+    bare.write_bytes(model_path.read_bytes())
+    capsys.readouterr()
+    assert predict.main(["--model", str(bare), "--db", str(db), "--target-accuracy", "0.95", "--no-progress"]) == 2
+    assert "bare.json: cannot read the model card" in capsys.readouterr().err
