@@ -290,7 +290,8 @@ def test_predict_files_each_product_by_the_thresholds_chosen_on_validation(train
     model_path = next(out.glob("*.joblib"))
     card = json.loads(model_path.with_suffix(".json").read_text())
     thresholds = card["filing"]["0.95"]
-    validation = pd.read_sql_query("SELECT * FROM predictions WHERE split = 'validation'", sqlite3.connect(db))
+    validation = pd.read_sql_query("SELECT * FROM predictions WHERE split = 'validation' AND experiment_id = ?",
+                                   sqlite3.connect(db), params=(card["experiment_id"],))
     # the card's thresholds are what filing.choose_thresholds gives on the recorded validation predictions
     assert choose_thresholds(validation["true_category"], validation["predicted_category"], validation["score"],
                              validation["parent_category"], validation["parent_score"], card["categories"],
