@@ -71,9 +71,11 @@ def suspects_of(db: Path, audit_id: int) -> pd.DataFrame:
                                  params=(audit_id,))
 
 
-def choose_flips(frame: pd.DataFrame, pairs: list[dict], share: float, seed: int) -> dict[int, tuple[str, str]]:
-    """product -> (true label, flipped label) for ``share`` of the training products: half to a random other
-    category, half to the other side of one of the catalog's confused pairs (drawn by their overlap)."""
+def choose_flips(frame: pd.DataFrame, pairs: list[dict], share: float,
+                 seed: int) -> tuple[dict[int, tuple[str, str]], int]:
+    """(product -> (true label, flipped label), how many were drawn inside a pair) for ``share`` of the training
+    products: half to the other side of one of the catalog's confused pairs (drawn by their overlap), the rest to a
+    random other category."""
     rng = np.random.default_rng(seed)
     train_rows = frame[frame["split"] == "train"]
     classes = np.array(sorted(frame["category"].unique()))
@@ -88,13 +90,14 @@ def choose_flips(frame: pd.DataFrame, pairs: list[dict], share: float, seed: int
         product = int(rng.choice(by_class[given]))
         if product not in flips:
             flips[product] = (given, other)
+    in_pairs = len(flips)
     labels = dict(zip(train_rows["id"], train_rows["category"], strict=True))
     ids = train_rows["id"].to_numpy()
     while len(flips) < count:
         product = int(rng.choice(ids))
         if product not in flips:
             flips[product] = (labels[product], str(rng.choice(classes[classes != labels[product]])))
-    return flips
+    return flips, in_pairs
 
 
 def write_flips(db: Path, flips: dict[int, tuple[str, str]]) -> None:
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. flips, the flipped model, its audit
     frame = select_categories(load_products(clean, None, progress=False),
                               args.categories.split(",") if args.categories else None, args.min_products)
-    flips = choose_flips(frame, summary["overlapping_pairs"], args.flip_share, args.seed)
+    flips, in_pairs = choose_flips(frame, summary["overlapping_pairs"], args.flip_share, args.seed)
     flipped_db = copy_database(db, work / "flipped.db")
     write_flips(flipped_db, flips)
     timed("train flipped", train.main, ["--db", str(flipped_db), "--labels", "crawled", *common, *training])
@@ -189,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     won_back = (reviewed_accuracy - flipped_accuracy) / (clean_accuracy - flipped_accuracy) \
         if clean_accuracy > flipped_accuracy else float("nan")
 
-    n_random = k - sum(1 for p, (given, other) in flips.items() if any(
-        {given, other} == {pair["category_a"], pair["category_b"]} for pair in summary["overlapping_pairs"]))
     print(f"\nreview loop benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: fashion catalog"
           f"{' (' + args.categories + ')' if args.categories else ''}, {frame['category'].nunique()} categories, "
           f"{len(frame)} products ({(frame['split'] == 'train').sum()} training), image backbone "
@@ -203,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     for pair in summary["overlapping_pairs"][:10]:
         print(f"    {pair['category_a']:<28} {pair['category_b']:<28} {pair['overlapping']:>5}  "
               f"joint {pair['joint_probability']:.5f}")
-    print(f"\nflips: {k} training labels ({args.flip_share:.0%}; {k - n_random} inside confused pairs, "
-          f"{n_random} elsewhere), seed {args.seed}")
+    print(f"\nflips: {k} training labels ({args.flip_share:.0%}; {in_pairs} drawn inside the confused pairs, "
+          f"{k - in_pairs} to a random category), seed {args.seed}")
     print(f"  audit of the flipped catalog: {len(suspects)} suspects")
     print(f"  top k={k}:   precision {at_k[0]:.3f}  recall {at_k[1]:.3f}")
     print(f"  top 2k={2 * k}: precision {at_2k[0]:.3f}  recall {at_2k[1]:.3f}")
