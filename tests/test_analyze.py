@@ -196,3 +196,24 @@ def test_bad_requests_get_a_clear_error(db, tmp_path, capsys):
     assert code == 2 and "no experiments yet" in err
     code, _, err = run(capsys, "--db", tmp_path / "absent.db")
     assert code == 2 and "no crawl database there" in err
+
+
+def test_a_database_from_before_the_parent_columns_gains_them_and_its_old_experiments_still_report(tmp_path, capsys):
+    path = tmp_path / "old.db"
+    store.connect(path).close()
+    with closing(sqlite3.connect(path)) as connection, connection:  # the predictions table as it was created before
+        connection.execute("DROP TABLE predictions")
+        connection.execute("CREATE TABLE predictions (experiment_id INTEGER, product_id BIGINT, split TEXT, "
+                           "true_category TEXT, predicted_category TEXT, score FLOAT, text_category TEXT, "
+                           "text_score FLOAT, image_category TEXT, image_score FLOAT)")
+        connection.execute("INSERT INTO experiments VALUES (1, 'old', '2026-11-01', '{}', '{}', '{}', NULL)")
+        connection.execute("INSERT INTO predictions VALUES (1, 7, 'test', 'a', 'a', 0.9, 'a', 0.9, NULL, NULL)")
+    code, out, _ = run(capsys, "--db", path, "--json")  # read-only: nothing is added yet
+    assert code == 0 and "parent_accuracy" not in json.loads(out)["experiments"][0]["figures"]["stacked"]
+    store.connect(path).close()  # opened for writing, as training does
+    with closing(sqlite3.connect(path)) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(predictions)")]
+        assert columns[-2:] == ["parent_category", "parent_score"]
+        assert connection.execute("SELECT parent_score FROM predictions").fetchall() == [(None,)]
+    code, out, _ = run(capsys, "--db", path, "--json")
+    assert code == 0 and json.loads(out)["experiments"][0]["figures"]["stacked"]["accuracy"] == 1.0
