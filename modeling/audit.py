@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the crawl's IMAGES_STORE: a folder, or s3://bucket/prefix/")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--folds", type=int, default=5,
-                        help="out-of-fold probabilities from this many models, each trained on the other folds")
+                        help="folds of the stacked model's out-of-fold probabilities (each branch trained this many "
+                             "times + 1; every product is predicted by copies that never saw it)")
     source.add_argument("--model", type=Path,
                         help="a .joblib model from modeling.train instead of folds (fast; in-sample on the products "
                              "it was trained on, so it finds fewer suspects among them)")
