@@ -310,7 +310,7 @@ def test_predict_files_each_product_by_the_thresholds_chosen_on_validation(train
     assert [r["decision"] for r, k in zip(lines, kept, strict=True) if k] == expected[kept].tolist()
     assert all(r["parent_score"] >= r["score"] - 1e-6 for r in lines)  # a parent sums its leaves, the best included
     leaf = [r for r in lines if r["decision"] == "leaf"]
-    assert leaf and all(r["score"] >= thresholds["leaf"] for r in leaf)
+    assert leaf and all(r["score"] >= thresholds["leaf"] - 1e-6 for r in leaf)  # scores rounded to 6 places
     # a model whose card lacks the thresholds is refused with a clear error, before any prediction
     bare = tmp_path / "bare.joblib"
     bare.write_bytes(model_path.read_bytes())
