@@ -1,8 +1,10 @@
 """The figures of ``modeling.analyze``, read from the experiments and predictions that ``modeling.train`` recorded.
 
 Everything is computed with pandas and numpy over whole columns, so a database with 150k predictions is analysed
-in seconds. A leaf's parent comes from the crawl's category table; a parent prediction is scored with its leaf's
-score (a lower bound of the parent's probability), so parent coverages are conservative.
+in seconds. A leaf's parent comes from the crawl's category table. Parent figures are the stacked model's, from the
+most probable parent and its probability (the sum of its leaves') that training recorded; experiments recorded
+before those columns existed have none. The auto-filing decisions are replayed with the thresholds the experiment
+chose on its validation split (``modeling.filing``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from sqlalchemy import text
 from shopstyle_spider import schema
 
 from . import store
+from .filing import decision_figures
 from .metrics import branch_metrics
 
 __all__ = ["BRANCHES", "AnalysisError", "accuracy_coverage_curve", "branch_columns", "category_table", "confused_pairs",
-           "experiment_figures", "load_experiments", "load_parents", "load_predictions", "most_confident_errors"]
+           "decision_table", "experiment_figures", "load_experiments", "load_parents", "load_predictions",
+           "most_confident_errors"]
 
 # branch -> (predicted column, score column) of the predictions table
 BRANCHES = {"stacked": ("predicted_category", "score"), "text": ("text_category", "text_score"),
@@ -80,8 +84,28 @@ def experiment_figures(predictions: pd.DataFrame, parents: dict[str, str | None]
     for branch in BRANCHES:
         rows = branch_columns(predictions, branch)
         if len(rows):
-            figures[branch] = branch_metrics(rows["true"], rows["predicted"], rows["score"], parents)
+            figures[branch] = branch_metrics(rows["true"], rows["predicted"], rows["score"], parents,
+                                             *_parent_columns(predictions) if branch == "stacked" else (None, None))
     return figures
+
+
+def _parent_columns(predictions: pd.DataFrame) -> tuple[pd.Series | None, pd.Series | None]:
+    """The stacked model's parent predictions and probabilities, or (None, None) where they were not recorded."""
+    if "parent_score" not in predictions or predictions["parent_score"].isna().any():
+        return None, None
+    return predictions["parent_category"].astype(object).where(predictions["parent_category"].notna(), None), \
+        predictions["parent_score"]
+
+
+def decision_table(predictions: pd.DataFrame, filing: dict | None, parents: dict[str, str | None]) -> pd.DataFrame:
+    """Per target accuracy: the thresholds chosen on validation, each decision's share of these predictions and the
+    accuracy it achieved (empty without thresholds or parent probabilities)."""
+    predicted_parents, parent_scores = _parent_columns(predictions)
+    if not filing or parent_scores is None or predictions.empty:
+        return pd.DataFrame()
+    figures = decision_figures(predictions["true_category"], predictions["predicted_category"], predictions["score"],
+                               predicted_parents, parent_scores, parents, filing)
+    return pd.DataFrame([{"target": target, **entry} for target, entry in figures.items()])
 
 
 def category_table(predictions: pd.DataFrame, branch: str = "stacked") -> pd.DataFrame:

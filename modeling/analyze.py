@@ -2,7 +2,9 @@
 
 With no option it reports every experiment in the crawl database: per branch (stacked, text, image) the accuracy,
 the coverage at 95% and 98% accuracy with the score threshold that achieves each, the parent-category figures,
-macro-F1 and calibration error, on the test split. ``--experiment N`` adds the per-category table and the most
+macro-F1 and calibration error, on the test split; then the auto-filing decisions at each target accuracy (the
+thresholds chosen on validation): the share filed at the leaf, at the parent and sent to review, and the accuracy
+each achieved. ``--experiment N`` adds the per-category table and the most
 confused pairs; ``--html`` writes its most confident errors with their photos; ``--plots`` draws the charts and an
 index page; ``--json`` prints the same figures machine-readable; ``--compare A B`` sets two experiments side by side.
 """
@@ -24,6 +26,9 @@ from .photo_store import is_remote
 
 FIGURE_COLUMNS = ("n", "accuracy", "coverage_95", "threshold_95", "coverage_98", "threshold_98", "parent_accuracy",
                   "parent_coverage_95", "parent_coverage_98", "macro_f1", "ece")
+
+DECISION_COLUMNS = ("target", "leaf_threshold", "parent_threshold", "leaf_share", "leaf_accuracy", "parent_share",
+                    "parent_accuracy", "review_share")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,17 +88,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     by_experiment = {e: predictions[predictions["experiment_id"] == e] for e in experiments.index}
     figures = {e: analysis.experiment_figures(rows, parents) for e, rows in by_experiment.items()}
+    decisions = {e: analysis.decision_table(rows, experiments.at[e, "metrics"].get("filing"), parents)
+                 for e, rows in by_experiment.items()}
     detail_id = args.experiment if args.experiment is not None else (
         int(experiments.index[-1]) if args.html or args.plots else None)
 
     result: dict = {"db": schema.display_name(args.db), "split": args.split, "experiments": [
         {"id": int(e), "name": experiments.at[e, "name"], "created_at": experiments.at[e, "created_at"],
-         "model": experiments.at[e, "parameters"].get("model"), "figures": figures[e]} for e in experiments.index]}
+         "model": experiments.at[e, "parameters"].get("model"), "figures": figures[e],
+         "decisions": decisions[e].to_dict("records")} for e in experiments.index]}
     lines = []
     for entry in result["experiments"]:
         lines.append(f"experiment {entry['id']}: {entry['name']} ({entry['created_at']}, {entry['model']}), "
                      f"{args.split} split")
         lines.append(text_table(figures_frame(entry["figures"])) if entry["figures"] else "  no predictions")
+        if entry["decisions"]:
+            lines += ["auto-filing decisions (thresholds chosen on validation):",
+                      text_table(decisions[entry["id"]][list(DECISION_COLUMNS)])]
         lines.append("")
 
     if detail_id is not None:

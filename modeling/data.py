@@ -17,12 +17,16 @@ from sqlalchemy import text
 
 from shopstyle_spider import schema
 
+from . import store
 from .fields import is_missing, optional_text
 from .photo_store import fetch_photos, is_remote
+from .reviews import latest_decisions
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+# Which labels a model learns from: what people decided where they did (``modeling.reviews``), or the catalog's own.
+LABELS = ("reviewed", "crawled")
 # Percent of the hash space each split takes, in the order of SPLITS: 80/10/10.
 SPLIT_PERCENT = (80, 10, 10)
 
@@ -80,6 +84,36 @@ def load_products(db: str | Path, images_dir: str | Path | None = None, *, progr
                                 dtype=object)
     frame["split"] = [split_of(product_id) for product_id in frame["id"]]
     return frame.drop(columns=["image_status", "image_checksum"])
+
+
+def review_count(db: str | Path) -> int:
+    """How many products have a decision in force (0 before anyone reviewed anything)."""
+    with closing(store.connect(db, readonly=True)) as connection:
+        return len(latest_decisions(connection))
+
+
+def with_reviewed_labels(frame: pd.DataFrame, db: str | Path) -> pd.DataFrame:
+    """``load_products``' frame with the labels people decided: a decided leaf replaces the crawled one (its parent
+    and path follow), an excluded product is left out. ``crawled_category`` keeps what the catalog said and
+    ``reviewed`` says where a decision stands (a confirmation included). The database itself is never changed."""
+    with closing(store.connect(db, readonly=True)) as connection:
+        decisions = latest_decisions(connection)
+        tree = pd.read_sql_query(text("SELECT id, parent_id, path FROM categories"), connection).set_index("id")
+    frame = frame.assign(crawled_category=frame["category"], reviewed=frame["id"].isin(decisions.keys()))
+    decided = frame["id"].map(decisions)
+    frame = frame[decided.ne(store.EXCLUDE) | decided.isna()].copy()
+    decided = decided[frame.index]
+    changed = decided.notna() & decided.ne(frame["category"])
+    unknown = sorted(set(decided[changed]) - set(tree.index))
+    if unknown:
+        ids = frame.loc[changed & decided.isin(unknown), "id"].head(5).tolist()
+        raise DataError(f"{schema.display_name(db)}: reviews decide categories the crawl does not hold: "
+                        f"{', '.join(unknown[:10])} (products {', '.join(map(str, ids))}, ...)")
+    new = decided[changed]
+    frame.loc[changed, "category"] = new
+    frame.loc[changed, "parent"] = [None if is_missing(p) else p for p in tree.loc[new, "parent_id"]]
+    frame.loc[changed, "path"] = tree.loc[new, "path"].to_numpy()
+    return frame.reset_index(drop=True)
 
 
 def select_categories(frame: pd.DataFrame, categories: list[str] | None = None,

@@ -7,12 +7,13 @@ is the lowest score whose whole set of products scoring at least that much reach
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import f1_score
 
-__all__ = ["Coverage", "branch_metrics", "coverage_at_accuracy", "expected_calibration_error"]
+__all__ = ["Coverage", "branch_metrics", "coverage_at_accuracy", "expected_calibration_error", "parent_correct"]
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,24 @@ def expected_calibration_error(correct, scores, bins: int = 15) -> float:
     return float(gap / len(scores))
 
 
-def branch_metrics(true, predicted, scores, parents: dict[str, str] | None = None) -> dict[str, float | int | None]:
-    """Accuracy, coverages at 95% and 98%, calibration, macro-F1 and the parent-category figures of one prediction
-    set (``parents`` maps a leaf to its parent)."""
+def parent_correct(true_leaves, predicted_parents, parents: Mapping[str, str | None]) -> np.ndarray:
+    """Whether each predicted parent is the true leaf's parent (``parents`` maps a leaf to its parent); never for a
+    true leaf without a parent, whatever was predicted.
+
+    >>> parent_correct(["flats", "rings"], ["shoes", None], {"flats": "shoes", "rings": None}).tolist()
+    [True, False]
+    """
+    true_parents = [parents.get(t) for t in true_leaves]
+    return np.array([t is not None and t == p for t, p in zip(true_parents, predicted_parents, strict=True)],
+                    dtype=bool)
+
+
+def branch_metrics(true, predicted, scores, parents: Mapping[str, str | None] | None = None,
+                   predicted_parents=None, parent_scores=None) -> dict[str, float | int | None]:
+    """Accuracy, coverages at 95% and 98%, calibration, macro-F1 and, given the most probable parent of each
+    product and its probability (the sum of its leaves', ``modeling.filing.best_parents``), the parent-category
+    figures. Without parent probabilities there are no parent figures: a leaf's score says nothing exact about its
+    parent."""
     true = np.asarray(true, dtype=object)
     predicted = np.asarray(predicted, dtype=object)
     scores = np.asarray(scores, dtype=float)
@@ -84,10 +100,10 @@ def branch_metrics(true, predicted, scores, parents: dict[str, str] | None = Non
         cover = coverage_at_accuracy(correct, scores, target)
         figures[f"coverage_{round(target * 100)}"] = cover.coverage
         figures[f"threshold_{round(target * 100)}"] = cover.threshold
-    if parents:
-        parent_correct = np.array([parents.get(t) == parents.get(p) for t, p in zip(true, predicted, strict=True)])
-        figures["parent_accuracy"] = float(parent_correct.mean())
+    if parents and predicted_parents is not None and parent_scores is not None:
+        right = parent_correct(true, np.asarray(predicted_parents, dtype=object), parents)
+        figures["parent_accuracy"] = float(right.mean())
         for target in (0.95, 0.98):
-            figures[f"parent_coverage_{round(target * 100)}"] = coverage_at_accuracy(parent_correct, scores,
-                                                                                    target).coverage
+            figures[f"parent_coverage_{round(target * 100)}"] = coverage_at_accuracy(
+                right, np.asarray(parent_scores, dtype=float), target).coverage
     return figures

@@ -1,8 +1,11 @@
 """``python -m modeling.predict``: categories for products from a JSONL or CSV file, or for a whole crawl database.
 
 Input records carry ``id``, ``name``, ``description`` and optionally ``image_path``. Each output line is JSON: the
-product's ``id``, ``category``, ``score`` (a calibrated probability), ``parent`` category, the next 3
-``alternatives`` with their scores, and whether a photo was used. A record that cannot be read gets an ``error``
+product's ``id``, ``category``, ``score`` (a calibrated probability), the most probable ``parent`` category with its
+``parent_score`` (the sum of its leaves' probabilities), the next 3 ``alternatives`` with their scores, and whether a
+photo was used. With ``--target-accuracy`` each line also carries the auto-filing ``decision``: ``leaf`` (file under
+``category``), ``parent`` (file under ``parent``) or ``review`` (a person decides), by the thresholds the model card
+stores for that target (``modeling.filing``). A record that cannot be read gets an ``error``
 line naming it (line number and id) and every other record is still predicted. A product without a photo (no
 ``image_path``, null, empty, or NaN from a database) is predicted from its text, with ``photo_used: false``. The
 summary on standard error counts the records that failed and names the most common reason; the exit status is 1
@@ -34,12 +37,14 @@ from . import filing_queue
 from .backbones import BackboneError
 from .data import DataError, load_products
 from .fields import is_missing, optional_text, photo_path
+from .filing import TARGETS, FilingPolicyError, best_parents, decide, load_thresholds
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location, is_remote
 from .runtime import RUNTIME_HELP, RUNTIMES
 
 ALTERNATIVES = 3
 CHUNK = 1000  # products predicted together: large enough to batch photos, small enough to show progress
+QUEUE_TARGET = 0.98  # the accuracy --queue files to without a person when --target-accuracy is not given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder that relative image paths are resolved against (default: the crawl's "
                              f"{config.images_dir()} with --db, the input file's folder with --input); with --db "
                              "also the crawl's s3://bucket/prefix/")
+    parser.add_argument("--target-accuracy", type=float, choices=TARGETS,
+                        help="add the auto-filing decision (leaf, parent or review) reaching this accuracy, by the "
+                             "thresholds the model card stores (chosen on the validation split); default: no "
+                             f"decision, or {QUEUE_TARGET} with --queue")
     parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
     parser.add_argument("--queue", nargs="?", const="", type=lambda v: schema.location(v) if v else "",
                         metavar="DB",
@@ -119,18 +128,24 @@ def decision_of(line: dict) -> str:
     return line.get("decision", "review")
 
 
-def prediction_lines(model, rows: list[dict]) -> Iterator[dict]:
-    """One output line per checked row, predicted together."""
+def prediction_lines(model, rows: list[dict], thresholds: dict[str, float | None] | None = None) -> Iterator[dict]:
+    """One output line per checked row, predicted together; with ``thresholds`` (``filing.load_thresholds``), each
+    line's ``decision`` too. The review app calls this for its predictions, so both decide alike."""
     stacked, _, image = model.predict_branches(pd.DataFrame(rows))
     classes = model.classes_
-    parents = model.category_parents or {}
+    parents, parent_scores = best_parents(stacked, classes, model.category_parents or {})
     ranked = np.argsort(-stacked, axis=1)[:, :ALTERNATIVES + 1]
+    decisions = decide(stacked[np.arange(len(rows)), ranked[:, 0]], parent_scores, thresholds) \
+        if thresholds is not None else None
     for i, row in enumerate(rows):
         best, *others = ranked[i]
-        yield {"id": row["id"], "category": classes[best], "score": round(float(stacked[i, best]), 6),
-               "parent": parents.get(classes[best]),
-               "alternatives": [{"category": classes[k], "score": round(float(stacked[i, k]), 6)} for k in others],
-               "photo_used": bool(not np.isnan(image[i, 0]))}
+        line = {"id": row["id"], "category": classes[best], "score": round(float(stacked[i, best]), 6),
+                "parent": parents[i], "parent_score": round(float(parent_scores[i]), 6),
+                "alternatives": [{"category": classes[k], "score": round(float(stacked[i, k]), 6)} for k in others],
+                "photo_used": bool(not np.isnan(image[i, 0]))}
+        if decisions is not None:
+            line["decision"] = decisions[i]
+        yield line
 
 
 def db_records(db: Path, images: str | Path, progress: bool) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -143,10 +158,12 @@ def db_records(db: Path, images: str | Path, progress: bool) -> Iterator[tuple[i
 
 
 def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: Path | None, out,
-        progress: bool, queue: Callable[[list[tuple[dict, dict]]], object] | None = None) -> tuple[int, Counter]:
+        progress: bool, thresholds: dict[str, float | None] | None = None,
+        queue: Callable[[list[tuple[dict, dict]]], object] | None = None) -> tuple[int, Counter]:
     """Predict in chunks, writing lines in input order as each chunk is done; returns (predicted, errors by reason).
 
-    ``queue`` receives each chunk's (checked row, line) pairs whose decision is 'review', once its lines are written.
+    ``thresholds`` add each line's decision; ``queue`` receives each chunk's (checked row, line) pairs whose decision
+    is 'review', once its lines are written.
     """
     predicted = 0
     errors: Counter = Counter()
@@ -165,7 +182,7 @@ def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: P
             else:
                 lines.append(None)
                 rows.append(row)
-        made = list(prediction_lines(model, rows)) if rows else []
+        made = list(prediction_lines(model, rows, thresholds)) if rows else []
         unmade = iter(made)
         for line in lines:
             out.write(json.dumps(line if line is not None else next(unmade), default=str) + "\n")
@@ -196,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.model)
         if getattr(model, "image_", None) is not None:  # how photos are embedded is this run's choice, not the model's
             model.image_.set_params(runtime=args.image_runtime)
+        target = args.target_accuracy or (QUEUE_TARGET if queue_db is not None else None)
+        thresholds = load_thresholds(args.model, target) if target else None
         if args.db is not None:
             records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
             images = None  # the database's photo paths come back resolved
@@ -208,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             images = args.images or args.input.resolve().parent
         with open_output(args.output) as out, filing_queue.Writer(queue_db, args.model, from_crawl=args.db is not None
                                                                   ) as queued:
-            predicted, errors = run(model, records, images, out, progress=not args.no_progress,
+            predicted, errors = run(model, records, images, out, progress=not args.no_progress, thresholds=thresholds,
                                     queue=queued.add if queue_db is not None else None)
-    except (ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError, BackboneError) as error:
+    except (FilingPolicyError, ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError,
+            BackboneError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
         return 2
     if queue_db is not None:

@@ -1,4 +1,5 @@
-"""The report's HTML pages: the most confident errors, and an index that brings the report together.
+"""The report's HTML pages: the most confident errors and an index that brings the report together
+(``modeling.analyze``), and the suspect labels of an audit, grouped (``modeling.audit``).
 
 Both are rendered by the Jinja2 templates the review app uses (``modeling.templating``): written as files by
 ``modeling.analyze`` (the style sheet inside, photos as data URIs, so a copied page still works) and served as pages
@@ -18,7 +19,8 @@ from .fields import is_missing
 from .templating import STATIC, environment, percent
 from .text import clean_text
 
-__all__ = ["HEADINGS", "embedded_photo", "error_rows", "errors_page", "index_context", "index_page", "table"]
+__all__ = ["HEADINGS", "embedded_photo", "error_rows", "errors_page", "index_context", "index_page", "suspects_page",
+           "table"]
 
 # column -> what a reader calls it
 HEADINGS = {
@@ -99,3 +101,18 @@ def index_page(title: str, sections: Iterable[tuple[str, dict]], charts: Iterabl
     """Sections of (heading, ``table(...)``), then the charts (file names beside the page), then a link to the
     errors."""
     return _render("report_index.html", **index_context(title, sections, charts, errors_file))
+
+
+def suspects_page(suspects: pd.DataFrame, title: str, images: Path | None = None) -> str:
+    """An audit's suspects as a file, one row per product, grouped by cleaned name, the group holding the worst
+    suspect first: photo, name, cleaned description, the given label and the suggested one with their out-of-fold
+    probabilities, and cleanlab's label quality."""
+    photo = embedded_photo(images)
+    order = suspects.groupby("group_key", sort=False)["rank"].transform("min")
+    rows = [{"photo": photo(s.product_id, s.image_path), "rank": s.rank, "product_id": s.product_id,
+             "name": clean_text(s.name), "group": s.group_key, "description": clean_text(s.description),
+             "given": s.given_label, "given_score": percent(s.given_score), "suggested": s.suggested_label,
+             "suggested_score": percent(s.suggested_score), "quality": f"{s.quality:.4f}"}
+            for s in suspects.assign(_group=order).sort_values(["_group", "rank"]).itertuples(index=False)]
+    groups = suspects["group_key"].nunique() if len(suspects) else 0
+    return _render("report_suspects.html", title=title, rows=rows, groups=groups)

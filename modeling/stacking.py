@@ -20,6 +20,7 @@ from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, Strati
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from .fusion import LogLinearFusion
 from .image import ImageEmbedder, make_image_classifier
@@ -146,6 +147,14 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
         return LogLinearFusion(n_branches, per_class=self.meta_per_class and n_branches > 1, alpha=self.meta_alpha)
 
     def fit(self, X: pd.DataFrame, y):
+        self.fit_out_of_fold(X, y)
+        return self
+
+    def fit_out_of_fold(self, X: pd.DataFrame, y, progress: bool = False) -> np.ndarray:
+        """Fit as ``fit`` does and return each training product's stacked probabilities from the branches' copies
+        that never saw it (columns: ``classes_``; NaN rows for products ``cv`` never held out, as a fraction leaves
+        some). The label audit reads these: with ``cv`` folds every product gets them, for the cost of one fit.
+        ``progress`` shows a bar over the branch fits."""
         X = _check_frame(X)
         y = np.asarray(y).astype(str)
         if type_of_target(y) not in ("binary", "multiclass"):
@@ -176,9 +185,11 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
         tasks = [(name, number, len(parts), estimator, data, labels, train, held)
                  for name, (estimator, data, labels, parts) in branches.items()
                  for number, (train, held) in enumerate([*parts, (np.arange(len(labels)), None)], start=1)]
-        results = Parallel(n_jobs=self.n_jobs)(
+        results = Parallel(n_jobs=self.n_jobs, return_as="generator" if progress else "list")(
             delayed(_fit_part)(clone(estimator), data, labels, train, held, self.classes_)
             for _, _, _, estimator, data, labels, train, held in tasks)
+        if progress:
+            results = list(tqdm(results, total=len(tasks), desc="fitting branches", unit="fit"))
         oof = {name: np.full((len(labels), len(self.classes_)), np.nan)
                for name, (_, _, labels, _) in branches.items()}
         fitted = {}
@@ -193,12 +204,15 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
         self.text_ = fitted["text"]
         held = ~np.isnan(oof["text"][:, 0])
         self.meta_text_ = self._meta_model(1).fit(oof["text"][held], y_index[held])
+        stacked = np.full_like(oof["text"], np.nan)
+        stacked[held] = self.meta_text_.predict_proba(oof["text"][held])
         if "image" in fitted:
             self.image_classifier_ = fitted["image"]
             both = held[usable]
-            self.meta_image_ = self._meta_model(2).fit(
-                np.hstack([oof["text"][usable][both], oof["image"][both]]), y_index[usable][both])
-        return self
+            paired = np.hstack([oof["text"][usable][both], oof["image"][both]])
+            self.meta_image_ = self._meta_model(2).fit(paired, y_index[usable][both])
+            stacked[np.flatnonzero(usable)[both]] = self.meta_image_.predict_proba(paired)
+        return stacked
 
     def text_only(self) -> ProductClassifier:
         """This fitted model without its image branch, as fitting it with ``image=None`` would give (the text branch

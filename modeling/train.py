@@ -28,7 +28,8 @@ from shopstyle_spider import config, schema
 from . import store
 from .backbones import BackboneError
 from .cluster import ClusterError, dask_cluster
-from .data import DataError, load_products, select_categories
+from .data import LABELS, DataError, load_products, review_count, select_categories, with_reviewed_labels
+from .filing import best_parents, choose_thresholds
 from .image import ImageEmbedder
 from .metrics import branch_metrics
 from .persistence import dump_pending, publish_model
@@ -39,7 +40,8 @@ from .text import make_text_pipeline
 
 log = logging.getLogger("modeling.train")
 
-LIBRARIES = ("scikit-learn", "keras", "tensorflow-cpu", "numpy", "pandas", "nltk", "joblib", "pillow", "scrapy")
+LIBRARIES = ("scikit-learn", "keras", "tensorflow-cpu", "openvino", "numpy", "pandas", "nltk", "joblib", "pillow",
+             "scrapy")
 
 
 def library_versions() -> dict[str, str]:
@@ -84,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weights of a named keras.applications backbone ('random' only to time an architecture)")
     parser.add_argument("--categories", type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
                         help="only these leaf categories, comma-separated (default: every leaf)")
+    parser.add_argument("--labels", choices=LABELS,
+                        help="'reviewed': learn the category a person decided where one did (modeling.reviews) and "
+                             "leave out excluded products; 'crawled': the catalog's labels as crawled (default: "
+                             "reviewed once the database holds a review, else crawled)")
     parser.add_argument("--min-products", type=int, default=10,
                         help="leave out leaves with fewer training products than this")
     parser.add_argument("--out", type=Path, default=config.models_dir(), help="folder for <experiment id>.joblib/.json")
@@ -114,10 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def prediction_rows(model: ProductClassifier, frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per product of ``frame``: its true category, the stacked prediction and each branch's own."""
+    """One row per product of ``frame``: its true category, the stacked prediction and each branch's own, and the
+    stacked model's most probable parent with its probability (columns in the order of ``store.predictions``)."""
     stacked, text, image = model.predict_branches(frame)
     classes = model.classes_
     has_image = ~np.isnan(image[:, 0])
+    parent, parent_score = best_parents(stacked, classes, model.category_parents or {})
     return pd.DataFrame({
         "product_id": frame["id"].to_numpy(), "split": frame["split"].to_numpy(),
         "true_category": frame["category"].to_numpy(),
@@ -125,15 +133,18 @@ def prediction_rows(model: ProductClassifier, frame: pd.DataFrame) -> pd.DataFra
         "text_category": classes[text.argmax(1)], "text_score": text.max(1),
         "image_category": np.where(has_image, classes[np.nan_to_num(image).argmax(1)], None),
         "image_score": np.where(has_image, np.nan_to_num(image).max(1), np.nan),
+        "parent_category": parent, "parent_score": parent_score,
     })
 
 
 def figures_of(rows: pd.DataFrame, parents: dict[str, str | None] | None) -> dict:
     """Figures of the stacked model and of each branch over prediction rows (``prediction_rows``, or several of
-    them pooled); the image branch and the comparisons on products with a photo where any row has one."""
+    them pooled); the image branch and the comparisons on products with a photo where any row has one. Parent
+    figures are the stacked model's, from its parent probabilities."""
     true = rows["true_category"]
     figures = {
-        "stacked": branch_metrics(true, rows["predicted_category"], rows["score"], parents),
+        "stacked": branch_metrics(true, rows["predicted_category"], rows["score"], parents, rows["parent_category"],
+                                  rows["parent_score"]),
         "text": branch_metrics(true, rows["text_category"], rows["text_score"], parents),
     }
     photo = rows[rows["image_category"].notna()]
@@ -141,7 +152,8 @@ def figures_of(rows: pd.DataFrame, parents: dict[str, str | None] | None) -> dic
         figures["image"] = branch_metrics(photo["true_category"], photo["image_category"], photo["image_score"],
                                           parents)
         figures["stacked_with_photo"] = branch_metrics(photo["true_category"], photo["predicted_category"],
-                                                       photo["score"], parents)
+                                                       photo["score"], parents, photo["parent_category"],
+                                                       photo["parent_score"])
         figures["text_with_photo"] = branch_metrics(photo["true_category"], photo["text_category"],
                                                     photo["text_score"], parents)
     return figures
@@ -162,7 +174,8 @@ def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict,
         with closing(store.connect(db)) as connection, connection.begin():
             experiment_id = connection.execute(insert(store.experiments).values(
                 name=card["name"], created_at=card["created_at"], parameters=json.dumps(card["parameters"]),
-                versions=json.dumps(card["versions"]), metrics=json.dumps(card["metrics"]),
+                versions=json.dumps(card["versions"]),
+                metrics=json.dumps({**card["metrics"], "filing": card["filing"]}),
             )).inserted_primary_key[0]
             records = predictions.astype(object).where(predictions.notna(), None)
             columns = [column.name for column in store.predictions.columns]
@@ -188,6 +201,16 @@ def summary_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def filing_lines(filing: dict) -> list[str]:
+    return ["auto-filing thresholds (chosen on validation): target leaf parent",
+            *(f"  {target:>6} {_or_dash(chosen['leaf'])} {_or_dash(chosen['parent'])}"
+              for target, chosen in filing.items())]
+
+
+def _or_dash(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else "  never"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
@@ -200,7 +223,9 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
     try:
         if args.cluster:
             cluster.enter_context(dask_cluster(args.cluster))
-        products = load_products(args.db, args.images, progress=not args.no_progress)
+        crawled = load_products(args.db, args.images, progress=not args.no_progress)
+        labels = args.labels or ("reviewed" if review_count(args.db) else "crawled")
+        products = with_reviewed_labels(crawled, args.db) if labels == "reviewed" else crawled
         frame = select_categories(products, args.categories, args.min_products)
         embedder = None
         if args.image_backbone.lower() != "none":
@@ -248,6 +273,23 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
                 predictions.append(rows)
             verdict = "text only (stacking lost on validation)"
 
+    rows = pd.concat(predictions, ignore_index=True)
+    validation_rows = rows[rows["split"] == "validation"]
+    filing = choose_thresholds(validation_rows["true_category"], validation_rows["predicted_category"],
+                               validation_rows["score"], validation_rows["parent_category"],
+                               validation_rows["parent_score"], model.category_parents or {})
+    label_counts = {"labels": labels}
+    if labels == "reviewed":
+        relabelled = frame["category"] != frame["crawled_category"]
+        label_counts.update({"reviewed_labels": int(frame["reviewed"].sum()), "relabelled": int(relabelled.sum()),
+                             "relabelled_train": int((relabelled & (frame["split"] == "train")).sum()),
+                             "excluded": len(crawled) - len(products)})
+        # the same test products scored against what the catalog said, beside what people decided
+        test_rows = rows[rows["split"] == "test"]
+        as_crawled = frame.set_index("id").loc[test_rows["product_id"], "crawled_category"].to_numpy()
+        metrics["test_crawled_labels"] = figures_of(test_rows.assign(true_category=as_crawled),
+                                                    model.category_parents)
+
     card = {
         "name": args.name or f"{Path(args.image_backbone).stem if embedder else 'text-only'} "
                              f"{frame['category'].nunique()} categories",
@@ -259,19 +301,23 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
                        "min_products": args.min_products, "text_classifier": args.text_classifier,
                        "text_alpha": args.text_alpha, "text_C": args.text_C, "stemming": not args.no_stemming,
                        "cv": args.cv, "seed": args.seed, "keep": args.keep, "model": verdict,
-                       "train_products": len(train), "train_seconds": round(time.perf_counter() - started, 1)},
+                       "train_products": len(train), "train_seconds": round(time.perf_counter() - started, 1),
+                       **label_counts},
         "versions": library_versions(),
         "metrics": metrics,
+        # target accuracy -> the leaf and parent score thresholds that reach it on the validation split
+        "filing": filing,
         "categories": {c: parents.get(c) for c in model.classes_},
     }
     try:
-        experiment_id = record_experiment(args.db, args.out, model, card, pd.concat(predictions, ignore_index=True))
+        experiment_id = record_experiment(args.db, args.out, model, card, rows)
     except (schema.SchemaError, SQLAlchemyError) as error:
         print(f"modeling.train: the experiment could not be recorded, so no model was saved: "
               f"{getattr(error, 'orig', None) or error}", file=sys.stderr)
         return 2
     print(f"experiment {experiment_id}: {card['name']} ({verdict}), trained in {card['parameters']['train_seconds']} s")
     print("\n".join(summary_lines(metrics)))
+    print("\n".join(filing_lines(filing)))
     print(f"model: {args.out / f'{experiment_id}.joblib'}")
     return 0
 

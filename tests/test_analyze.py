@@ -15,15 +15,20 @@ from modeling.metrics import coverage_at_accuracy
 
 HOSTILE_NAME = "<script>alert(1)</script> Bootcut"
 HOSTILE_DESCRIPTION = '<img src=x onerror="alert(2)"><b>stretch</b> &amp; denim'
-# (product, true, stacked prediction, score, text prediction, text score, image prediction, image score)
+# (product, true, stacked prediction, score, text prediction, text score, image prediction, image score,
+#  most probable parent, its probability)
 EXPERIMENT_1 = [
-    (1, "skinny-jeans", "skinny-jeans", 0.95, "skinny-jeans", 0.9, "skinny-jeans", 0.7),
-    (2, "bootcut-jeans", "skinny-jeans", 0.90, "skinny-jeans", 0.8, None, None),
-    (3, "maxi-dresses", "maxi-dresses", 0.80, "midi-dresses", 0.6, "maxi-dresses", 0.9),
-    (4, "midi-dresses", "skinny-jeans", 0.70, "skinny-jeans", 0.5, None, None),
-    (5, "midi-dresses", "midi-dresses", 0.60, "midi-dresses", 0.7, None, None),
+    (1, "skinny-jeans", "skinny-jeans", 0.95, "skinny-jeans", 0.9, "skinny-jeans", 0.7, "jeans", 0.97),
+    (2, "bootcut-jeans", "skinny-jeans", 0.90, "skinny-jeans", 0.8, None, None, "jeans", 0.95),
+    (3, "maxi-dresses", "maxi-dresses", 0.80, "midi-dresses", 0.6, "maxi-dresses", 0.9, "dresses", 0.90),
+    (4, "midi-dresses", "skinny-jeans", 0.70, "skinny-jeans", 0.5, None, None, "jeans", 0.75),
+    (5, "midi-dresses", "midi-dresses", 0.60, "midi-dresses", 0.7, None, None, "dresses", 0.85),
 ]
-EXPERIMENT_2 = [(p, true, true, 0.99, true, 0.9, None, None) for p, true, *_ in EXPERIMENT_1]
+EXPERIMENT_2 = [(p, true, true, 0.99, true, 0.9, None, None, true.split("-")[1], 0.995)
+                for p, true, *_ in EXPERIMENT_1]
+# thresholds "chosen on validation" for experiment 1: on the rows above, leaf >= 0.9 files products 1 (right) and
+# 2 (wrong), parent >= 0.8 files 3 and 5 (right), 4 goes to review
+FILING_1 = {"0.95": {"leaf": 0.9, "parent": 0.8}}
 
 
 @pytest.fixture
@@ -51,10 +56,11 @@ def db(tmp_path):
                  HOSTILE_DESCRIPTION if product == 2 else "", true, "full/2.jpg" if product == 2 else None,
                  "ok" if product == 2 else "none", now, now))
         for experiment, rows in ((1, EXPERIMENT_1), (2, EXPERIMENT_2)):
+            metrics = {"filing": FILING_1} if experiment == 1 else {}
             connection.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (experiment, f"exp{experiment}", now, json.dumps({"model": "stacked"}), "{}", "{}",
-                                None))
-            connection.executemany("INSERT INTO predictions VALUES (?, ?, 'test', ?, ?, ?, ?, ?, ?, ?)",
+                               (experiment, f"exp{experiment}", now, json.dumps({"model": "stacked"}), "{}",
+                                json.dumps(metrics), None))
+            connection.executemany("INSERT INTO predictions VALUES (?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                    [(experiment, *row) for row in rows])
     return path, images
 
@@ -86,9 +92,17 @@ def test_the_report_figures_equal_the_hand_computed_ones(db, capsys):
     assert stacked["n"] == 5 and stacked["accuracy"] == pytest.approx(0.6)
     assert (stacked["coverage_95"], stacked["threshold_95"]) == (0.2, 0.95)
     assert (stacked["coverage_98"], stacked["threshold_98"]) == (0.2, 0.95)
-    # parents: jeans, jeans (right), dresses, dresses vs jeans (wrong), dresses -> 1, 1, 1, .75, .8
+    # parents by parent probability: jeans .97, jeans .95, dresses .90, dresses .85 (right), jeans .75 (wrong for
+    # a midi dress) -> accurate 1, 1, 1, 1, .8: 4 of 5 covered at 95% and 98%
     assert stacked["parent_accuracy"] == pytest.approx(0.8)
-    assert stacked["parent_coverage_95"] == pytest.approx(0.6) and stacked["parent_coverage_98"] == pytest.approx(0.6)
+    assert stacked["parent_coverage_95"] == pytest.approx(0.8) and stacked["parent_coverage_98"] == pytest.approx(0.8)
+    assert "parent_accuracy" not in first["text"]  # a branch has no recorded parent probabilities
+    decisions = {e["id"]: e["decisions"] for e in report["experiments"]}
+    assert decisions[2] == []  # no thresholds recorded
+    (at95,) = decisions[1]
+    assert (at95["leaf_share"], at95["leaf_accuracy"]) == (pytest.approx(0.4), pytest.approx(0.5))
+    assert (at95["parent_share"], at95["parent_accuracy"]) == (pytest.approx(0.4), 1.0)
+    assert at95["review_share"] == pytest.approx(0.2) and at95["leaf_threshold"] == 0.9
     assert first["text"]["accuracy"] == pytest.approx(0.4)
     assert first["image"]["n"] == 2 and first["image"]["accuracy"] == 1.0
     assert "image" not in {e["id"]: e for e in report["experiments"]}[2]["figures"]
@@ -193,3 +207,24 @@ def test_the_error_page_finds_photos_in_the_image_store_the_experiment_recorded(
     page = tmp_path / "errors.html"
     code, _, _ = run(capsys, "--db", path, "--experiment", 1, "--html", page)  # no --images
     assert code == 0 and page.read_text(encoding="utf-8").count('src="data:image/jpeg;base64,') == 1
+
+
+def test_a_database_from_before_the_parent_columns_gains_them_and_its_old_experiments_still_report(tmp_path, capsys):
+    path = tmp_path / "old.db"
+    store.connect(path).close()
+    with closing(sqlite3.connect(path)) as connection, connection:  # the predictions table as it was created before
+        connection.execute("DROP TABLE predictions")
+        connection.execute("CREATE TABLE predictions (experiment_id INTEGER, product_id BIGINT, split TEXT, "
+                           "true_category TEXT, predicted_category TEXT, score FLOAT, text_category TEXT, "
+                           "text_score FLOAT, image_category TEXT, image_score FLOAT)")
+        connection.execute("INSERT INTO experiments VALUES (1, 'old', '2026-11-01', '{}', '{}', '{}', NULL)")
+        connection.execute("INSERT INTO predictions VALUES (1, 7, 'test', 'a', 'a', 0.9, 'a', 0.9, NULL, NULL)")
+    code, out, _ = run(capsys, "--db", path, "--json")  # read-only: nothing is added yet
+    assert code == 0 and "parent_accuracy" not in json.loads(out)["experiments"][0]["figures"]["stacked"]
+    store.connect(path).close()  # opened for writing, as training does
+    with closing(sqlite3.connect(path)) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(predictions)")]
+        assert columns[-2:] == ["parent_category", "parent_score"]
+        assert connection.execute("SELECT parent_score FROM predictions").fetchall() == [(None,)]
+    code, out, _ = run(capsys, "--db", path, "--json")
+    assert code == 0 and json.loads(out)["experiments"][0]["figures"]["stacked"]["accuracy"] == 1.0

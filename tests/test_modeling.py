@@ -22,6 +22,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from modeling import predict, store, train
 from modeling.data import DataError, load_products, select_categories, split_of
+from modeling.filing import DECISIONS, choose_thresholds, decide
 from modeling.image import ImageEmbedder
 from modeling.persistence import ModelFileError, load_model
 from modeling.stacking import ProductClassifier, _restricted, out_of_fold_splits
@@ -127,7 +128,9 @@ def test_training_records_the_experiment_its_predictions_and_a_model_card(traine
     observed = (predictions.query("split == 'test'").eval("true_category == predicted_category")).mean()
     assert observed == pytest.approx(test["stacked"]["accuracy"])
     card = json.loads((out / f"{experiment_id}.json").read_text())
-    assert card["metrics"] == metrics and card["categories"]["bootcut-jeans"] == "jeans"
+    assert card["metrics"] == {k: v for k, v in metrics.items() if k != "filing"}
+    assert card["filing"] == metrics["filing"] and set(card["filing"]) == {"0.95", "0.98", "0.99", "0.995"}
+    assert card["categories"]["bootcut-jeans"] == "jeans"
 
 
 def test_a_photo_branch_that_does_not_help_is_dropped(crawl_copy, tmp_path, caplog):
@@ -385,3 +388,37 @@ def test_train_cv_takes_folds_or_a_fraction(text, expected):
             folds_or_fraction(text)
     else:
         assert folds_or_fraction(text) == expected and type(folds_or_fraction(text)) is type(expected)
+
+
+def test_predict_files_each_product_by_the_thresholds_chosen_on_validation(trained, tmp_path, capsys):
+    db, images, out = trained
+    model_path = next(out.glob("*.joblib"))
+    card = json.loads(model_path.with_suffix(".json").read_text())
+    thresholds = card["filing"]["0.95"]
+    validation = pd.read_sql_query("SELECT * FROM predictions WHERE split = 'validation' AND experiment_id = ?",
+                                   sqlite3.connect(db), params=(card["experiment_id"],))
+    # the card's thresholds are what filing.choose_thresholds gives on the recorded validation predictions
+    assert choose_thresholds(validation["true_category"], validation["predicted_category"], validation["score"],
+                             validation["parent_category"], validation["parent_score"], card["categories"],
+                             targets=(0.95,))["0.95"] == thresholds
+    output = tmp_path / "decided.jsonl"
+    assert predict.main(["--model", str(model_path), "--db", str(db), "--images", str(images), "--output",
+                         str(output), "--target-accuracy", "0.95", "--no-progress"]) == 0
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert {line["decision"] for line in lines} <= set(DECISIONS)
+    expected = decide([r["score"] for r in lines], [r["parent_score"] for r in lines], thresholds)
+
+    def on_edge(r):  # the lines round scores to 6 places: a product scoring the threshold itself may round below it
+        return any(abs(r[key] - (thresholds[level] or -1)) < 1e-6 for key, level in (("score", "leaf"),
+                                                                                     ("parent_score", "parent")))
+    kept = [not on_edge(r) for r in lines]
+    assert [r["decision"] for r, k in zip(lines, kept, strict=True) if k] == expected[kept].tolist()
+    assert all(r["parent_score"] >= r["score"] - 1e-6 for r in lines)  # a parent sums its leaves, the best included
+    leaf = [r for r in lines if r["decision"] == "leaf"]
+    assert leaf and all(r["score"] >= thresholds["leaf"] - 1e-6 for r in leaf)  # scores rounded to 6 places
+    # a model whose card lacks the thresholds is refused with a clear error, before any prediction
+    bare = tmp_path / "bare.joblib"
+    bare.write_bytes(model_path.read_bytes())
+    capsys.readouterr()
+    assert predict.main(["--model", str(bare), "--db", str(db), "--target-accuracy", "0.95", "--no-progress"]) == 2
+    assert "bare.json: cannot read the model card" in capsys.readouterr().err

@@ -15,6 +15,8 @@ import uvicorn
 
 from shopstyle_spider import config, schema
 
+from ..filing import TARGETS
+from ..predict import QUEUE_TARGET
 from .app import MAX_BODY_BYTES, create_app
 from .security import is_loopback
 
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help=f"the token every page and API call must carry (None: ${TOKEN_VARIABLE} "
                                         "if set, which is better: other users see a command line in ps)")
     parser.add_argument("--max-body", type=int, default=MAX_BODY_BYTES, help="largest request body, in bytes")
+    parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=QUEUE_TARGET,
+                        help="the accuracy /api/predict's decisions reach, by the model card's thresholds")
     return parser
 
 
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modeling.review: {args.model}: no model file there (train one with `python -m modeling.train`)",
               file=sys.stderr)
         return 2
-    app = create_app(args.db, args.model, args.images, token=token, max_body=args.max_body)
+    app = create_app(args.db, args.model, args.images, token=token, max_body=args.max_body,
+                     target_accuracy=args.target_accuracy)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

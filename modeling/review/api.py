@@ -39,7 +39,7 @@ def predict(products: Annotated[list[Any], Body(description="products as modelin
             state: State) -> list[dict]:
     """One line per product, in order, as ``python -m modeling.predict`` writes them, ``decision`` included; an
     item that cannot be predicted gets ``{"index", "id", "error"}`` and the others are predicted."""
-    return predict_products(state.model, products, state.images)
+    return predict_products(state.model, products, state.images, state.thresholds)
 
 
 def card_json(card: cards.Card) -> dict:

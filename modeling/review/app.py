@@ -6,6 +6,7 @@ at /api/openapi.json."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
@@ -17,7 +18,9 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import store
+from ..filing import FilingPolicyError, load_thresholds
 from ..persistence import load_model
+from ..predict import QUEUE_TARGET
 from ..templating import STATIC
 from . import api, pages
 from .cards import Catalogue
@@ -26,22 +29,31 @@ from .security import BodyLimit, Guard
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
+log = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 2_000_000  # a batch of a thousand products with long descriptions fits; a runaway upload does not
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "base-uri 'none'; frame-ancestors 'none'")
 
 
 def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, token: str | None = None,
-               max_body: int = MAX_BODY_BYTES, model=None) -> FastAPI:
+               max_body: int = MAX_BODY_BYTES, model=None, target_accuracy: float = QUEUE_TARGET) -> FastAPI:
     """The app for one crawl database, model and image store; ``model`` skips loading ``model_path`` again (the
-    benchmark and tests pass the one they hold). Nothing is opened until the app starts."""
+    benchmark and tests pass the one they hold); ``/api/predict`` decides at ``target_accuracy`` by the model card's
+    thresholds (a model without them sends every product to review). Nothing is opened until the app starts."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = model if model is not None else load_model(model_path)
+        try:
+            thresholds = load_thresholds(model_path, target_accuracy)
+        except FilingPolicyError as error:
+            log.warning("%s: /api/predict sends every product to review", error)
+            thresholds = None
         with closing(store.connect(db)) as connection:  # creates modeling's tables in a crawl-only database
             catalogue = Catalogue.load(connection, loaded)
         app.state.review = AppState(db=db, images=Path(images), model=loaded, model_path=Path(model_path),
+                                    thresholds=thresholds,
                                     catalogue=catalogue, guard=Guard(token))
         yield
 

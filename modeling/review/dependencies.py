@@ -29,6 +29,7 @@ class AppState:
     images: Path
     model: object
     model_path: Path
+    thresholds: dict[str, float | None] | None  # the card's auto-filing thresholds at the app's target accuracy
     catalogue: Catalogue
     guard: Guard
 

@@ -13,9 +13,10 @@ from ..predict import check_record, decision_of, prediction_lines
 __all__ = ["predict_products", "ranked_categories"]
 
 
-def predict_products(model, items: list, images: Path) -> list[dict]:
-    """One line per item, in order: its prediction, or ``{"index", "id", "error"}`` for an item that cannot be
-    predicted (the others still are). A photo is looked for in the image store only: a path leading out of it is an
+def predict_products(model, items: list, images: Path, thresholds: dict[str, float | None] | None = None) -> list[dict]:
+    """One line per item, in order: its prediction with its ``decision`` by ``thresholds`` (the model card's for the
+    app's target accuracy; ``review`` where there are none), or ``{"index", "id", "error"}`` for an item that cannot
+    be predicted (the others still are). A photo is looked for in the image store only: a path leading out of it is an
     error of its item."""
     root = images.resolve()
     lines: list[dict | None] = []
@@ -31,7 +32,7 @@ def predict_products(model, items: list, images: Path) -> list[dict]:
         else:
             lines.append(None)
             rows.append(row)
-    made = iter(prediction_lines(model, rows) if rows else ())
+    made = iter(prediction_lines(model, rows, thresholds) if rows else ())
     out = []
     for line in lines:
         if line is None:
