@@ -106,8 +106,9 @@ def index_page(title: str, sections: Iterable[tuple[str, dict]], charts: Iterabl
 def suspects_page(suspects: pd.DataFrame, title: str, images: Path | None = None) -> str:
     """An audit's suspects as a file, one row per product, grouped by cleaned name, the group holding the worst
     suspect first: photo, name, cleaned description, the given label and the suggested one with their out-of-fold
-    probabilities, and cleanlab's label quality."""
-    photo = embedded_photo(images)
+    probabilities, and cleanlab's label quality. Photo paths are the local ones ``load_products`` resolved, or
+    relative to ``images``."""
+    photo = embedded_photo(images if images is not None else Path())
     order = suspects.groupby("group_key", sort=False)["rank"].transform("min")
     rows = [{"photo": photo(s.product_id, s.image_path), "rank": s.rank, "product_id": s.product_id,
              "name": clean_text(s.name), "group": s.group_key, "description": clean_text(s.description),
