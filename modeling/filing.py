@@ -29,6 +29,7 @@ __all__ = ["DECISIONS", "TARGETS", "FilingPolicyError", "best_parents", "choose_
 
 # Target accuracies the model card stores thresholds for.
 TARGETS = (0.95, 0.98, 0.99, 0.995)
+DEFAULT_TARGET = 0.98  # what the review app's /api/predict decides at unless told otherwise
 DECISIONS = ("leaf", "parent", "review")
 
 

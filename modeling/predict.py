@@ -44,7 +44,6 @@ from .runtime import RUNTIME_HELP, RUNTIMES
 
 ALTERNATIVES = 3
 CHUNK = 1000  # products predicted together: large enough to batch photos, small enough to show progress
-QUEUE_TARGET = 0.98  # the accuracy --queue files to without a person when --target-accuracy is not given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-accuracy", type=float, choices=TARGETS,
                         help="add the auto-filing decision (leaf, parent or review) reaching this accuracy, by the "
                              "thresholds the model card stores (chosen on the validation split); default: no "
-                             f"decision, or {QUEUE_TARGET} with --queue")
+                             "decision, so --queue queues every product")
     parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
     parser.add_argument("--queue", nargs="?", const="", type=lambda v: schema.location(v) if v else "",
                         metavar="DB",
@@ -213,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.model)
         if getattr(model, "image_", None) is not None:  # how photos are embedded is this run's choice, not the model's
             model.image_.set_params(runtime=args.image_runtime)
-        target = args.target_accuracy or (QUEUE_TARGET if queue_db is not None else None)
-        thresholds = load_thresholds(args.model, target) if target else None
+        thresholds = load_thresholds(args.model, args.target_accuracy) if args.target_accuracy else None
         if args.db is not None:
             records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
             images = None  # the database's photo paths come back resolved

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modeling import predict
+from modeling.filing import DECISIONS, DEFAULT_TARGET, load_thresholds
 from modeling.persistence import load_model
 from modeling.review import cards, create_app
 from modeling.review.__main__ import main as review_main
@@ -89,9 +90,10 @@ def test_api_predict_answers_the_lines_predict_writes_with_an_error_at_each_bad_
     answer = app_client.post("/api/predict", json=items)
     assert answer.status_code == 200
     lines = answer.json()
+    thresholds = load_thresholds(review_setup.model, DEFAULT_TARGET)  # the app decides at its default target
     expected = list(predict.prediction_lines(model, [predict.check_record(good, None)[0],
-                                                     predict.check_record({**good, "id": "d"}, None)[0]]))
-    assert lines[0] == {**expected[0], "decision": "review"} and lines[4] == {**expected[1], "decision": "review"}
+                                                     predict.check_record({**good, "id": "d"}, None)[0]], thresholds))
+    assert lines[0] == expected[0] and lines[4] == expected[1] and expected[0]["decision"] in DECISIONS
     assert lines[1] == {"index": 1, "id": "b", "error": "no name (a non-empty string is required)"}
     assert lines[2] == {"index": 2, "id": None, "error": "a JSON str, not an object"}
     assert lines[3] == {"index": 3, "id": "c", "error": "image_path leads outside the image store"}

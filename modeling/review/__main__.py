@@ -15,8 +15,7 @@ import uvicorn
 
 from shopstyle_spider import config, schema
 
-from ..filing import TARGETS
-from ..predict import QUEUE_TARGET
+from ..filing import DEFAULT_TARGET, TARGETS
 from .app import MAX_BODY_BYTES, create_app
 from .security import is_loopback
 
@@ -37,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help=f"the token every page and API call must carry (None: ${TOKEN_VARIABLE} "
                                         "if set, which is better: other users see a command line in ps)")
     parser.add_argument("--max-body", type=int, default=MAX_BODY_BYTES, help="largest request body, in bytes")
-    parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=QUEUE_TARGET,
+    parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=DEFAULT_TARGET,
                         help="the accuracy /api/predict's decisions reach, by the model card's thresholds")
     return parser
 

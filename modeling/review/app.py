@@ -18,9 +18,8 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import store
-from ..filing import FilingPolicyError, load_thresholds
+from ..filing import DEFAULT_TARGET, FilingPolicyError, load_thresholds
 from ..persistence import load_model
-from ..predict import QUEUE_TARGET
 from ..templating import STATIC
 from . import api, pages
 from .cards import Catalogue
@@ -37,7 +36,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 
 
 def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, token: str | None = None,
-               max_body: int = MAX_BODY_BYTES, model=None, target_accuracy: float = QUEUE_TARGET) -> FastAPI:
+               max_body: int = MAX_BODY_BYTES, model=None, target_accuracy: float = DEFAULT_TARGET) -> FastAPI:
     """The app for one crawl database, model and image store; ``model`` skips loading ``model_path`` again (the
     benchmark and tests pass the one they hold); ``/api/predict`` decides at ``target_accuracy`` by the model card's
     thresholds (a model without them sends every product to review). Nothing is opened until the app starts."""
