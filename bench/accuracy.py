@@ -42,7 +42,7 @@ from sklearn.model_selection import StratifiedKFold
 from modeling import train
 from modeling.data import load_products, select_categories
 from modeling.image import ImageEmbedder
-from modeling.metrics import branch_metrics
+from modeling.metrics import branch_metrics, prediction_figures
 from modeling.persistence import load_model
 from modeling.stacking import ProductClassifier
 from modeling.text import clean_text_columns, make_text_pipeline
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{speed['rate'] / peer['rate']:.3f}x (goals: accuracy >= fastText's, throughput >= 0.25x, stretch 0.5x)")
     if args.folds:
         pooled = cross_validated(frame, embedder, args.folds, args.seed)
-        figures = train.figures_of(pooled, parents)
+        figures = prediction_figures(pooled, parents)
         print(f"\ncross-validated over every product ({args.folds} folds, {figures['text']['n']} products, "
               f"{figures.get('image', {}).get('n', 0)} with a photo):")
         for label, key in (("text only, all products", "text"), ("image only, products with photo", "image"),

@@ -28,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from modeling import train
 from modeling.data import load_products, select_categories
 from modeling.image import ImageEmbedder
+from modeling.metrics import prediction_figures
 from modeling.stacking import ProductClassifier
 from shopstyle_spider import config
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         model = ProductClassifier(image=embedder, cv=cv, random_state=args.seed, category_parents=parents)
         model.fit(fit_rows, fit_rows["category"])
         seconds = time.perf_counter() - started
-        figures = train.figures_of(train.prediction_rows(model, validation), parents)["stacked"]
+        figures = prediction_figures(train.prediction_rows(model, validation), parents)["stacked"]
         print(f"{cv!s:<14} {figures['accuracy']:>9.4f} {figures['coverage_98']:>12.4f} "
               f"{figures['parent_accuracy']:>11.4f} {seconds:>8.0f}", flush=True)
     return 0

@@ -22,10 +22,10 @@ from shopstyle_spider import schema
 
 from . import store
 from .filing import decision_figures
-from .metrics import branch_metrics
+from .metrics import recorded_parents
 
 __all__ = ["BRANCHES", "AnalysisError", "accuracy_coverage_curve", "branch_columns", "category_table", "confused_pairs",
-           "decision_table", "experiment_figures", "load_experiments", "load_parents", "load_predictions",
+           "decision_table", "load_experiments", "load_parents", "load_predictions",
            "most_confident_errors"]
 
 # branch -> (predicted column, score column) of the predictions table
@@ -78,29 +78,10 @@ def load_parents(db: str | Path) -> dict[str, str | None]:
         return dict(connection.execute(text("SELECT id, parent_id FROM categories")).fetchall())
 
 
-def experiment_figures(predictions: pd.DataFrame, parents: dict[str, str | None]) -> dict[str, dict]:
-    """``branch_metrics`` of each branch that predicted something in this experiment's rows."""
-    figures = {}
-    for branch in BRANCHES:
-        rows = branch_columns(predictions, branch)
-        if len(rows):
-            figures[branch] = branch_metrics(rows["true"], rows["predicted"], rows["score"], parents,
-                                             *_parent_columns(predictions) if branch == "stacked" else (None, None))
-    return figures
-
-
-def _parent_columns(predictions: pd.DataFrame) -> tuple[pd.Series | None, pd.Series | None]:
-    """The stacked model's parent predictions and probabilities, or (None, None) where they were not recorded."""
-    if "parent_score" not in predictions or predictions["parent_score"].isna().any():
-        return None, None
-    return predictions["parent_category"].astype(object).where(predictions["parent_category"].notna(), None), \
-        predictions["parent_score"]
-
-
 def decision_table(predictions: pd.DataFrame, filing: dict | None, parents: dict[str, str | None]) -> pd.DataFrame:
     """Per target accuracy: the thresholds chosen on validation, each decision's share of these predictions and the
     accuracy it achieved (empty without thresholds or parent probabilities)."""
-    predicted_parents, parent_scores = _parent_columns(predictions)
+    predicted_parents, parent_scores = recorded_parents(predictions)
     if not filing or parent_scores is None or predictions.empty:
         return pd.DataFrame()
     figures = decision_figures(predictions["true_category"], predictions["predicted_category"], predictions["score"],

@@ -22,6 +22,7 @@ import pandas as pd
 from shopstyle_spider import config, schema
 
 from . import analysis, plots, report
+from .metrics import prediction_figures
 from .photo_store import is_remote
 
 FIGURE_COLUMNS = ("n", "accuracy", "coverage_95", "threshold_95", "coverage_98", "threshold_98", "parent_accuracy",
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modeling.analyze: {error}", file=sys.stderr)
         return 2
     by_experiment = {e: predictions[predictions["experiment_id"] == e] for e in experiments.index}
-    figures = {e: analysis.experiment_figures(rows, parents) for e, rows in by_experiment.items()}
+    figures = {e: prediction_figures(rows, parents) for e, rows in by_experiment.items()}
     decisions = {e: analysis.decision_table(rows, experiments.at[e, "metrics"].get("filing"), parents)
                  for e, rows in by_experiment.items()}
     detail_id = args.experiment if args.experiment is not None else (

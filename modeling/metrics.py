@@ -1,4 +1,5 @@
-"""The figures a catalog team acts on, computed one way for training reports and for ``modeling.analyze``.
+"""The figures a catalog team acts on, computed one way for training, ``modeling.analyze``, the review app's report
+and the benchmarks (``prediction_figures``).
 
 Coverage at a target accuracy answers "if we auto-file every product whose score is at least t, what share of the
 catalog is filed, and is it at least this accurate?". It is computed exactly from the sorted scores: the threshold
@@ -11,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import f1_score
 
-__all__ = ["Coverage", "branch_metrics", "coverage_at_accuracy", "expected_calibration_error", "parent_correct"]
+__all__ = ["Coverage", "branch_metrics", "coverage_at_accuracy", "expected_calibration_error", "parent_correct",
+           "prediction_figures", "recorded_parents"]
 
 
 @dataclass(frozen=True)
@@ -106,4 +109,39 @@ def branch_metrics(true, predicted, scores, parents: Mapping[str, str | None] | 
         for target in (0.95, 0.98):
             figures[f"parent_coverage_{round(target * 100)}"] = coverage_at_accuracy(
                 right, np.asarray(parent_scores, dtype=float), target).coverage
+    return figures
+
+
+def recorded_parents(rows: pd.DataFrame) -> tuple[pd.Series | None, pd.Series | None]:
+    """The stacked model's most probable parents and their probabilities in prediction rows, or (None, None) where
+    they were not recorded (experiments from before parent probabilities)."""
+    if "parent_score" not in rows or rows["parent_score"].isna().any():
+        return None, None
+    return rows["parent_category"].astype(object).where(rows["parent_category"].notna(), None), rows["parent_score"]
+
+
+def prediction_figures(rows: pd.DataFrame, parents: Mapping[str, str | None] | None) -> dict[str, dict]:
+    """Figures of the stacked model and of each branch over prediction rows (``modeling.train.prediction_rows``, the
+    ``predictions`` table, or several of them pooled): ``stacked`` and ``text`` on every row; ``image``,
+    ``stacked_with_photo`` and ``text_with_photo`` on the rows with a usable photo, where any row has one. Parent
+    figures are the stacked model's, from its parent probabilities where they were recorded. Training records these,
+    and ``modeling.analyze`` recomputes exactly these from the stored rows."""
+    true = rows["true_category"]
+    predicted_parents, parent_scores = recorded_parents(rows)
+    figures = {
+        "stacked": branch_metrics(true, rows["predicted_category"], rows["score"], parents, predicted_parents,
+                                  parent_scores),
+        "text": branch_metrics(true, rows["text_category"], rows["text_score"], parents),
+    }
+    photo = rows["image_category"].notna()
+    if photo.any():
+        with_photo = rows[photo]
+        figures["image"] = branch_metrics(with_photo["true_category"], with_photo["image_category"],
+                                          with_photo["image_score"], parents)
+        figures["stacked_with_photo"] = branch_metrics(
+            with_photo["true_category"], with_photo["predicted_category"], with_photo["score"], parents,
+            None if predicted_parents is None else predicted_parents[photo],
+            None if parent_scores is None else parent_scores[photo])
+        figures["text_with_photo"] = branch_metrics(with_photo["true_category"], with_photo["text_category"],
+                                                    with_photo["text_score"], parents)
     return figures

@@ -31,7 +31,7 @@ from .cluster import ClusterError, dask_cluster
 from .data import LABELS, DataError, load_products, review_count, select_categories, with_reviewed_labels
 from .filing import best_parents, choose_thresholds
 from .image import ImageEmbedder
-from .metrics import branch_metrics
+from .metrics import prediction_figures
 from .persistence import dump_pending, publish_model
 from .photo_store import PhotoStoreError, images_location, is_remote
 from .runtime import RUNTIME_HELP, RUNTIMES
@@ -137,32 +137,10 @@ def prediction_rows(model: ProductClassifier, frame: pd.DataFrame) -> pd.DataFra
     })
 
 
-def figures_of(rows: pd.DataFrame, parents: dict[str, str | None] | None) -> dict:
-    """Figures of the stacked model and of each branch over prediction rows (``prediction_rows``, or several of
-    them pooled); the image branch and the comparisons on products with a photo where any row has one. Parent
-    figures are the stacked model's, from its parent probabilities."""
-    true = rows["true_category"]
-    figures = {
-        "stacked": branch_metrics(true, rows["predicted_category"], rows["score"], parents, rows["parent_category"],
-                                  rows["parent_score"]),
-        "text": branch_metrics(true, rows["text_category"], rows["text_score"], parents),
-    }
-    photo = rows[rows["image_category"].notna()]
-    if len(photo):
-        figures["image"] = branch_metrics(photo["true_category"], photo["image_category"], photo["image_score"],
-                                          parents)
-        figures["stacked_with_photo"] = branch_metrics(photo["true_category"], photo["predicted_category"],
-                                                       photo["score"], parents, photo["parent_category"],
-                                                       photo["parent_score"])
-        figures["text_with_photo"] = branch_metrics(photo["true_category"], photo["text_category"],
-                                                    photo["text_score"], parents)
-    return figures
-
-
 def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """Figures of the stacked model and of each branch on ``frame``, and one prediction row per product."""
     rows = prediction_rows(model, frame)
-    return figures_of(rows, model.category_parents), rows
+    return prediction_figures(rows, model.category_parents), rows
 
 
 def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame) -> int:
@@ -287,7 +265,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         # the same test products scored against what the catalog said, beside what people decided
         test_rows = rows[rows["split"] == "test"]
         as_crawled = frame.set_index("id").loc[test_rows["product_id"], "crawled_category"].to_numpy()
-        metrics["test_crawled_labels"] = figures_of(test_rows.assign(true_category=as_crawled),
+        metrics["test_crawled_labels"] = prediction_figures(test_rows.assign(true_category=as_crawled),
                                                     model.category_parents)
 
     card = {

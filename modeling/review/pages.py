@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from .. import analysis, report, store
 from ..analyze import figures_frame
 from ..fields import is_missing
+from ..metrics import prediction_figures
 from ..templating import environment
 from . import cards
 from .dependencies import REVIEWER_COOKIE, SIGNED_IN_COOKIE, AppState, Database, State, page_access
@@ -165,7 +166,7 @@ def report_page(request: Request, state: State, errors: bool = False) -> Respons
         return _page(request, state, "report_errors.html", app=True, rows=rows,
                      title=f"Experiment {latest}: the {len(rows)} most confident errors (test split)")
     sections = [(f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(
-        analysis.experiment_figures(predictions[predictions["experiment_id"] == e], parents))))
+        prediction_figures(predictions[predictions["experiment_id"] == e], parents))))
         for e in experiments.index]
     return _page(request, state, "report_index.html", app=True,
                  **report.index_context("Model report (test split)", sections, [], "/report?errors=true"))
