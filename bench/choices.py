@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default=str(config.mobilenet_v2_backbone()), help="image backbone")
     parser.add_argument("--skip-cv", action="store_true", help="only the image branch's C (the --cv choice trains "
                                                                 "the whole model twice, minutes each)")
+    parser.add_argument("--skip-c", action="store_true", help="only the --cv choice")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stacking's folds")
     args = parser.parse_args(argv)
     if not (config.fashion_dir() / "styles.csv").is_file():
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{frame['category'].nunique()} categories; image branch: {has_fit.sum()} training and {has_val.sum()} "
           "validation photos", flush=True)
     print(f"{'image branch':<28} {'C':>6} {'validation accuracy':>20} {'seconds':>8}")
-    for scaled, c in C_GRID:
+    for scaled, c in () if args.skip_c else C_GRID:
         started = time.perf_counter()
         model = LogisticRegression(C=c, max_iter=1000)
         model = make_pipeline(StandardScaler(), model) if scaled else model

@@ -294,6 +294,7 @@ def _image_paths(X) -> list[str | None]:
 
 
 def make_image_classifier(*, C: float = 0.3, max_iter: int = 1000) -> LogisticRegression:
-    """Logistic regression on the embeddings as they are: the usual linear probe of a backbone. On the fashion
-    catalog's photos, unscaled features at C=0.3 beat standardised ones (86.5% against 85.0% on the test split)."""
+    """Logistic regression on the embeddings as they are: the usual linear probe of a backbone. C chosen on the
+    fashion catalog's validation photos (``bench/choices.py``): 84.91% at C=0.3, against 84.71% at 0.1 and 83.63%
+    at 1.0."""
     return LogisticRegression(C=C, max_iter=max_iter)

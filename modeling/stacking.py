@@ -111,8 +111,9 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
     cv : int or float
         Where the meta-models' out-of-fold probabilities come from: an int is that many folds (every product held
         out once; each branch trained ``cv`` + 1 times), a float that fraction of the products held out once (each
-        branch trained twice). The default holds out a fifth: on the fashion catalog it is as accurate as 5 folds
-        and trains 2.5 times faster.
+        branch trained twice). The default holds out a fifth: on the fashion catalog's validation split it is as
+        accurate as 5 folds (97.86% against 97.89%, one product in 3,700) and trains 1.9 times faster
+        (``bench/choices.py``).
     random_state : int
         Seed of the folds.
     category_parents : dict or None
