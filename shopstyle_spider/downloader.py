@@ -17,7 +17,7 @@ import time
 
 from scrapy.core.downloader import Downloader, Slot
 
-from .spiders.shopstyle import API_SLOT
+from .slots import API_SLOT
 
 __all__ = ["SlotLimitedDownloader"]
 

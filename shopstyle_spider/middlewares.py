@@ -19,7 +19,7 @@ from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import load_object
 
 from .shared_budget import SharedBudget, budget_key
-from .spiders.shopstyle import API_SLOT
+from .slots import API_SLOT
 
 logger = logging.getLogger(__name__)
 

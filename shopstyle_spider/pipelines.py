@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from . import schema
 from .cleaning import clean_field, has_surrogate
 from .items import CategoryItem, LeafDoneItem, ProductItem
-from .spiders.shopstyle import IMAGE_SLOT
+from .slots import IMAGE_SLOT
 
 logger = logging.getLogger(__name__)
 UNUSABLE = "not a usable image"
