@@ -86,6 +86,19 @@ def test_the_engine_reads_its_heartbeat_interval_from_the_instance():
     assert "heartbeat.start(self._SLOT_HEARTBEAT_INTERVAL)" in inspect.getsource(ExecutionEngine)
 
 
+def test_the_crawl_command_creates_its_crawler_through_the_method_it_overrides():
+    """``commands.crawl.Command`` overrides ``ScrapyCommand._create_crawler`` to keep the crawler (the process
+    forgets it once it finishes) and read its close reason for the exit status; no public hook hands the command
+    its crawler. ``test_crawl``'s refused-key tests see the exit status; this names the method if it moves."""
+    from scrapy.commands.crawl import Command as ScrapyCrawlCommand
+
+    from shopstyle_spider.commands.crawl import Command
+
+    assert list(inspect.signature(ScrapyCrawlCommand._create_crawler).parameters) == ["self", "spidercls"]
+    assert "self._create_crawler(spname)" in inspect.getsource(ScrapyCrawlCommand.run)
+    assert issubclass(Command, ScrapyCrawlCommand)
+
+
 def test_the_redis_queue_stores_requests_without_the_key_and_gives_them_back_with_it():
     """``KeylessPriorityQueue`` overrides scrapy-redis' ``_encode_request``/``_decode_request`` (its serializer
     setting never sees the spider, whose key the popping process puts back)."""
