@@ -23,6 +23,7 @@ import joblib
 import numpy as np
 
 from .backbones import BackboneError, backbone_fingerprint
+from .photos import embed_batch, read_photo
 from .runtime import Network, build_network
 
 __all__ = ["ClusterError", "active_client", "dask_cluster", "embed_on_cluster", "embed_photos"]
@@ -67,8 +68,6 @@ def active_client():
 def embed_photos(backbone: str, weights: str | None, fingerprint: str, photos: list[tuple[str, str, bytes]],
                  runtime: str = "auto") -> tuple[dict[str, np.ndarray], list[str]]:
     """On a worker: (content key, name, bytes) -> ({key: vector}, problems), the backbone built on first use."""
-    from .image import embed_batch, read_photo
-
     network = _networks.get((backbone, weights, runtime))
     if network is None:
         found = backbone_fingerprint(backbone, weights)

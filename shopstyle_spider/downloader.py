@@ -17,12 +17,14 @@ import time
 
 from scrapy.core.downloader import Downloader, Slot
 
-from .spiders.shopstyle import API_SLOT
+from .slots import API_SLOT
 
 __all__ = ["SlotLimitedDownloader"]
 
 
 class SlotLimitedDownloader(Downloader):
+    # A private method: no public hook runs as a queued download starts. tests/test_scrapy_internals.py exercises
+    # this override, and setup.cfg pins Scrapy's minor release for it.
     def _wait_for_download(self, slot: Slot, request, queue_dfd):
         # Called (not awaited) by _process_queue for each request it starts: count the request as transferring
         # now, before the next turn of that loop asks the slot for room; Scrapy's own _download adds it again

@@ -75,7 +75,8 @@ class SharedFrontierWatch:
 
     def engine_started(self):
         # The heartbeat (ExecutionEngine._SLOT_HEARTBEAT_INTERVAL, Scrapy's way to revisit a scheduler that had
-        # nothing to give) starts right after this signal; the interval has no setting, so the instance's shadows it.
+        # nothing to give) starts right after this signal; the interval has no setting, so the instance's shadows it
+        # (tests/test_scrapy_internals.py checks the engine still reads it from the instance).
         self.crawler.engine._SLOT_HEARTBEAT_INTERVAL = self.poll_interval
 
     def spider_idle(self, spider):

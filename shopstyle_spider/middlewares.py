@@ -19,7 +19,7 @@ from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import load_object
 
 from .shared_budget import SharedBudget, budget_key
-from .spiders.shopstyle import API_SLOT
+from .slots import API_SLOT
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ class BackoffMiddleware:
         slot = self.crawler.engine.downloader.slots.get(request.meta.get("download_slot"))
         if slot is None or not slot.delay:
             return
-        # The slot sends its next request `delay` after `lastseen`: moving lastseen forward holds the queue.
+        # The slot sends its next request `delay` after `lastseen`: moving lastseen forward holds the queue (no
+        # public way to pause a slot; tests/test_scrapy_internals.py checks this still holds it).
         slot.lastseen = max(slot.lastseen, time.monotonic() + wait)
         logger.debug("holding slot %s for %.1fs after %s", request.meta.get("download_slot"), wait, request)
 

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from itemadapter import ItemAdapter
@@ -23,7 +24,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from . import schema
 from .cleaning import clean_field, has_surrogate
 from .items import CategoryItem, LeafDoneItem, ProductItem
-from .spiders.shopstyle import IMAGE_SLOT
+from .slots import IMAGE_SLOT
 
 logger = logging.getLogger(__name__)
 UNUSABLE = "not a usable image"
@@ -153,17 +154,18 @@ class AtomicFSFilesStore(FSFilesStore):
     Scrapy writes a photo in place: a crawl killed mid-write left a truncated file that the next run took for a
     stored photo (its checksum and all). A rename is atomic: a photo is there whole or not at all. And Scrapy makes
     a folder after checking it is not there: processes of a shared crawl writing one folder race between the two.
+    It uses only the store's public parts (``basedir``, ``persist_file``), so a Scrapy upgrade cannot move them.
     """
 
-    def _mkdir(self, dirname, domain=None) -> None:
-        seen = self.created_directories[domain] if domain else set()
-        if str(dirname) not in seen:
-            dirname.mkdir(parents=True, exist_ok=True)
-            seen.add(str(dirname))
+    def __init__(self, basedir):
+        try:
+            super().__init__(basedir)
+        except FileExistsError:  # another crawl process made the folder between Scrapy's check and its mkdir
+            super().__init__(basedir)
 
     def persist_file(self, path, buf, info, meta=None, headers=None) -> None:
-        absolute_path = self._get_filesystem_path(path)
-        self._mkdir(absolute_path.parent, info)
+        absolute_path = Path(self.basedir, path)
+        absolute_path.parent.mkdir(parents=True, exist_ok=True)
         partial = absolute_path.with_name(f".{absolute_path.name}.partial")
         partial.write_bytes(buf.getvalue())
         os.replace(partial, absolute_path)

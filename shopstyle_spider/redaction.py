@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from w3lib.url import add_or_replace_parameter, url_query_cleaner
 
 REDACTED = "REDACTED"
+API_KEY_PARAMETER = "pid"  # the query parameter the API key travels in
 _PID_IN_TEXT = re.compile(r"(?<=[?&;]pid=)[^&#\s'\"<>]+")
 
 
 def redact_url(url: str | None) -> str | None:
-    """``url`` without its ``pid`` parameter (the API key)."""
+    """``url`` without its ``pid`` parameter (the API key); every other parameter (repeated ones too) and the
+    fragment kept as they were."""
     if not url:
         return url
-    parts = urlsplit(url)
-    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "pid"]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return url_query_cleaner(url, API_KEY_PARAMETER, remove=True, unique=False, keep_fragments=True)
 
 
 def with_api_key(url: str, api_key: str) -> str:
-    """``url`` with the API key as its first parameter, as the spider builds API URLs: what a queue that stores
-    requests without the key (on disk or in Redis) gives back."""
-    parts = urlsplit(url)
-    query = [("pid", api_key), *parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    """``url`` with the API key as its ``pid`` parameter, last, where the spider puts it (so a request that was
+    stored without the key, on disk or in Redis, comes back with the URL it was queued with)."""
+    return add_or_replace_parameter(url, API_KEY_PARAMETER, api_key)
 
 
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:

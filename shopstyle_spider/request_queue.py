@@ -18,6 +18,8 @@ from .scheduler import ApiInHandLimit
 
 
 class KeylessPriorityQueue(PriorityQueue):
+    # scrapy-redis' private encode/decode: its public SCHEDULER_SERIALIZER never sees the spider, whose key the
+    # popping process puts back. tests/test_scrapy_internals.py exercises both; setup.cfg pins scrapy-redis for it.
     def _encode_request(self, request: Request):
         return super()._encode_request(request.replace(url=redact_url(request.url)))
 

@@ -15,7 +15,7 @@ from scrapy.core.scheduler import Scheduler
 from scrapy.squeues import PickleFifoDiskQueue, PickleLifoDiskQueue
 
 from .redaction import redact_url, with_api_key
-from .spiders.shopstyle import API_SLOT
+from .slots import API_SLOT
 
 __all__ = ["ApiInHandLimit", "KeylessFifoDiskQueue", "KeylessLifoDiskQueue", "PacedScheduler"]
 

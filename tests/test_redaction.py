@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import logging
+from urllib.parse import urlencode
 
 import pytest
+import scrapy
 
-from shopstyle_spider.redaction import LogRedactor, redact_url
+from shopstyle_spider.redaction import LogRedactor, redact_url, with_api_key
 
 KEY = "s3cret-key"
 
@@ -93,3 +95,19 @@ def test_a_logger_filter_that_drops_the_record_spares_the_traceback(logged, monk
 
 def test_redact_url_drops_only_the_key():
     assert redact_url(f"http://api/v2/products?cat=a&pid={KEY}&offset=50") == "http://api/v2/products?cat=a&offset=50"
+
+
+def test_a_queued_request_comes_back_with_the_url_the_spider_built():
+    """The disk and Redis queues store ``redact_url(url)`` and pop ``with_api_key(stored, key)``: the round trip
+    must give Scrapy the very URL it queued (repeated filters, escapes and all), or dedup and logs would disagree."""
+    queued = scrapy.Request(with_api_key("http://api/v2/products?" + urlencode(
+        {"cat": "a b", "fl": ["p1", "b2"], "q": "é&x", "offset": 50}, doseq=True), "k/y+z")).url
+    stored = redact_url(queued)
+    assert "pid" not in stored and "k%2Fy%2Bz" not in stored
+    assert stored == "http://api/v2/products?cat=a+b&fl=p1&fl=b2&q=%C3%A9%26x&offset=50"
+    assert with_api_key(stored, "k/y+z") == queued
+
+
+def test_redact_url_drops_a_repeated_key_and_keeps_the_fragment():
+    assert redact_url(f"http://api/p?pid={KEY}&a=1&pid=other#top") == "http://api/p?a=1#top"
+    assert redact_url(None) is None and redact_url("") == ""

@@ -17,6 +17,8 @@ FAILED = frozenset({"missing_api_key", "api_key_rejected", "category_tree_unavai
 
 
 class Command(ScrapyCrawlCommand):
+    # A private method (no public hook hands the command its crawler, which the process forgets once it ends):
+    # tests/test_scrapy_internals.py names it if it moves, and setup.cfg pins Scrapy's minor release for it.
     def _create_crawler(self, spname):
         self._crawler = super()._create_crawler(spname)
         return self._crawler

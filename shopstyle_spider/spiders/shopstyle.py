@@ -24,10 +24,9 @@ from .. import schema
 from ..cleaning import clean_field
 from ..frontier import Claim, LeafLedger, RedisLeafLedger, page_key, parse_page_key, product_key
 from ..items import CategoryItem, LeafDoneItem, ProductItem
-from ..redaction import redact_url
+from ..redaction import redact_url, with_api_key
+from ..slots import API_SLOT, IMAGE_SLOT
 
-API_SLOT = "shopstyle-api"
-IMAGE_SLOT = "shopstyle-images"  # photo downloads (ProductImagesPipeline) share this slot
 # The API's filters a slice of a leaf is read by: the name /products/histogram takes, the prefix of its `fl` value.
 FILTER_PREFIXES = {"Price": "p", "Brand": "b", "Retailer": "r", "Color": "c"}
 IMAGE_SIZE_PREFERENCE = ("Original", "XLarge", "Large", "Medium", "Small")
@@ -102,7 +101,7 @@ class ShopstyleSpider(scrapy.Spider):
         base = self.settings.get("SHOPSTYLE_API_URL").rstrip("/")
         self.crawler.stats.inc_value("shopstyle/api_requests")
         return scrapy.Request(
-            f"{base}/{endpoint}?{urlencode({'pid': self.api_key, **params}, doseq=True)}",
+            with_api_key(f"{base}/{endpoint}?{urlencode(params, doseq=True)}", self.api_key),
             callback=callback, errback=self.page_failed, cb_kwargs=cb_kwargs, dont_filter=dont_filter,
             meta={"download_slot": API_SLOT, "autothrottle_dont_adjust_delay": True,
                   "handle_httpstatus_list": [400, 401, 403, 404]},

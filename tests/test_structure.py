@@ -1,0 +1,71 @@
+"""The project's import graph has no cycle: one module, one room, and doors that go one way.
+
+A cycle makes the order modules load in matter (a name imported from a half-loaded module is missing) and ties
+rooms together that should change alone; one imported lazily inside a function is still a cycle, just one found
+later. So every ``import`` counts, at module level and inside functions alike.
+"""
+
+from __future__ import annotations
+
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import pytest
+
+from shopstyle_spider.config import PROJECT_ROOT
+
+PACKAGES = ("shopstyle_spider", "modeling")
+
+
+def module_files() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the project's packages (``pkg.sub`` for ``pkg/sub/__init__``)."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules that ``name`` (at ``path``) imports anywhere in its body, relative imports resolved."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            # `from pkg import sub` imports the module pkg.sub when there is one, else a name of pkg
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        else:
+            continue
+        found.update(target for target in targets if target in known and target != name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports."""
+    modules = module_files()
+    return {name: imported_modules(name, path, set(modules)) for name, path in modules.items()}
+
+
+def test_the_graph_sees_the_imports_it_must_judge():
+    """A walker that missed relative, ``from .. import``, or function-level imports would pass any code."""
+    graph = import_graph()
+    assert "shopstyle_spider.schema" in graph["shopstyle_spider.spiders.shopstyle"]  # from .. import schema
+    assert "shopstyle_spider.slots" in graph["shopstyle_spider.scheduler"]  # from .slots import API_SLOT
+    assert "shopstyle_spider.request_queue" in graph["shopstyle_spider.spiders.shopstyle"]  # inside a method
+    assert "modeling.cluster" in graph["modeling.image"]  # inside ImageEmbedder._embed
+
+
+def test_no_module_of_the_project_imports_itself_through_others():
+    try:
+        TopologicalSorter(import_graph()).prepare()
+    except CycleError as error:
+        pytest.fail(f"import cycle: {' -> '.join(error.args[1])}")
+
