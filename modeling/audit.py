@@ -190,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         products = with_reviewed_labels(load_products(args.db, args.images, progress=progress), args.db)
         frame = select_categories(products, args.categories, args.min_products)
         if args.model is not None:
-            model = load_model(args.model)
-            if getattr(model, "image_", None) is not None:  # how photos are embedded is this run's choice
-                model.image_.set_params(runtime=args.image_runtime)
+            model = load_model(args.model, image_runtime=args.image_runtime)
             classes = np.asarray(model.classes_).astype(str)
             proba = model.predict_proba(frame)
             source = {"model": str(args.model)}

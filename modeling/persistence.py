@@ -55,9 +55,11 @@ def publish_model(pending: Path, path: str | Path, card: dict) -> Path:
     return path
 
 
-def load_model(path: str | Path):
+def load_model(path: str | Path, *, image_runtime: str | None = None):
     """The fitted estimator in ``path``; a clear error naming the file when it is unusable, and a clear warning when
-    it was trained with another scikit-learn version (its predictions may then differ)."""
+    it was trained with another scikit-learn version (its predictions may then differ). ``image_runtime`` (``auto``,
+    ``openvino``, ``keras``) is how this process embeds photos: this machine's choice, not the one the model was
+    trained with."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no model file there (train one with `python -m modeling.train`)")
@@ -80,4 +82,6 @@ def load_model(path: str | Path):
                       stacklevel=2)
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise ModelFileError(f"{path}: holds a {type(model).__name__}, not a trained classifier")
+    if image_runtime is not None and getattr(model, "image_", None) is not None:
+        model.image_.set_params(runtime=image_runtime)
     return model

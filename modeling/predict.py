@@ -209,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--queue needs a database with --input: --queue path/to/crawl.db")
     queue_db = (args.db if args.queue == "" else args.queue) if args.queue is not None else None
     try:
-        model = load_model(args.model)
-        if getattr(model, "image_", None) is not None:  # how photos are embedded is this run's choice, not the model's
-            model.image_.set_params(runtime=args.image_runtime)
+        model = load_model(args.model, image_runtime=args.image_runtime)
         thresholds = load_thresholds(args.model, args.target_accuracy) if args.target_accuracy else None
         if args.db is not None:
             records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
@@ -223,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise DataError(f"--images {args.images}: a bucket holds a crawl's photos; read them with --db")
             records = read_records(args.input)
             images = args.images or args.input.resolve().parent
-        with open_output(args.output) as out, filing_queue.Writer(queue_db, args.model, from_crawl=args.db is not None
-                                                                  ) as queued:
+        # queued rows name crawled products only when the queue is in that crawl's own database
+        in_crawl = args.db is not None and queue_db == args.db
+        with open_output(args.output) as out, filing_queue.Writer(queue_db, args.model, from_crawl=in_crawl) as queued:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress, thresholds=thresholds,
                                     queue=queued.add if queue_db is not None else None)
     except (FilingPolicyError, ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from contextlib import closing
 
 import pytest
 from fastapi.testclient import TestClient
 
-from modeling import predict
+from modeling import predict, store
 from modeling.filing import DECISIONS, DEFAULT_TARGET, load_thresholds
 from modeling.persistence import load_model
 from modeling.review import cards, create_app
@@ -183,7 +184,7 @@ def test_a_lease_expires_and_the_card_goes_to_the_next_reviewer(review_setup, db
     from modeling import store
 
     with store.connect(db) as connection:
-        catalogue = cards.Catalogue.load(connection, model)
+        catalogue = cards.Catalogue.load(connection)
         first = cards.next_card(connection, "file", catalogue, "ana", now=1000.0)
         assert cards.next_card(connection, "file", catalogue, "ben", now=1000.0).item != first.item
         later = 1000.0 + cards.LEASE_SECONDS + 1
@@ -279,7 +280,7 @@ def test_two_decisions_racing_for_one_card_leave_exactly_one(review_setup, db, m
     from modeling import store
 
     with store.connect(db) as connection:
-        catalogue = cards.Catalogue.load(connection, model)
+        catalogue = cards.Catalogue.load(connection)
     start = threading.Barrier(2)
     outcomes: dict[str, str] = {}
 
@@ -326,7 +327,7 @@ def test_a_queue_of_a_whole_crawl_is_read_page_by_page_and_counted_by_the_databa
         connection.executemany("INSERT INTO filing_queue (record_id, payload, prediction, model_path, created_at) "
                                "VALUES (?, ?, ?, ?, ?)", [(f"bulk-{i}", *row) for i in range(500)])
     with store.connect(db) as connection:
-        catalogue = cards.Catalogue.load(connection, model)
+        catalogue = cards.Catalogue.load(connection)
         (total,), = rows(db, "SELECT count(*) FROM filing_queue")
         decided = [2, 201, 202, 400, total]  # on and around the 200-id pages
         for queue_id in decided:
@@ -338,3 +339,41 @@ def test_a_queue_of_a_whole_crawl_is_read_page_by_page_and_counted_by_the_databa
         progress = cards.progress(connection, "file", catalogue, now=1060.0)
         assert (progress.done, progress.left, progress.per_minute) == (4, total - 4, 4.0)
         assert cards.progress(connection, "file", catalogue, now=1000.0 + 3600).per_minute == 0.0
+
+
+def test_a_crawl_queued_into_another_database_names_no_product_of_it(review_setup, db, tmp_path):
+    """Product ids of crawl A mean other products (or none) in database B: B's queue keeps only the records."""
+    other = copy_db(review_setup.db, tmp_path / "other.db")
+    with sqlite3.connect(other) as connection:
+        connection.execute("DELETE FROM filing_queue")
+    assert predict.main(["--model", str(review_setup.model), "--db", str(db), "--output", str(tmp_path / "out.jsonl"),
+                         "--queue", str(other), "--no-progress"]) == 0
+    (products,), = rows(db, "SELECT count(*) FROM products")
+    assert rows(other, "SELECT count(*), count(product_id) FROM filing_queue") == [(products, 0)]
+
+
+def test_a_queued_crawled_product_shows_its_stored_photo_and_only_crawl_leaves_are_decided(review_setup, db, model,
+                                                                                          tmp_path):
+    """predict --db with a relative --images writes paths relative to the working folder into the payload; a crawled
+    product's card still shows the photo the crawl stored. A model's class the crawl does not hold is refused."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("DELETE FROM filing_queue")
+    assert predict.main(["--model", str(review_setup.model), "--db", str(db), "--images", "relative/images",
+                         "--output", str(tmp_path / "out.jsonl"), "--queue", "--no-progress"]) == 0
+    (queue_id, product_id), = rows(db, "SELECT q.id, q.product_id FROM filing_queue AS q JOIN products AS p "
+                                       "ON p.id = q.product_id WHERE p.image_status = 'ok' ORDER BY q.id LIMIT 1")
+    with store_connection(db) as connection:
+        catalogue = cards.Catalogue.load(connection)
+        photo = cards.photo_file(connection, "queue", queue_id, review_setup.images)
+    (stored,), = rows(db, "SELECT image_path FROM products WHERE id = ?", product_id)
+    assert photo == (review_setup.images / stored).resolve()
+    assert "bootcut-jeans" in model.classes_ and "bootcut-jeans" in catalogue.leaves
+    with sqlite3.connect(db) as connection:  # a leaf the model knows that this crawl no longer holds
+        connection.execute("DELETE FROM categories WHERE id = 'bootcut-jeans'")
+    with store_connection(db) as connection, pytest.raises(cards.DecisionError, match="not a leaf category"):
+        cards.decide(connection, "file", cards.Catalogue.load(connection), f"queue:{queue_id}", "bootcut-jeans", "ana",
+                     0, 0.0)
+
+
+def store_connection(db):
+    return closing(store.connect(db))

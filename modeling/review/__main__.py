@@ -16,6 +16,7 @@ import uvicorn
 from shopstyle_spider import config, schema
 
 from ..filing import DEFAULT_TARGET, TARGETS
+from ..runtime import RUNTIME_HELP, RUNTIMES
 from .app import MAX_BODY_BYTES, create_app
 from .security import is_loopback
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body", type=int, default=MAX_BODY_BYTES, help="largest request body, in bytes")
     parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=DEFAULT_TARGET,
                         help="the accuracy /api/predict's decisions reach, by the model card's thresholds")
+    parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     return parser
 
 
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     app = create_app(args.db, args.model, args.images, token=token, max_body=args.max_body,
-                     target_accuracy=args.target_accuracy)
+                     target_accuracy=args.target_accuracy, image_runtime=args.image_runtime)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

@@ -36,21 +36,22 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 
 
 def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, token: str | None = None,
-               max_body: int = MAX_BODY_BYTES, model=None, target_accuracy: float = DEFAULT_TARGET) -> FastAPI:
+               max_body: int = MAX_BODY_BYTES, model=None, target_accuracy: float = DEFAULT_TARGET,
+               image_runtime: str = "auto") -> FastAPI:
     """The app for one crawl database, model and image store; ``model`` skips loading ``model_path`` again (the
     benchmark and tests pass the one they hold); ``/api/predict`` decides at ``target_accuracy`` by the model card's
     thresholds (a model without them sends every product to review). Nothing is opened until the app starts."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = model if model is not None else load_model(model_path)
+        loaded = model if model is not None else load_model(model_path, image_runtime=image_runtime)
         try:
             thresholds = load_thresholds(model_path, target_accuracy)
         except FilingPolicyError as error:
             log.warning("%s: /api/predict sends every product to review", error)
             thresholds = None
         with closing(store.connect(db)) as connection:  # creates modeling's tables in a crawl-only database
-            catalogue = Catalogue.load(connection, loaded)
+            catalogue = Catalogue.load(connection)
         app.state.review = AppState(db=db, images=Path(images), model=loaded, model_path=Path(model_path),
                                     thresholds=thresholds,
                                     catalogue=catalogue, guard=Guard(token))

@@ -86,19 +86,16 @@ class Card:
 
 @dataclass
 class Catalogue:
-    """Every leaf a product can be filed under, with its path from the root, for the picker and the suggestions."""
+    """Every leaf of the crawl, with its path from the root, for the picker and the suggestions. Only these can be
+    decided: training and the audit read decisions against the crawl's leaves (as ``modeling.reviews import``
+    checks), so a class of a model trained elsewhere is shown by its id, never filed under."""
     leaves: dict[str, str]
 
     @classmethod
-    def load(cls, connection: Connection, model=None) -> Catalogue:
+    def load(cls, connection: Connection) -> Catalogue:
         categories = schema.categories
-        leaves = dict(connection.execute(select(categories.c.id, categories.c.path)
-                                         .where(categories.c.is_leaf == 1).order_by(categories.c.path)).all())
-        if model is not None:
-            parents = getattr(model, "category_parents", None) or {}
-            for leaf in model.classes_:
-                leaves.setdefault(str(leaf), "/".join(p for p in (parents.get(leaf), str(leaf)) if p))
-        return cls(dict(sorted(leaves.items(), key=lambda kv: kv[1])))
+        return cls(dict(connection.execute(select(categories.c.id, categories.c.path)
+                                           .where(categories.c.is_leaf == 1).order_by(categories.c.path)).all()))
 
     def path(self, category: str) -> str:
         return self.leaves.get(category, category)
@@ -418,9 +415,13 @@ def photo_file(connection: Connection, kind: str, key: int, images: Path) -> Pat
     """The stored photo of a queued product or a crawled one, only when it lies inside the image store; None for no
     photo or one outside the store (a queued file may name any path: it is never served)."""
     if kind == "queue":
-        payload = connection.execute(select(store.filing_queue.c.payload)
-                                     .where(store.filing_queue.c.id == key)).scalar()
-        value = json.loads(payload).get("image_path") if payload else None
+        queued = connection.execute(select(store.filing_queue.c.payload, store.filing_queue.c.product_id)
+                                    .where(store.filing_queue.c.id == key)).first()
+        if queued is None:
+            return None
+        if queued.product_id is not None:  # a crawled product: its photo as the crawl stored it, relative to the store
+            return photo_file(connection, "product", queued.product_id, images)
+        value = json.loads(queued.payload).get("image_path")
     elif kind == "product":
         value = connection.execute(select(schema.products.c.image_path).where(schema.products.c.id == key)).scalar()
     else:
