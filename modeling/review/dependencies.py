@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Connection
 
-from .. import store
+from shopstyle_spider import schema
+
 from .cards import Catalogue
 from .security import Guard
 
@@ -46,8 +47,9 @@ State = Annotated[AppState, Depends(app_state)]
 
 
 def connection(state: State) -> Iterator[Connection]:
-    """A connection for this request only (sqlite connections must not cross threads), closed after the answer."""
-    opened = store.connect(state.db)
+    """A connection for this request only (sqlite connections must not cross threads), closed after the answer.
+    Modeling's tables were created once when the app started; a request does not check the schema again."""
+    opened = schema.connect(state.db)
     try:
         yield opened
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..fields import optional_text, photo_path
 from ..predict import check_record, decision_of, prediction_lines
 
 __all__ = ["predict_products", "ranked_categories"]
@@ -44,7 +45,7 @@ def predict_products(model, items: list, images: Path, thresholds: dict[str, flo
 
 def ranked_categories(model, payloads: list[dict]) -> list[list[tuple[str, float]]]:
     """The model's best categories for each product (name, description, photo path or None), best first."""
-    rows = [{"id": i, "name": p.get("name") or "", "description": p.get("description") or "",
-             "image_path": p.get("image_path")} for i, p in enumerate(payloads)]
+    rows = [{"id": i, "name": optional_text(p.get("name")), "description": optional_text(p.get("description")),
+             "image_path": photo_path(p.get("image_path"))} for i, p in enumerate(payloads)]
     return [[(line["category"], line["score"]), *((a["category"], a["score"]) for a in line["alternatives"])]
             for line in prediction_lines(model, rows)]
