@@ -33,3 +33,15 @@ def run_crawl(api_url: str, db: Path, images: Path, *, api_key: str | None, spid
               timeout: float | None = None, capture: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(crawl_command(api_url, db, images, spider_args, settings), cwd=PROJECT_ROOT,
                           env=crawl_env(api_key), capture_output=capture, text=True, timeout=timeout)
+
+
+def terminate(process: subprocess.Popen, grace: float = 15.0) -> int:
+    """Stop a server this project started (sandbox, review app): SIGTERM, so it shuts down cleanly and says what it
+    did, then SIGKILL if it has not ended within ``grace`` seconds. Returns its exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()

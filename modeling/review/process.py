@@ -9,6 +9,8 @@ import threading
 from collections import deque
 from types import TracebackType
 
+from shopstyle_spider.runner import terminate
+
 __all__ = ["ReviewProcess"]
 
 STARTED = "Uvicorn running on "
@@ -57,12 +59,7 @@ class ReviewProcess:
     def stop(self) -> int | None:
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        terminate(self.process)
         if not self.process.stderr.closed:
             self._close()
         return self.process.returncode

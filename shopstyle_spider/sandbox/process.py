@@ -13,6 +13,8 @@ import sys
 import time
 from types import TracebackType
 
+from ..runner import terminate
+
 URL_PREFIX = "SANDBOX_URL="
 
 
@@ -45,15 +47,9 @@ class SandboxProcess:
     def stop(self) -> int | None:
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = terminate(self.process)
         self.process.stdout.close()
-        return self.process.returncode
+        return code
 
     def __enter__(self) -> SandboxProcess:
         return self.start()
