@@ -6,10 +6,11 @@ Autoescaping is on for every template: product text is shown as text, whatever H
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .fields import is_missing
 
 __all__ = ["STATIC", "TEMPLATES", "environment", "percent"]
 
@@ -23,7 +24,7 @@ def percent(value: object, digits: int = 1) -> str:
     >>> percent(0.97825), percent(1), percent(None), percent(float("nan"))
     ('97.8%', '100.0%', '', '')
     """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return ""
     return f"{100 * float(value):.{digits}f}%"
 
