@@ -21,25 +21,36 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from w3lib.html import replace_tags
 
-__all__ = ["StemmingTokenizer", "WordCharNgrams", "clean_text", "clean_text_columns", "make_text_pipeline"]
+from .fields import is_missing
+from .tfidf import FastTfidfVectorizer
+
+__all__ = ["StemmingTokenizer", "TextLogisticRegression", "TextSGDClassifier", "WordCharNgrams", "clean_text",
+           "clean_text_columns", "make_text_pipeline"]
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-_SPACE = re.compile(r"\s+")
-_WORD = re.compile(r"(?u)\b\w\w+\b")
+_WORD = re.compile(r"\w\w+")  # the words of scikit-learn's default pattern, (?u)\b\w\w+\b, found twice as fast
 
 
 def clean_text(value: object) -> str:
     """Plain text from a catalog field: tags replaced by spaces (``<li>`` bullets must not glue words together),
     HTML5 entities decoded (ShopStyle uses ``&comma;``), NFKC, no control characters or lone surrogates, single spaces.
+    A missing value (``modeling.fields.is_missing``) reads as empty.
+
+    Each step is skipped where the text cannot need it (no ``<``, no ``&``, every character printable): the same
+    result, and most catalog names need none of them.
 
     >>> clean_text("<ul><li>Silk&nbsp;blouse</li><li>ﬁtted&comma;\\x00 &lt;b&gt;</li></ul>")
     'Silk blouse fitted, <b>'
     """
-    if value is None or (isinstance(value, float) and value != value):  # None or NaN
-        return ""
-    text = html.unescape(replace_tags(str(value), " "))
-    text = unicodedata.normalize("NFKC", _UNPRINTABLE.sub(" ", text))
-    return _SPACE.sub(" ", text).strip()
+    if not isinstance(value, str):
+        if is_missing(value):
+            return ""
+        value = str(value)
+    text = replace_tags(value, " ") if "<" in value else value
+    text = html.unescape(text)
+    if not text.isprintable():  # every character _UNPRINTABLE matches is unprintable
+        text = _UNPRINTABLE.sub(" ", text)
+    return " ".join(unicodedata.normalize("NFKC", text).split())  # str.split's white space is re's \s
 
 
 def clean_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -47,8 +58,9 @@ def clean_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
     The name is part of ``text`` so that its vocabulary is never empty, even in a catalog without descriptions.
     """
-    names = [clean_text(v) for v in frame["name"]]
-    descriptions = [clean_text(v) for v in frame["description"]] if "description" in frame else [""] * len(frame)
+    names = [clean_text(v) for v in frame["name"].tolist()]
+    descriptions = ([clean_text(v) for v in frame["description"].tolist()] if "description" in frame
+                    else [""] * len(frame))
     return pd.DataFrame({"name": names, "text": [f"{n} {d}".strip() for n, d in zip(names, descriptions, strict=True)]},
                         index=frame.index)
 
@@ -70,7 +82,16 @@ class StemmingTokenizer:
 
     def __call__(self, text: str) -> list[str]:
         stem = self._stem
-        return [stem(word) for word in _WORD.findall(text.lower())]
+        return [stem(word) for word in self.words(text)]
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        """The text's words, lower-cased, unstemmed (``FastTfidfVectorizer`` looks each distinct one up once)."""
+        return _WORD.findall(text.lower())
+
+    def terms_of(self, word: str) -> tuple[str]:
+        """A word's one term: its stem."""
+        return (self._stem(word),)
 
     def __getstate__(self) -> dict:
         return {"language": self.language}
@@ -109,7 +130,16 @@ class WordCharNgrams:
 
     def __call__(self, text: str) -> list[str]:
         of_word = self._of_word
-        return [gram for word in text.lower().split() for gram in of_word(word)]
+        return [gram for word in self.words(text) for gram in of_word(word)]
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        """The text's words as ``char_wb`` cuts them: lower-cased, split at white space."""
+        return text.lower().split()
+
+    def terms_of(self, word: str) -> tuple[str, ...]:
+        """One word's character n-grams, in order."""
+        return self._of_word(word)
 
     def __getstate__(self) -> dict:
         return {"ngram_range": self.ngram_range}
@@ -127,6 +157,28 @@ class WordCharNgrams:
         return f"WordCharNgrams({self.ngram_range!r})"
 
 
+class _ColumnMajorCoefficients:
+    """Keeps a fitted linear model's ``coef_`` column-major (Fortran order), the values unchanged.
+
+    Prediction computes ``X @ coef_.T`` with ``X`` sparse, and SciPy copies a transposed C-order matrix into C order
+    first: for 99 classes and 76,000 features that copy took 27 ms of the 31 ms one product's prediction took,
+    and 15 ms of every batch. Column-major, ``coef_.T`` is already C order and nothing is copied.
+    """
+
+    def fit(self, X, y, *args, **kwargs):
+        super().fit(X, y, *args, **kwargs)
+        self.coef_ = np.asfortranarray(self.coef_)
+        return self
+
+
+class TextSGDClassifier(_ColumnMajorCoefficients, SGDClassifier):
+    """``SGDClassifier`` with column-major coefficients, for sparse TF-IDF features."""
+
+
+class TextLogisticRegression(_ColumnMajorCoefficients, LogisticRegression):
+    """``LogisticRegression`` with column-major coefficients, for sparse TF-IDF features."""
+
+
 def make_text_pipeline(*, stem: bool = True, classifier: str = "sgd", alpha: float = 1e-5, C: float = 5.0) -> Pipeline:
     """The text classifier, untrained; every knob stays reachable with ``set_params`` (``classifier__alpha``, ...).
 
@@ -140,22 +192,22 @@ def make_text_pipeline(*, stem: bool = True, classifier: str = "sgd", alpha: flo
     one-vs-rest scores are calibrated afterwards by the stacking's fusion.
     """
     if classifier == "sgd":
-        model = SGDClassifier(loss="log_loss", alpha=alpha, max_iter=100, tol=1e-4, n_jobs=-1, random_state=0)
+        model = TextSGDClassifier(loss="log_loss", alpha=alpha, max_iter=100, tol=1e-4, n_jobs=-1, random_state=0)
     elif classifier == "logistic":
-        model = LogisticRegression(C=C, max_iter=300)
+        model = TextLogisticRegression(C=C, max_iter=300)
     else:
         raise ValueError(f"classifier must be 'sgd' or 'logistic', got {classifier!r}")
     tokenizer = StemmingTokenizer() if stem else None
 
-    def words(min_df: int) -> TfidfVectorizer:
-        return TfidfVectorizer(tokenizer=tokenizer, token_pattern=None if stem else r"(?u)\b\w\w+\b",
-                               lowercase=not stem, ngram_range=(1, 2), min_df=min_df, sublinear_tf=True,
-                               dtype=np.float32)
+    def words(min_df: int) -> FastTfidfVectorizer:
+        return FastTfidfVectorizer(tokenizer=tokenizer, token_pattern=None if stem else _WORD.pattern,
+                                   lowercase=not stem, ngram_range=(1, 2), min_df=min_df, sublinear_tf=True,
+                                   dtype=np.float32)
 
     features = ColumnTransformer([
         ("name_words", words(1), "name"),
-        ("name_chars", TfidfVectorizer(analyzer=WordCharNgrams((2, 5)), min_df=2, sublinear_tf=True,
-                                       dtype=np.float32), "name"),
+        ("name_chars", FastTfidfVectorizer(analyzer=WordCharNgrams((2, 5)), min_df=2, sublinear_tf=True,
+                                           dtype=np.float32), "name"),
         ("text_words", words(2), "text"),
     ])
     return Pipeline([
