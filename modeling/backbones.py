@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from shopstyle_spider import config
 
@@ -64,6 +67,10 @@ class LoadedBackbone:
         if self.preprocess is not None:
             batch = self.preprocess(batch)
         return self.model.predict_on_batch(batch)
+
+    def embed_batches(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``embed`` of each batch in turn (Keras runs one call at a time)."""
+        return map(self.embed, batches)
 
 
 def backbone_fingerprint(spec: str, weights: str | None) -> str:

@@ -23,7 +23,7 @@ import joblib
 import numpy as np
 
 from .backbones import BackboneError, backbone_fingerprint
-from .photos import embed_batch, read_photo
+from .photos import decode_into, embed_batch, new_batch
 from .runtime import Network, build_network
 
 __all__ = ["ClusterError", "active_client", "dask_cluster", "embed_on_cluster", "embed_photos"]
@@ -76,8 +76,9 @@ def embed_photos(backbone: str, weights: str | None, fingerprint: str, photos: l
                                 f"(fingerprint {found} != {fingerprint})")
         network = _networks[(backbone, weights, runtime)] = build_network(backbone, weights, fingerprint=fingerprint,
                                                                           runtime=runtime)
-    return embed_batch(network, ((key, partial(read_photo, name, network.input_size, content))
-                                 for key, name, content in photos))
+    batch = new_batch(network, len(photos))
+    return embed_batch(network, batch, ((key, partial(decode_into, batch, row, name, content))
+                                        for row, (key, name, content) in enumerate(photos)))
 
 
 def embed_on_cluster(client, backbone: str, weights: str | None, fingerprint: str, items: list[tuple[str, str]],

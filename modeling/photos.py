@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .runtime import Network
 
-__all__ = ["MAX_PIXELS", "embed_batch", "read_photo"]
+__all__ = ["MAX_PIXELS", "decode_into", "decoded_rows", "embed_batch", "new_batch", "read_photo"]
 
 # A photo larger than this many pixels is refused before it is decoded (a decompression bomb, or a mistake).
 MAX_PIXELS = 40_000_000
@@ -39,27 +39,44 @@ def read_photo(path: str, size: int, content: bytes | None = None) -> np.ndarray
         raise ValueError(f"{path}: not a usable image ({error})") from error
 
 
-def embed_batch(network: Network, photos: Iterable[tuple[str, Callable[[], np.ndarray]]],
-                pad_to: int | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """({key: vector}, problems): one network call for the photos whose ``decode()`` succeeds, and the reason of
-    each that does not (``read_photo``'s ValueError). Used here and on cluster workers alike.
+def new_batch(network: Network, rows: int) -> np.ndarray:
+    """A blank (rows, S, S, 3) float32 batch for ``network``: photos are decoded into its rows (``decode_into``) and
+    the rows left blank pad it, so a failed photo or a short last batch does not hand the runtime a new input shape
+    (each new shape costs Keras a retrace of the network, 0.6 s for MobileNetV2 on two cores, and OpenVINO a new
+    plan)."""
+    return np.zeros((rows, network.input_size, network.input_size, 3), dtype=np.float32)
 
-    The call is padded with blank images to ``pad_to`` rows (default: the photos offered), so a failed photo or a
-    short last batch does not hand the runtime a new input shape: each new shape costs Keras a retrace of the network
-    (0.6 s for MobileNetV2 on two cores, more than embedding the blank rows) and OpenVINO a new plan.
+
+def decode_into(batch: np.ndarray, row: int, path: str, content: bytes | None = None) -> None:
+    """``read_photo`` into ``batch[row]``. Run by the decoding threads, so the copy and the conversion to float32
+    happen there, overlapped with the network, instead of in the thread that feeds it."""
+    batch[row] = read_photo(path, batch.shape[1], content)
+
+
+def decoded_rows(photos: Iterable[tuple[str, Callable[[], object]]]) -> tuple[list[str], list[int], list[str]]:
+    """(keys, rows, problems) of a batch whose i-th photo is decoded into row i (``new_batch``).
+
+    Each photo comes as (key, ``done``): ``done()`` returns once its row holds its pixels (a decoding thread's
+    future, or ``decode_into`` itself) or raises ``read_photo``'s ValueError, whose reason is reported and whose
+    row stays blank.
     """
-    pixels, keys, problems = [], [], []
-    for key, decode in photos:
+    keys, rows, problems = [], [], []
+    for row, (key, done) in enumerate(photos):
         try:
-            pixels.append(decode())
-            keys.append(key)
+            done()
         except ValueError as error:
             problems.append(str(error))
-    if not pixels:
+        else:
+            keys.append(key)
+            rows.append(row)
+    return keys, rows, problems
+
+
+def embed_batch(network: Network, batch: np.ndarray,
+                photos: Iterable[tuple[str, Callable[[], object]]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """({key: vector}, problems): ``decoded_rows``, then one network call on ``batch`` if any photo was usable."""
+    keys, rows, problems = decoded_rows(photos)
+    if not keys:
         return {}, problems
-    batch = np.stack(pixels)
-    blank = max(0, (pad_to or len(keys) + len(problems)) - len(batch))
-    if blank:
-        batch = np.concatenate([batch, np.zeros((blank, *batch.shape[1:]), dtype=batch.dtype)])
-    vectors = np.asarray(network.embed(batch), dtype=np.float32)[:len(keys)]
+    vectors = np.asarray(network.embed(batch), dtype=np.float32)[rows]
     return dict(zip(keys, vectors, strict=True)), problems

@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import pickle
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,18 @@ def test_a_model_pickled_before_runtimes_existed_loads_with_auto(tiny_backbone):
     restored = ImageEmbedder.__new__(ImageEmbedder)
     restored.__setstate__(state)  # what unpickling does
     assert restored.get_params()["runtime"] == "auto" and restored.fingerprint_ == state["fingerprint_"]
+
+
+@needs_openvino
+def test_openvino_splits_a_batch_among_its_streams_and_threads_take_turns(tiny_backbone, tmp_path):
+    embedder = ImageEmbedder(str(tiny_backbone), cache_dir=str(tmp_path), runtime="openvino", progress=False).fit()
+    network = embedder.network()
+    batches = [np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3)).astype(np.float32)
+               for seed, n in enumerate((1, 2, 7, 32))]  # fewer rows than streams, uneven splits, a full batch
+    alone = [network.embed(batch[i:i + 1])[0] for batch in batches for i in range(len(batch))]
+    together = np.concatenate([network.embed(batch) for batch in batches])
+    np.testing.assert_allclose(together, np.stack(alone), atol=1e-5)  # each row's vector, in its row
+    with ThreadPoolExecutor(4) as pool:  # one compiled model shared by a server's threads
+        concurrent = list(pool.map(network.embed, batches * 4))
+    for got, batch in zip(concurrent, batches * 4, strict=True):
+        np.testing.assert_allclose(got, network.embed(batch), atol=1e-6)
