@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# where runs write (the project's config reads the same variable)
+DATA_DIR := $(or $(SHOPSTYLE_DATA_DIR),data)
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +28,9 @@ demo: $(STAMP)
 
 ## review: serve the review app on the demo's data at http://127.0.0.1:8000/ (run `make demo` first)
 review: $(STAMP)
-	@model=$$(ls -t data/demo/models/*.joblib 2>/dev/null | head -n 1); \
-	test -n "$$model" || { echo "no demo model in data/demo/models: run make demo first" >&2; exit 2; }; \
-	$(PY) -m modeling.review --db data/demo/crawl.db --model "$$model" --images data/demo/images
+	@model=$$(ls -t $(DATA_DIR)/demo/models/*.joblib 2>/dev/null | head -n 1); \
+	test -n "$$model" || { echo "no demo model in $(DATA_DIR)/demo/models: run make demo first" >&2; exit 2; }; \
+	$(PY) -m modeling.review --db $(DATA_DIR)/demo/crawl.db --model "$$model" --images $(DATA_DIR)/demo/images
 
 ## test: lint, then run the test suite
 test: $(STAMP)

@@ -60,6 +60,30 @@ def figures_frame(figures: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["branch", *FIGURE_COLUMNS])
 
 
+def experiment_tables(experiments: pd.DataFrame, predictions: pd.DataFrame, parents: dict[str, str | None]
+                      ) -> tuple[dict[int, dict], dict[int, pd.DataFrame]]:
+    """Each experiment's figures (``prediction_figures``) and auto-filing decisions (``analysis.decision_table``,
+    empty for an experiment that chose no thresholds) on ``predictions``."""
+    by_experiment = {e: predictions[predictions["experiment_id"] == e] for e in experiments.index}
+    figures = {e: prediction_figures(rows, parents) for e, rows in by_experiment.items()}
+    decisions = {e: analysis.decision_table(rows, experiments.at[e, "metrics"].get("filing"), parents)
+                 for e, rows in by_experiment.items()}
+    return figures, decisions
+
+
+def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
+                    decisions: dict[int, pd.DataFrame]) -> list[tuple[str, dict]]:
+    """The report's tables, the same in ``--plots``' index page and the review app's report: per experiment its
+    figures, then its decisions where it has any."""
+    sections = []
+    for e in experiments.index:
+        sections.append((f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(figures[e]))))
+        if len(decisions[e]):
+            sections.append((f"Experiment {e}: auto-filing decisions (thresholds chosen on validation)",
+                             report.table(decisions[e][list(DECISION_COLUMNS)])))
+    return sections
+
+
 def recorded_images(parameters: dict) -> Path | None:
     """The image store an experiment was trained on, where its photos are on this machine: None for a bucket (the
     page then says "no photo"), the default store for an experiment older than the record."""
@@ -88,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modeling.analyze: {error}", file=sys.stderr)
         return 2
     by_experiment = {e: predictions[predictions["experiment_id"] == e] for e in experiments.index}
-    figures = {e: prediction_figures(rows, parents) for e, rows in by_experiment.items()}
-    decisions = {e: analysis.decision_table(rows, experiments.at[e, "metrics"].get("filing"), parents)
-                 for e, rows in by_experiment.items()}
+    figures, decisions = experiment_tables(experiments, predictions, parents)
     detail_id = args.experiment if args.experiment is not None else (
         int(experiments.index[-1]) if args.html or args.plots else None)
 
@@ -140,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 stacked = analysis.branch_columns(rows, "stacked")
                 charts.append(plots.confusion_chart(stacked["true"], stacked["predicted"],
                                                     args.plots / "confusion.png"))
-            sections = [(f"Experiment {e['id']}: {e['name']}", report.table(figures_frame(e["figures"])))
-                        for e in result["experiments"]]
+            sections = report_sections(experiments, figures, decisions)
             sections.append((f"Experiment {detail_id}: most confused pairs", report.table(confused)))
             sections.append((f"Experiment {detail_id}: per category", report.table(categories)))
             index = args.plots / "index.html"

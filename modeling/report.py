@@ -31,10 +31,15 @@ HEADINGS = {
     "parent_coverage_98": "Parent filed alone at 98%", "macro_f1": "Macro-F1", "ece": "Calibration error (ECE)",
     "category": "Category", "precision": "Precision", "recall": "Recall", "f1": "F1", "support": "Products",
     "true": "True category", "predicted": "Predicted", "count": "Errors", "share_of_true": "Share of the true category",
+    "target": "Target accuracy", "leaf_threshold": "Score to file at the leaf",
+    "parent_threshold": "Parent score to file at the parent", "leaf_share": "Filed at the leaf",
+    "leaf_accuracy": "Leaf accuracy", "parent_share": "Filed at the parent", "review_share": "Sent to a person",
 }
 PERCENT = {"accuracy", "coverage_95", "coverage_98", "parent_accuracy", "parent_coverage_95", "parent_coverage_98",
-           "macro_f1", "ece", "precision", "recall", "f1", "share_of_true"}
-THRESHOLDS = {"threshold_95", "threshold_98"}  # scores, not shares: three decimals tell neighbours apart
+           "macro_f1", "ece", "precision", "recall", "f1", "share_of_true", "target", "leaf_share", "leaf_accuracy",
+           "parent_share", "review_share"}
+# scores, not shares: three decimals tell neighbours apart
+THRESHOLDS = {"threshold_95", "threshold_98", "leaf_threshold", "parent_threshold"}
 
 
 def _value(column: str, value: object) -> tuple[str, bool]:

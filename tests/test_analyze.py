@@ -175,6 +175,9 @@ def test_plots_are_real_pngs_brought_together_by_an_index(db, tmp_path, capsys):
     assert "Experiment 2: exp2" in index  # --plots without --experiment details the latest one
     assert "<th>Filed alone at 95% accuracy</th>" in index and "coverage_95" not in index  # readable headings
     assert '<td class="num">100.0%</td>' in index and "1.0000" not in index  # shares as percentages
+    # the decisions of the experiment that chose thresholds, none for the one that did not
+    assert "Experiment 1: auto-filing decisions" in index and "Experiment 2: auto-filing decisions" not in index
+    assert "<th>Sent to a person</th>" in index and "review_share" not in index
 
 
 def test_compare_sets_two_experiments_side_by_side(db, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import pickle
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ from modeling.data import DataError, load_products, select_categories, split_of
 from modeling.filing import DECISIONS, choose_thresholds, decide
 from modeling.image import ImageEmbedder
 from modeling.persistence import ModelFileError, load_model
+from modeling.review.predicting import ranked_categories
 from modeling.stacking import ProductClassifier, _restricted, out_of_fold_splits
 from modeling.text import WordCharNgrams, clean_text, make_text_pipeline
 from modeling.train import folds_or_fraction
@@ -303,6 +305,24 @@ def test_a_missing_photo_is_the_same_whatever_its_spelling(trained):
     lines = list(predict.prediction_lines(model, rows))
     assert len({json.dumps({k: v for k, v in line.items() if k != "id"}) for line in lines}) == 1
     assert not lines[0]["photo_used"]
+
+
+def test_the_review_apps_suggestions_see_a_suspects_stored_photo_and_only_inside_the_store(trained, tmp_path):
+    """A suspect card carries the photo path as the crawl stored it (relative to the image store); the model's
+    suggestions for it read that photo, and a path leading out of the store is ignored (text only)."""
+    db, images, out = trained
+    model = load_model(next(out.glob("*.joblib")))
+    with sqlite3.connect(db) as connection:
+        name, description, stored = connection.execute(
+            "SELECT name, description, image_path FROM products WHERE image_status = 'ok' ORDER BY id").fetchone()
+    (tmp_path / "outside.jpg").write_bytes((images / stored).read_bytes())
+    payload = {"name": name, "description": description}
+    with_photo, without, outside = ranked_categories(model, [{**payload, "image_path": stored}, payload, {
+        **payload, "image_path": f"{os.path.relpath(tmp_path, images)}/outside.jpg"}], images)
+    row = {"id": 0, "name": name, "description": description, "image_path": str(images / stored)}
+    expected = next(predict.prediction_lines(model, [row]))
+    assert expected["photo_used"] and with_photo[0] == (expected["category"], expected["score"])
+    assert with_photo != without and outside == without
 
 
 def test_predict_embeds_new_photos_on_the_runtime_it_is_given(trained, tmp_path, monkeypatch, capsys):

@@ -266,6 +266,7 @@ def test_the_report_is_a_page_of_the_app_from_the_same_templates(app_client):
     assert index.status_code == 200 and "Experiment 1: review test" in index.text
     assert "<th>Filed alone at 95% accuracy</th>" in index.text and "coverage_95" not in index.text
     assert re.search(r'<td class="num">\d+\.\d%</td>', index.text)
+    assert "Experiment 1: auto-filing decisions" in index.text and "<th>Filed at the parent</th>" in index.text
     errors = app_client.get("/report", params={"errors": "true"}).text
     photos = re.findall(r'src="(/photos/product/\d+)"', errors)
     assert "most confident errors" in errors and photos

@@ -56,7 +56,8 @@ def queue(state: State, db: Database,
     progress = cards.progress(db, queue, state.catalogue, time.time())
     pending = [cards.cards(db, queue, state.catalogue, item)[0]
                for item in islice(cards.pending(db, queue, state.catalogue), limit)]
-    cards.complete_suggestions(pending, state.catalogue, lambda payloads: ranked_categories(state.model, payloads))
+    cards.complete_suggestions(pending, state.catalogue,
+                               lambda payloads: ranked_categories(state.model, payloads, state.images))
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 
 

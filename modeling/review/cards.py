@@ -182,7 +182,7 @@ def _suspect_cards(connection: Connection, catalogue: Catalogue, group: tuple[in
                     current=face.given_label, given={m.product_id: m.given_label for m in members},
                     suggestions=[Suggestion(face.suggested_label, face.suggested_score,
                                             catalogue.path(face.suggested_label), "audit")],
-                    payload={"name": face.name, "description": face.description, "image_path": None})
+                    payload={"name": face.name, "description": face.description, "image_path": face.image_path})
         lasts = [latest.get(m.product_id) for m in members]
         card.version = max((last[0] for last in lasts if last), default=0)
         decisions = {last[1] if last else None for last in lasts}
@@ -426,6 +426,12 @@ def photo_file(connection: Connection, kind: str, key: int, images: Path) -> Pat
         value = connection.execute(select(schema.products.c.image_path).where(schema.products.c.id == key)).scalar()
     else:
         return None
+    return stored_photo(value, images)
+
+
+def stored_photo(value: object, images: Path) -> Path | None:
+    """The file a stored ``image_path`` (relative to the image store, as the crawl records it) names, only when it
+    lies inside the store and exists; None for no photo, a path leading out of the store, or a missing file."""
     relative = photo_path(value)
     if relative is None:
         return None

@@ -15,9 +15,8 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .. import analysis, report, store
-from ..analyze import figures_frame
+from ..analyze import experiment_tables, report_sections
 from ..fields import is_missing
-from ..metrics import prediction_figures
 from ..templating import environment
 from . import cards
 from .dependencies import REVIEWER_COOKIE, SIGNED_IN_COOKIE, AppState, Database, State, page_access
@@ -93,7 +92,7 @@ def queue_page(request: Request, queue: cards.Queue, state: State, db: Database,
     card = cards.next_card(db, queue, state.catalogue, reviewer, now, skip=skip, prefer=prefer)
     if card is not None:
         cards.complete_suggestions([card], state.catalogue,
-                                   lambda payloads: ranked_categories(state.model, payloads))
+                                   lambda payloads: ranked_categories(state.model, payloads, state.images))
         kind, _, key = (card.photo or "").partition("/")
         if card.photo and cards.photo_file(db, kind, int(key), state.images) is None:
             card.photo = None  # outside the image store or gone: never linked, let alone served
@@ -165,9 +164,7 @@ def report_page(request: Request, state: State, errors: bool = False) -> Respons
                                  else f"/photos/product/{product_id}")
         return _page(request, state, "report_errors.html", app=True, rows=rows,
                      title=f"Experiment {latest}: the {len(rows)} most confident errors (test split)")
-    sections = [(f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(
-        prediction_figures(predictions[predictions["experiment_id"] == e], parents))))
-        for e in experiments.index]
+    sections = report_sections(experiments, *experiment_tables(experiments, predictions, parents))
     return _page(request, state, "report_index.html", app=True,
                  **report.index_context("Model report (test split)", sections, [], "/report?errors=true"))
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fields import optional_text, photo_path
+from ..fields import optional_text
 from ..predict import check_record, decision_of, prediction_lines
+from .cards import stored_photo
 
 __all__ = ["predict_products", "ranked_categories"]
 
@@ -43,9 +44,13 @@ def predict_products(model, items: list, images: Path, thresholds: dict[str, flo
     return out
 
 
-def ranked_categories(model, payloads: list[dict]) -> list[list[tuple[str, float]]]:
-    """The model's best categories for each product (name, description, photo path or None), best first."""
-    rows = [{"id": i, "name": optional_text(p.get("name")), "description": optional_text(p.get("description")),
-             "image_path": photo_path(p.get("image_path"))} for i, p in enumerate(payloads)]
+def ranked_categories(model, payloads: list[dict], images: Path) -> list[list[tuple[str, float]]]:
+    """The model's best categories for each product (name, description, and its photo's path in the image store
+    ``images`` as the crawl stored it, or None), best first; a photo outside the store or gone is left out."""
+    rows = []
+    for i, p in enumerate(payloads):
+        photo = stored_photo(p.get("image_path"), images)
+        rows.append({"id": i, "name": optional_text(p.get("name")), "description": optional_text(p.get("description")),
+                     "image_path": None if photo is None else str(photo)})
     return [[(line["category"], line["score"]), *((a["category"], a["score"]) for a in line["alternatives"])]
             for line in prediction_lines(model, rows)]
