@@ -46,5 +46,6 @@ bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 ## clean: remove run outputs under data/ (keeps .venv)
+# data/ itself, never $(DATA_DIR): an rm -rf should not follow a path from the environment
 clean:
 	find data -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -41,6 +41,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from modeling import train
 from modeling.data import load_products, select_categories
+from modeling.filing import best_parents
 from modeling.image import ImageEmbedder
 from modeling.metrics import branch_metrics, prediction_figures
 from modeling.persistence import load_model
@@ -265,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def figures(proba, rows):
         predicted = old["classes"][proba.argmax(1)]
-        return branch_metrics(true[rows], predicted[rows], proba.max(1)[rows], parents)
+        top_parents, parent_scores = best_parents(proba, old["classes"], parents)  # as ours: a parent sums its leaves
+        return branch_metrics(true[rows], predicted[rows], proba.max(1)[rows], parents, top_parents[rows],
+                              parent_scores[rows])
 
     everything = np.ones(len(true), dtype=bool)
     baseline = {"text": figures(old["text"], everything), "image": figures(old["image"], photo),

@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default=str(config.mobilenet_v2_backbone()),
                         help="the .keras backbone to time (raw RGB in, pooled features out)")
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.photos < args.batch_size:
+        parser.error("--repeats must be at least 1 and --photos at least --batch-size")
     photos = sorted(str(p) for p in (config.fashion_dir() / "images").glob("*.jpg"))
     warm_up = photos[:args.batch_size]
     photo_sets = [photos[start:start + args.photos]

@@ -61,14 +61,14 @@ def figures_frame(figures: dict[str, dict]) -> pd.DataFrame:
 
 
 def experiment_tables(experiments: pd.DataFrame, predictions: pd.DataFrame, parents: dict[str, str | None]
-                      ) -> tuple[dict[int, dict], dict[int, pd.DataFrame]]:
-    """Each experiment's figures (``prediction_figures``) and auto-filing decisions (``analysis.decision_table``,
-    empty for an experiment that chose no thresholds) on ``predictions``."""
+                      ) -> tuple[dict[int, pd.DataFrame], dict[int, dict], dict[int, pd.DataFrame]]:
+    """Each experiment's predictions among ``predictions``, its figures (``prediction_figures``) and its auto-filing
+    decisions (``analysis.decision_table``, empty for an experiment that chose no thresholds)."""
     by_experiment = {e: predictions[predictions["experiment_id"] == e] for e in experiments.index}
     figures = {e: prediction_figures(rows, parents) for e, rows in by_experiment.items()}
     decisions = {e: analysis.decision_table(rows, experiments.at[e, "metrics"].get("filing"), parents)
                  for e, rows in by_experiment.items()}
-    return figures, decisions
+    return by_experiment, figures, decisions
 
 
 def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except (analysis.AnalysisError, schema.SchemaError) as error:
         print(f"modeling.analyze: {error}", file=sys.stderr)
         return 2
-    by_experiment = {e: predictions[predictions["experiment_id"] == e] for e in experiments.index}
-    figures, decisions = experiment_tables(experiments, predictions, parents)
+    by_experiment, figures, decisions = experiment_tables(experiments, predictions, parents)
     detail_id = args.experiment if args.experiment is not None else (
         int(experiments.index[-1]) if args.html or args.plots else None)
 

@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 
 from .backbones import BackboneError, backbone_fingerprint
 from .fields import photo_path
-from .photos import MAX_PIXELS, decode_into, decoded_rows, embed_batch, new_batch, read_photo
+from .photos import MAX_PIXELS, decode_into, decoded_rows, new_batch, read_photo
 from .runtime import Network, build_network
 
-__all__ = ["MAX_PIXELS", "EmbeddingCache", "ImageEmbedder", "embed_batch", "make_image_classifier", "read_photo"]
+__all__ = ["MAX_PIXELS", "EmbeddingCache", "ImageEmbedder", "make_image_classifier", "read_photo"]
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -55,23 +56,28 @@ class OpenVINONetwork:
     Compiled for throughput: OpenVINO runs several independent streams (two on two cores), and each batch is split
     among them and run at once. With one stream every layer is a barrier for all cores, and the thread decoding the
     next photos stalls them all whenever it takes a core; with a stream per core it delays one stream only. On the
-    2-core VM this embedded 16% more photos/s end to end than one latency stream (bench/RESULTS.md). Calls from
-    several threads take turns.
+    2-core VM this embedded 16% more photos/s end to end than one latency stream (bench/RESULTS.md, embedding).
     """
 
-    def __init__(self, openvino, compiled: Any, input_size: int, n_features: int):
+    def __init__(self, openvino: ModuleType, compiled: Any, input_size: int, n_features: int):
         self.compiled, self.input_size, self.n_features = compiled, input_size, n_features
         self._openvino = openvino
-        self._requests = openvino.AsyncInferQueue(compiled)  # as many as the compiled model runs at once
-        self._requests.set_callback(self._collect)
-        self._lock = threading.Lock()
+        self._requests = self._new_requests()
+        self._lock = threading.RLock()  # one thread at a time on _requests; a thread may nest its own calls
+
+    def _new_requests(self) -> Any:
+        """As many infer requests as the compiled model runs at once, each handing its vectors to ``_collect``."""
+        requests = self._openvino.AsyncInferQueue(self.compiled)
+        requests.set_callback(self._collect)
+        return requests
 
     @staticmethod
-    def _collect(request, where: tuple[list, int]) -> None:
+    def _collect(request: Any, where: tuple[list, int]) -> None:
         results, index = where
         results[index] = request.get_output_tensor(0).data.copy()
 
-    def _start(self, requests, batch: np.ndarray) -> list:
+    @staticmethod
+    def _start(requests: Any, batch: np.ndarray) -> list:
         """Start ``batch`` split among ``requests`` (waiting for idle ones); its parts' vectors land in the list."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         parts = np.array_split(batch, max(1, min(len(requests), len(batch))))
@@ -88,18 +94,26 @@ class OpenVINONetwork:
 
     def embed_batches(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Each batch's vectors, in order, with the streams kept busy: the next batch starts as soon as a stream is
-        free, while the caller stores the last result and waits for the next photos to be decoded. Requests of its
-        own, so a server's ``embed`` calls meanwhile are not held up."""
-        requests = self._openvino.AsyncInferQueue(self.compiled)
-        requests.set_callback(self._collect)
+        free, while the caller stores the last result and waits for the next photos to be decoded.
+
+        The network's own requests when no other thread holds them, else requests made for this call (about 4 ms
+        to make), so a server's threads never wait for each other. Whatever ends the iteration, nothing is left
+        running."""
+        shared = self._lock.acquire(blocking=False)
+        requests = self._requests if shared else self._new_requests()
         running: deque[list] = deque()
-        for batch in batches:
-            running.append(self._start(requests, batch))
-            while running and all(part is not None for part in running[0]):
+        try:
+            for batch in batches:
+                running.append(self._start(requests, batch))
+                while running and all(part is not None for part in running[0]):
+                    yield np.concatenate(running.popleft())
+            requests.wait_all()
+            while running:
                 yield np.concatenate(running.popleft())
-        requests.wait_all()
-        while running:
-            yield np.concatenate(running.popleft())
+        finally:
+            requests.wait_all()
+            if shared:
+                self._lock.release()
 
 
 def converted_path(cache_dir: str | Path, fingerprint: str) -> Path:

@@ -40,7 +40,7 @@ class _WordTable:
         self.term_ids: dict[str, int] = {}
         self.pair_keys = self.pair_features = np.zeros(0, dtype=np.int64)
         if pairs:  # every term that is half of a bigram feature gets an id; the bigram a key of the two ids
-            bigrams = [(term.split(" "), column) for term, column in vocabulary.items() if " " in term]
+            bigrams = [(parts, column) for term, column in vocabulary.items() if len(parts := term.split(" ")) == 2]
             for (first, second), _ in bigrams:
                 self.term_ids.setdefault(first, len(self.term_ids))
                 self.term_ids.setdefault(second, len(self.term_ids))
@@ -65,6 +65,7 @@ class _WordTable:
         self.arrays()
 
     def arrays(self) -> None:
+        """NumPy copies of the lists, which a transform reads; new arrays each time, so a snapshot stays whole."""
         self.pointer_array = np.asarray(self.pointers, dtype=np.int64)
         self.feature_array = np.asarray(self.features, dtype=np.int64)
         self.pair_id_array = np.asarray(self.pair_ids, dtype=np.int64)
@@ -88,13 +89,24 @@ class FastTfidfVectorizer(TfidfVectorizer):
 
     WORDS_KEPT = 1 << 20
 
-    def fit(self, raw_documents, y=None):
+    def fit(self, raw_documents, y=None) -> FastTfidfVectorizer:
         self._check_wordwise()
-        return super().fit(raw_documents, y)
+        self.__dict__.pop("_word_table", None)  # the memory of a previous fit's vocabulary
+        super().fit(raw_documents, y)
+        self._freeze_weighting()
+        return self
 
     def fit_transform(self, raw_documents, y=None):
         self._check_wordwise()
-        return super().fit_transform(raw_documents, y)
+        self.__dict__.pop("_word_table", None)
+        matrix = super().fit_transform(raw_documents, y)
+        self._freeze_weighting()
+        return matrix
+
+    def _freeze_weighting(self) -> None:
+        """The TF-IDF weighting as fitted: like scikit-learn's, a transform keeps it whatever ``set_params`` changes
+        later (``binary`` is the counting's, read at transform time by scikit-learn as here)."""
+        self.weighting_ = {"sublinear_tf": self.sublinear_tf, "use_idf": self.use_idf, "norm": self.norm}
 
     def _check_wordwise(self) -> None:
         if callable(self.analyzer):
@@ -109,6 +121,10 @@ class FastTfidfVectorizer(TfidfVectorizer):
             problems.append(f"ngram_range={self.ngram_range!r} (1-1 or 1-2 only)")
         if self.stop_words is not None or self.preprocessor is not None or self.strip_accents is not None:
             problems.append("stop words, a preprocessor or accent stripping")
+        if self.tokenizer is None and any(any(c.isspace() for c in token) for token in
+                                          re.findall(self.token_pattern, "a b\tc\nd e  f")):
+            problems.append(f"token_pattern={self.token_pattern!r}, which matches white space (a word of two parts "
+                            "would read as a bigram)")
         if self.tokenizer is not None and not (hasattr(self.tokenizer, "words") and
                                                hasattr(self.tokenizer, "terms_of")):
             problems.append(f"tokenizer {self.tokenizer!r} without words(text) and terms_of(word)")
@@ -120,6 +136,8 @@ class FastTfidfVectorizer(TfidfVectorizer):
         if callable(self.analyzer):
             return self.analyzer.words, self.analyzer.terms_of
         if self.tokenizer is not None:
+            if self.lowercase:  # scikit-learn lower-cases before its tokenizer
+                return (lambda text: self.tokenizer.words(text.lower())), self.tokenizer.terms_of
             return self.tokenizer.words, self.tokenizer.terms_of
         pattern = re.compile(self.token_pattern)
         if self.lowercase:
@@ -128,14 +146,14 @@ class FastTfidfVectorizer(TfidfVectorizer):
 
     def _table(self) -> _WordTable:
         table = self.__dict__.get("_word_table")
-        if table is None or len(table.index) > self.WORDS_KEPT:
+        if table is None or table.vocabulary is not self.vocabulary_ or len(table.index) > self.WORDS_KEPT:
             table = self._word_table = _WordTable(self.vocabulary_, pairs=self.analyzer == "word"
                                                   and self.ngram_range[1] == 2)
         return table
 
     def transform(self, raw_documents):
         """The TF-IDF matrix of ``raw_documents``, as ``TfidfVectorizer.transform`` gives it."""
-        check_is_fitted(self, msg="The TF-IDF vectorizer is not fitted")
+        check_is_fitted(self, ["vocabulary_", "weighting_"], msg="The TF-IDF vectorizer is not fitted")
         if isinstance(raw_documents, str):
             raise ValueError("Iterable over raw text documents expected, string object received.")
         words_of, terms_of = self._words_and_terms()
@@ -167,20 +185,25 @@ class FastTfidfVectorizer(TfidfVectorizer):
             hit = table.pair_keys[found] == keys
             rows = np.concatenate([rows, document[1:][paired][hit]])
             columns = np.concatenate([columns, table.pair_features[found[hit]]])
-        counts_matrix = sp.csr_matrix((np.ones(len(rows), dtype=self.dtype), (rows, columns)),
-                                      shape=(len(per_document), len(self.vocabulary_)), dtype=self.dtype)
+        dtype = self.dtype if np.dtype(self.dtype).kind == "f" else np.float64  # as TfidfTransformer converts
+        counts_matrix = sp.csr_matrix((np.ones(len(rows), dtype=dtype), (rows, columns)),
+                                      shape=(len(per_document), len(self.vocabulary_)), dtype=dtype)
         counts_matrix.sum_duplicates()
         return self._weighted(counts_matrix)
 
     def _weighted(self, counts: sp.csr_matrix):
-        """Counts -> TF-IDF, the steps of ``TfidfTransformer.transform`` on the fitted ``idf_``."""
-        if self.sublinear_tf:
+        """Counts -> TF-IDF, the steps of ``CountVectorizer.transform`` (``binary``) and of
+        ``TfidfTransformer.transform`` with the weighting and ``idf_`` as fitted."""
+        weighting = self.weighting_
+        if self.binary:
+            counts.data.fill(1)
+        if weighting["sublinear_tf"]:
             np.log(counts.data, counts.data)
             counts.data += 1.0
-        if self.use_idf:
+        if weighting["use_idf"]:
             counts.data *= self.idf_[counts.indices]
-        if self.norm is not None:
-            counts = normalize(counts, norm=self.norm, copy=False)
+        if weighting["norm"] is not None:
+            counts = normalize(counts, norm=weighting["norm"], copy=False)
         return sp.csr_array(counts) if get_config().get("sparse_interface") == "sparray" else counts
 
     def __getstate__(self) -> dict:

@@ -378,3 +378,13 @@ def test_a_queued_crawled_product_shows_its_stored_photo_and_only_crawl_leaves_a
 
 def store_connection(db):
     return closing(store.connect(db))
+
+
+def test_a_stored_photo_is_a_file_inside_the_image_store_or_none(tmp_path):
+    store_folder = tmp_path / "images"
+    (store_folder / "full").mkdir(parents=True)
+    (store_folder / "full" / "a.jpg").write_bytes(b"\xff\xd8")
+    (tmp_path / "outside.jpg").write_bytes(b"\xff\xd8")
+    assert cards.stored_photo("full/a.jpg", store_folder) == (store_folder / "full" / "a.jpg").resolve()
+    for value in ("full/a\x00.jpg", 12, "../outside.jpg", str(tmp_path / "outside.jpg"), None, "", "full/gone.jpg"):
+        assert cards.stored_photo(value, store_folder) is None, repr(value)  # never a server error, never outside

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import pickle
+import re
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -85,7 +87,8 @@ def test_configurations_that_are_not_word_by_word_are_refused():
     texts = ["silk dress", "maxi dress"]
     for params, reason in (({"analyzer": "char_wb"}, "analyzer='char_wb'"), ({"stop_words": "english"}, "stop words"),
                            ({"ngram_range": (1, 3)}, r"ngram_range=\(1, 3\)"),
-                           ({"analyzer": str.split}, r"words\(text\)"), ({"tokenizer": str.split}, r"words\(text\)")):
+                           ({"analyzer": str.split}, r"words\(text\)"), ({"tokenizer": str.split}, r"words\(text\)"),
+                           ({"token_pattern": r"\S+ \S+|\S+"}, "matches white space")):
         with pytest.raises(ValueError, match=reason):
             FastTfidfVectorizer(**params).fit(texts)
     with pytest.raises(ValueError, match="string object received"):
@@ -105,3 +108,51 @@ def test_the_text_classifier_keeps_its_coefficients_column_major_and_predicts_as
     assert not reference.fit(x, labels).coef_.flags["F_CONTIGUOUS"]
     assert np.array_equal(ours.coef_, reference.coef_)
     assert np.array_equal(ours.predict_proba(x_new), reference.predict_proba(x_new))
+    ours.partial_fit(x_new[:50], labels[:50])  # SGD learns on in C order and hands back column-major coefficients
+    reference.partial_fit(x_new[:50], labels[:50])
+    assert ours.coef_.flags["F_CONTIGUOUS"] and np.array_equal(ours.coef_, reference.coef_)
+
+
+@pytest.mark.parametrize("params", [{"binary": True}, {"max_df": 0.05, "ngram_range": (1, 2)},
+                                    {"max_features": 500, "ngram_range": (1, 2)}, {"norm": "l1", "use_idf": False},
+                                    {"smooth_idf": False, "norm": None}, {"dtype": np.int64}],
+                         ids=["binary", "max_df", "max_features", "l1 no idf", "no smoothing no norm", "int dtype"])
+def test_other_tfidf_settings_give_scikit_learns_matrix_too(catalog_text, params):
+    fitted_on, held_out, _ = catalog_text
+    fast = FastTfidfVectorizer(**params)
+    with warnings.catch_warnings():  # scikit-learn warns about an integer dtype, and so does the subclass
+        warnings.simplefilter("ignore", UserWarning)
+        fast.fit(fitted_on)
+        reference = TfidfVectorizer(**params).fit(fitted_on)
+        assert_same_matrix(fast.transform(held_out), reference.transform(held_out))
+
+
+def test_a_refit_or_a_later_set_params_changes_nothing_scikit_learn_would_not(catalog_text):
+    fitted_on, held_out, _ = catalog_text
+    fast = FastTfidfVectorizer(ngram_range=(1, 2)).fit(fitted_on[:3000])
+    fast.transform(held_out)  # remembers words with the first vocabulary's columns
+    fast.fit(fitted_on[3000:])
+    reference = TfidfVectorizer(ngram_range=(1, 2)).fit(fitted_on[3000:])
+    assert_same_matrix(fast.transform(held_out), reference.transform(held_out))
+    fast.set_params(sublinear_tf=True, norm=None, binary=True)  # as scikit-learn: the fitted weighting stays
+    reference.set_params(sublinear_tf=True, norm=None, binary=True)
+    assert_same_matrix(fast.transform(held_out), reference.transform(held_out))
+
+
+def test_a_tokenizer_reads_lower_cased_text_when_lowercase_is_on(catalog_text):
+    fitted_on, held_out, _ = catalog_text
+
+    class CaseKeeping:  # words as written: only the vectorizer's lowercase can fold them
+        def __call__(self, text):
+            return self.words(text)
+
+        def words(self, text):
+            return re.findall(r"\w\w+", text)
+
+        def terms_of(self, word):
+            return (word,)
+
+    for lowercase in (True, False):
+        params = {"tokenizer": CaseKeeping(), "token_pattern": None, "lowercase": lowercase}
+        fast, reference = FastTfidfVectorizer(**params).fit(fitted_on), TfidfVectorizer(**params).fit(fitted_on)
+        assert_same_matrix(fast.transform(held_out), reference.transform(held_out))

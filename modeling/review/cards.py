@@ -432,9 +432,12 @@ def photo_file(connection: Connection, kind: str, key: int, images: Path) -> Pat
 def stored_photo(value: object, images: Path) -> Path | None:
     """The file a stored ``image_path`` (relative to the image store, as the crawl records it) names, only when it
     lies inside the store and exists; None for no photo, a path leading out of the store, or a missing file."""
-    relative = photo_path(value)
-    if relative is None:
+    try:
+        relative = photo_path(value)
+        if relative is None:
+            return None
+        root = images.resolve()
+        path = (root / relative).resolve()
+    except (TypeError, ValueError):  # not a path at all, or one with a NUL byte: no photo, not a server error
         return None
-    root = images.resolve()
-    path = (root / relative).resolve()
     return path if path.is_relative_to(root) and path.is_file() else None

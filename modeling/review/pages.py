@@ -164,7 +164,7 @@ def report_page(request: Request, state: State, errors: bool = False) -> Respons
                                  else f"/photos/product/{product_id}")
         return _page(request, state, "report_errors.html", app=True, rows=rows,
                      title=f"Experiment {latest}: the {len(rows)} most confident errors (test split)")
-    sections = report_sections(experiments, *experiment_tables(experiments, predictions, parents))
+    sections = report_sections(experiments, *experiment_tables(experiments, predictions, parents)[1:])
     return _page(request, state, "report_index.html", app=True,
                  **report.index_context("Model report (test split)", sections, [], "/report?errors=true"))
 
