@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, compress, repeat
 
 import numpy as np
@@ -26,16 +26,16 @@ __all__ = ["FastTfidfVectorizer"]
 
 
 class _WordTable:
-    """What each word seen so far contributes: its features' indices (a CSR-like list) and, for word n-grams, the id
-    of its term among the terms that occur in bigram features (-1: in none). Built from the fitted vocabulary and
-    grown a batch at a time; ``lock`` serialises growth, so threads of a server may share one vectorizer."""
+    """What each word seen so far contributes: its features' indices (``features[pointers[i]:pointers[i + 1]]`` for
+    word ``i``) and, for word n-grams, the id of its term among the terms that occur in bigram features (-1: in
+    none). Built from the fitted vocabulary, seeded with the training texts' words and grown a batch at a time;
+    ``lock`` serialises growth, so threads of a server may share one vectorizer. Pickles without its lock."""
 
     def __init__(self, vocabulary: dict[str, int], pairs: bool):
         self.vocabulary = vocabulary
         self.index: dict[str, int] = {}
-        self.pointers = [0]
-        self.features: list[int] = []
-        self.pair_ids: list[int] = []
+        self.pointers = np.zeros(1, dtype=np.int64)
+        self.features = self.pair_ids = np.zeros(0, dtype=np.int64)
         self.lock = threading.Lock()
         self.term_ids: dict[str, int] = {}
         self.pair_keys = self.pair_features = np.zeros(0, dtype=np.int64)
@@ -49,26 +49,31 @@ class _WordTable:
             order = np.argsort(keys)
             self.pair_keys = keys[order]
             self.pair_features = np.asarray([column for _, column in bigrams], dtype=np.int64)[order]
-        self.arrays()
 
     def add(self, words: Iterable[str], terms_of: Callable[[str], Iterable[str]]) -> None:
-        """Note each new word's features (its terms that are in the vocabulary, repeats kept) and its pairing id."""
-        vocabulary, term_ids = self.vocabulary, self.term_ids
+        """Note each new word's features (its terms that are in the vocabulary, repeats kept) and its pairing id.
+        The arrays are replaced, never changed in place, so a transform's snapshot of them stays whole."""
+        vocabulary, term_ids, index = self.vocabulary, self.term_ids, self.index
+        lengths, features, pair_ids = [], [], []
         for word in words:
-            if word in self.index:
+            if word in index:
                 continue
             terms = tuple(terms_of(word))
-            self.index[word] = len(self.index)
-            self.features.extend(vocabulary[t] for t in terms if t in vocabulary)
-            self.pointers.append(len(self.features))
-            self.pair_ids.append(term_ids.get(terms[0], -1) if len(terms) == 1 else -1)
-        self.arrays()
+            index[word] = len(index)
+            columns = [vocabulary[t] for t in terms if t in vocabulary]
+            features.extend(columns)
+            lengths.append(len(columns))
+            pair_ids.append(term_ids.get(terms[0], -1) if len(terms) == 1 else -1)
+        if lengths:
+            self.pointers = np.concatenate([self.pointers, self.pointers[-1] + np.cumsum(lengths)])
+            self.features = np.concatenate([self.features, np.asarray(features, dtype=np.int64)])
+            self.pair_ids = np.concatenate([self.pair_ids, np.asarray(pair_ids, dtype=np.int64)])
 
-    def arrays(self) -> None:
-        """NumPy copies of the lists, which a transform reads; new arrays each time, so a snapshot stays whole."""
-        self.pointer_array = np.asarray(self.pointers, dtype=np.int64)
-        self.feature_array = np.asarray(self.features, dtype=np.int64)
-        self.pair_id_array = np.asarray(self.pair_ids, dtype=np.int64)
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in self.__dict__.items() if name != "lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, lock=threading.Lock())
 
 
 class FastTfidfVectorizer(TfidfVectorizer):
@@ -83,25 +88,37 @@ class FastTfidfVectorizer(TfidfVectorizer):
     - ``analyzer`` a callable with ``words(text)`` and ``terms_of(word)`` whose result on a text is its words'
       terms in order (``modeling.text.WordCharNgrams``).
 
-    Others are refused when fitting. Up to ``WORDS_KEPT`` distinct words are remembered; past that the memory
-    starts again from the vocabulary. The memory is never pickled.
+    Others are refused when fitting. The training texts' words are remembered from the start and pickled with the
+    vectorizer (a few MB for a catalog's vocabulary), so a reloaded model transforms at full speed at once; up to
+    ``WORDS_KEPT`` distinct words are remembered in all, and past that the memory starts again from the vocabulary.
     """
 
     WORDS_KEPT = 1 << 20
 
     def fit(self, raw_documents, y=None) -> FastTfidfVectorizer:
-        self._check_wordwise()
-        self.__dict__.pop("_word_table", None)  # the memory of a previous fit's vocabulary
-        super().fit(raw_documents, y)
-        self._freeze_weighting()
+        self.fit_transform(raw_documents, y)
         return self
 
     def fit_transform(self, raw_documents, y=None):
         self._check_wordwise()
-        self.__dict__.pop("_word_table", None)
+        self.__dict__.pop("_word_table", None)  # the memory of a previous fit's vocabulary
+        if isinstance(raw_documents, Iterator):  # read twice below
+            raw_documents = list(raw_documents)
         matrix = super().fit_transform(raw_documents, y)
         self._freeze_weighting()
+        self._remember_words(raw_documents)
         return matrix
+
+    def _remember_words(self, raw_documents: Iterable) -> None:
+        """Seed the memory with every word of the training texts, so that a fitted (or reloaded) vectorizer is as
+        fast on the first batch it sees as on later ones: a catalog's new products mostly reuse its words."""
+        words_of, terms_of = self._words_and_terms()
+        if hasattr(raw_documents, "tolist"):
+            raw_documents = raw_documents.tolist()
+        words = dict.fromkeys(chain.from_iterable(words_of(self.decode(document)) for document in raw_documents))
+        table = self._table()
+        with table.lock:
+            table.add(words, terms_of)
 
     def _freeze_weighting(self) -> None:
         """The TF-IDF weighting as fitted: like scikit-learn's, a transform keeps it whatever ``set_params`` changes
@@ -171,7 +188,7 @@ class FastTfidfVectorizer(TfidfVectorizer):
             if new.any():
                 table.add(compress(words, new), terms_of)
                 ids[new] = np.fromiter(map(table.index.__getitem__, compress(words, new)), dtype=np.int64)
-            pointers, features, pair_ids = table.pointer_array, table.feature_array, table.pair_id_array
+            pointers, features, pair_ids = table.pointers, table.features, table.pair_ids
         document = np.repeat(np.arange(len(per_document)), lengths)
         starts, counts = pointers[ids], pointers[ids + 1] - pointers[ids]
         # each word's run of features, laid end to end: feature k of the output is features[start of its word + j]
@@ -206,7 +223,3 @@ class FastTfidfVectorizer(TfidfVectorizer):
             counts = normalize(counts, norm=weighting["norm"], copy=False)
         return sp.csr_array(counts) if get_config().get("sparse_interface") == "sparray" else counts
 
-    def __getstate__(self) -> dict:
-        state = dict(super().__getstate__())  # object.__getstate__ hands out the live __dict__ itself
-        state.pop("_word_table", None)
-        return state
