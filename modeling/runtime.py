@@ -1,10 +1,10 @@
 """Which inference runtime runs the backbone: Keras itself, or the same network converted once for OpenVINO.
 
-Embedding photos is the slowest step of training and prediction, and OpenVINO runs the shared MobileNetV2 about
-1.6-2.1x faster than Keras end to end on the same cores, by the machine's load (bench/RESULTS.md). The network is
-converted from the Keras model (``keras.Model.export(format="openvino")``, Keras' own exporter) once per backbone
-and kept beside the embedding cache under the backbone's fingerprint, so later runs load it without
-importing TensorFlow.
+Embedding photos is the slowest step of training and prediction, and OpenVINO runs the shared MobileNetV2 2.46x
+faster than Keras end to end on the same two cores of a quiet machine (1.6x under a heavy load; bench/RESULTS.md).
+The network is converted from the Keras model (``keras.Model.export(format="openvino")``, Keras' own exporter)
+once per backbone and kept beside the embedding cache under the backbone's fingerprint, so later runs load it
+without importing TensorFlow.
 
 The runtime changes how a vector is computed, not which vector: inference runs in float32 (OpenVINO's default on
 CPUs with bfloat16 units is bfloat16, too coarse for vectors shared with Keras), both runtimes agree to
