@@ -2,9 +2,9 @@
 
 With no option it reports every experiment in the crawl database: per branch (stacked, text, image) the accuracy,
 the coverage at 95% and 98% accuracy with the score threshold that achieves each, the parent-category figures,
-macro-F1 and calibration error, on the test split; then the auto-filing decisions at each target accuracy (the
-thresholds chosen on validation): the share filed at the leaf, at the parent and sent to review, and the accuracy
-each achieved. ``--experiment N`` adds the per-category table and the most
+macro-F1 and calibration error, on the test split; then the auto-filing decisions at each target accuracy: each
+level's threshold and the accuracy it promises (its bound, ``modeling.filing``), the share filed at the leaf, at the
+parent and sent to review, and the accuracy each reached. ``--experiment N`` adds the per-category table and the most
 confused pairs; ``--html`` writes its most confident errors with their photos; ``--plots`` draws the charts and an
 index page; ``--json`` prints the same figures machine-readable; ``--compare A B`` sets two experiments side by side.
 """
@@ -28,8 +28,11 @@ from .photo_store import is_remote
 FIGURE_COLUMNS = ("n", "accuracy", "coverage_95", "threshold_95", "coverage_98", "threshold_98", "parent_accuracy",
                   "parent_coverage_95", "parent_coverage_98", "macro_f1", "ece")
 
-DECISION_COLUMNS = ("target", "leaf_threshold", "parent_threshold", "leaf_share", "leaf_accuracy", "parent_share",
-                    "parent_accuracy", "review_share")
+DECISION_COLUMNS = ("target", "leaf_threshold", "leaf_bound", "leaf_share", "leaf_accuracy", "parent_threshold",
+                    "parent_bound", "parent_share", "parent_accuracy", "review_share")
+# how the thresholds were chosen, as the report says it
+DECISIONS_TITLE = ("auto-filing decisions (thresholds promising each level's accuracy with 95% confidence, computed "
+                   "on out-of-fold and validation predictions; bound: that promise)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +82,7 @@ def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
     for e in experiments.index:
         sections.append((f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(figures[e]))))
         if len(decisions[e]):
-            sections.append((f"Experiment {e}: auto-filing decisions (thresholds chosen on validation)",
+            sections.append((f"Experiment {e}: {DECISIONS_TITLE}",
                              report.table(decisions[e][list(DECISION_COLUMNS)])))
     return sections
 
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{args.split} split")
         lines.append(text_table(figures_frame(entry["figures"])) if entry["figures"] else "  no predictions")
         if entry["decisions"]:
-            lines += ["auto-filing decisions (thresholds chosen on validation):",
+            lines += [f"{DECISIONS_TITLE}:",
                       text_table(decisions[entry["id"]][list(DECISION_COLUMNS)])]
         lines.append("")
 

@@ -37,7 +37,7 @@ from . import filing_queue
 from .backbones import BackboneError
 from .data import DataError, load_products
 from .fields import is_missing, optional_text, photo_path
-from .filing import TARGETS, FilingPolicyError, best_parents, decide, load_thresholds
+from .filing import LEVELS, TARGETS, FilingPolicyError, best_parents, decide, load_thresholds, never_files
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location, is_remote
 from .runtime import RUNTIME_HELP, RUNTIMES
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the auto-filing decision (leaf, parent or review) reaching this accuracy, by the "
                              "thresholds the model card stores (chosen on the validation split); default: no "
                              "decision, so --queue queues every product")
+    parser.add_argument("--levels", choices=("leaf", "leaf,parent"), default="leaf,parent",
+                        help="where --target-accuracy may file a product: 'leaf' files at the leaf or sends to a "
+                             "person, never at the parent; 'leaf,parent' also files at the parent")
     parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
     parser.add_argument("--queue", nargs="?", const="", type=lambda v: schema.location(v) if v else "",
                         metavar="DB",
@@ -147,6 +150,18 @@ def prediction_lines(model, rows: list[dict], thresholds: dict[str, float | None
         yield line
 
 
+def filing_thresholds(model_path: Path, target: float, levels: list[str]) -> dict[str, float | None]:
+    """The card's thresholds for ``target``, without the levels left out (their threshold None: they never file);
+    what never files, and why, goes to standard error."""
+    thresholds = dict(load_thresholds(model_path, target))
+    for level in LEVELS:
+        if level not in levels:
+            thresholds.update({level: None, f"{level}_never": "left out by --levels"})
+    for line in never_files(thresholds):
+        print(f"modeling.predict: at {target:.1%} accuracy {line}", file=sys.stderr)
+    return thresholds
+
+
 def db_records(db: Path, images: str | Path, progress: bool) -> Iterator[tuple[int, dict | None, str | None]]:
     """Every product of a crawl database as (row number, record, None), with the local path of its stored photo."""
     frame = load_products(db, images, progress=progress)
@@ -210,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     queue_db = (args.db if args.queue == "" else args.queue) if args.queue is not None else None
     try:
         model = load_model(args.model, image_runtime=args.image_runtime)
-        thresholds = load_thresholds(args.model, args.target_accuracy) if args.target_accuracy else None
+        thresholds = filing_thresholds(args.model, args.target_accuracy, args.levels.split(",")) \
+            if args.target_accuracy else None
         if args.db is not None:
             records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
             images = None  # the database's photo paths come back resolved

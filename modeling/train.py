@@ -29,7 +29,7 @@ from . import store
 from .backbones import BackboneError
 from .cluster import ClusterError, dask_cluster
 from .data import LABELS, DataError, load_products, review_count, select_categories, with_reviewed_labels
-from .filing import best_parents, choose_thresholds
+from .filing import CONFIDENCE, STEP, best_parents, choose_thresholds, never_files
 from .image import ImageEmbedder
 from .metrics import prediction_figures
 from .persistence import dump_pending, publish_model
@@ -39,6 +39,8 @@ from .stacking import ProductClassifier
 from .text import make_text_pipeline
 
 log = logging.getLogger("modeling.train")
+
+CALIBRATION_COLUMNS = ("true_category", "predicted_category", "score", "parent_category", "parent_score")
 
 LIBRARIES = ("scikit-learn", "keras", "tensorflow-cpu", "openvino", "numpy", "pandas", "nltk", "joblib", "pillow",
              "scrapy")
@@ -137,6 +139,32 @@ def prediction_rows(model: ProductClassifier, frame: pd.DataFrame) -> pd.DataFra
     })
 
 
+def out_of_fold_rows(model: ProductClassifier, proba: np.ndarray, frame: pd.DataFrame) -> pd.DataFrame:
+    """Prediction rows (the columns ``choose_thresholds`` reads) of the training products that the stacking held
+    out, from their out-of-fold probabilities: what a model that never saw them said."""
+    held = ~np.isnan(proba[:, 0])
+    proba, frame = proba[held], frame[held]
+    parent, parent_score = best_parents(proba, model.classes_, model.category_parents or {})
+    return pd.DataFrame({"true_category": frame["category"].to_numpy(),
+                         "predicted_category": model.classes_[proba.argmax(1)], "score": proba.max(1),
+                         "parent_category": parent, "parent_score": parent_score})
+
+
+def guaranteed_filing(model: ProductClassifier, out_of_fold: np.ndarray, train: pd.DataFrame,
+                      validation_rows: pd.DataFrame) -> tuple[dict, dict]:
+    """The card's filing thresholds (``filing.choose_thresholds``) on every product the model did not learn from:
+    the training products' out-of-fold predictions and the validation split; and how they were computed."""
+    rows = pd.concat([out_of_fold_rows(model, out_of_fold, train), validation_rows[list(CALIBRATION_COLUMNS)]],
+                     ignore_index=True)
+    filing = choose_thresholds(rows["true_category"], rows["predicted_category"], rows["score"],
+                               rows["parent_category"], rows["parent_score"], model.category_parents or {})
+    how = {"confidence": CONFIDENCE, "step": STEP, "products": len(rows), "validation": len(validation_rows),
+           "out_of_fold": len(rows) - len(validation_rows),
+           "method": "fixed-sequence test of Clopper-Pearson lower bounds (Learn-then-Test), leaf then parent, "
+                     "each level at half the risk"}
+    return filing, how
+
+
 def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """Figures of the stacked model and of each branch on ``frame``, and one prediction row per product."""
     rows = prediction_rows(model, frame)
@@ -179,10 +207,16 @@ def summary_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def filing_lines(filing: dict) -> list[str]:
-    return ["auto-filing thresholds (chosen on validation): target leaf parent",
-            *(f"  {target:>6} {_or_dash(chosen['leaf'])} {_or_dash(chosen['parent'])}"
-              for target, chosen in filing.items())]
+def filing_lines(filing: dict, guarantee: dict) -> list[str]:
+    lines = [f"auto-filing thresholds, each level at least the target accurate with {guarantee['confidence']:.0%} "
+             f"confidence (computed on {guarantee['products']} products: {guarantee['out_of_fold']} out-of-fold, "
+             f"{guarantee['validation']} validation):",
+             f"  {'target':>6} {'leaf':>7} {'bound':>7} {'parent':>7} {'bound':>7}"]
+    for target, chosen in filing.items():
+        lines.append(f"  {target:>6} {_or_dash(chosen['leaf'])} {_or_dash(chosen['leaf_bound'])} "
+                     f"{_or_dash(chosen['parent'])} {_or_dash(chosen['parent_bound'])}")
+        lines += [f"         {line}" for line in never_files(chosen)]
+    return lines
 
 
 def _or_dash(value: float | None) -> str:
@@ -227,7 +261,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
                                                         alpha=args.text_alpha, C=args.text_C), image=embedder,
                               cv=args.cv, random_state=args.seed,
                               category_parents=dict(sorted(parents.items())))
-    model.fit(train, train["category"])
+    out_of_fold, out_of_fold_text = model.fit_out_of_fold(train, train["category"], text_only=True)
     metrics, predictions = {}, []
     for split in ("validation", "test"):
         metrics[split], rows = evaluate(model, held_out[held_out["split"] == split])
@@ -244,7 +278,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         else:
             log.warning("stacking does not beat text alone on validation (%.4f vs %.4f): keeping the text-only model",
                         validation["stacked"]["accuracy"], validation["text"]["accuracy"])
-            model = model.text_only()
+            model, out_of_fold = model.text_only(), out_of_fold_text
             metrics, predictions = {}, []
             for split in ("validation", "test"):
                 metrics[split], rows = evaluate(model, held_out[held_out["split"] == split])
@@ -253,9 +287,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
 
     rows = pd.concat(predictions, ignore_index=True)
     validation_rows = rows[rows["split"] == "validation"]
-    filing = choose_thresholds(validation_rows["true_category"], validation_rows["predicted_category"],
-                               validation_rows["score"], validation_rows["parent_category"],
-                               validation_rows["parent_score"], model.category_parents or {})
+    filing, guarantee = guaranteed_filing(model, out_of_fold, train, validation_rows)
     label_counts = {"labels": labels}
     if labels == "reviewed":
         relabelled = frame["category"] != frame["crawled_category"]
@@ -283,8 +315,9 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
                        **label_counts},
         "versions": library_versions(),
         "metrics": metrics,
-        # target accuracy -> the leaf and parent score thresholds that reach it on the validation split
+        # target accuracy -> the leaf and parent score thresholds, each level's accuracy bound and why one never files
         "filing": filing,
+        "guarantee": guarantee,
         "categories": {c: parents.get(c) for c in model.classes_},
     }
     try:
@@ -295,7 +328,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         return 2
     print(f"experiment {experiment_id}: {card['name']} ({verdict}), trained in {card['parameters']['train_seconds']} s")
     print("\n".join(summary_lines(metrics)))
-    print("\n".join(filing_lines(filing)))
+    print("\n".join(filing_lines(filing, guarantee)))
     print(f"model: {args.out / f'{experiment_id}.joblib'}")
     return 0
 

@@ -1,4 +1,5 @@
-"""The auto-filing policy (``modeling.filing``) on a hand-built case whose thresholds and decisions are known."""
+"""The auto-filing policy (``modeling.filing``): its thresholds' guarantee where the truth is known, its decisions on
+a hand-built case."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from modeling.filing import (
     FilingPolicyError,
+    accuracy_lower_bound,
     best_parents,
     choose_thresholds,
     decide,
     decision_figures,
     load_thresholds,
+    never_files,
 )
 from modeling.metrics import branch_metrics
 
@@ -43,16 +47,72 @@ def test_a_parent_probability_is_the_sum_of_its_leaves():
     assert best_parents(proba, classes, {"boots": None, "flats": None, "rings": None})[0].tolist() == [None, None]
 
 
-def test_thresholds_come_from_the_rows_they_are_given_leaf_first_then_parent_below_it():
-    thresholds = choose_thresholds(*columns(), PARENTS, targets=(0.95, 0.6))
-    # leaf by score: right, right, wrong -> 0.95 keeps the first two; parent among the rest (the no-parent row left
-    # out): right .98, right .97, wrong .60 -> 0.97
-    assert thresholds["0.95"] == {"leaf": 0.95, "parent": 0.97}
-    # at 60%: leaf accuracy 1, 1, .67 then .5 -> 0.90; parent below it: right .97, wrong .60 -> 0.97
-    assert thresholds["0.6"] == {"leaf": 0.90, "parent": 0.97}
-    unreachable = choose_thresholds(["rings"], ["flats"], [0.9], ["shoes"], [0.9], PARENTS, targets=(0.95,))
-    assert unreachable["0.95"] == {"leaf": None, "parent": None}
-    assert decide([0.99], [0.99], unreachable["0.95"]).tolist() == ["review"]  # None: that level never files
+def test_the_bound_is_the_exact_clopper_pearson_one():
+    for right, n in ((299, 299), (980, 1000), (1, 7), (0, 10)):
+        exact = binomtest(right, n, alternative="greater").proportion_ci(0.95, method="exact").low
+        assert accuracy_lower_bound(right, n, 0.95) == pytest.approx(exact, abs=1e-9)
+
+
+def test_too_few_products_never_file_and_say_why():
+    scores = np.linspace(1.0, 0.5, 300)
+    thresholds = choose_thresholds(["boots"] * 300, ["boots"] * 300, scores, ["shoes"] * 300, scores,
+                                   {"boots": "shoes"}, targets=(0.95, 0.99))
+    # 300 products all right: a 97.5% one-sided bound of 98.8% promises 95%, not 99% (which needs 368)
+    assert thresholds["0.95"]["leaf"] == 0.5 and thresholds["0.95"]["leaf_bound"] >= 0.95
+    assert thresholds["0.99"]["leaf"] is None and thresholds["0.99"]["parent"] is None
+    assert "too few products to promise 99%: 300, where even none wrong needs 368" in thresholds["0.99"]["leaf_never"]
+    assert never_files(thresholds["0.99"])[0].startswith("the leaf level never files: too few products")
+    assert decide([0.99], [0.99], thresholds["0.99"]).tolist() == ["review"]  # None: that level never files
+
+
+def test_the_sequence_stops_at_the_first_failure_and_files_the_parent_below_the_leaf():
+    rng = np.random.default_rng(0)
+    n = 3000
+    scores = np.sort(rng.uniform(0, 1, n))[::-1]
+    leaf_ok = np.ones(n, dtype=bool)
+    leaf_ok[1000:] = rng.uniform(size=n - 1000) < 0.6  # the surest 1,000 are all right, the rest 60%
+    parent_ok = leaf_ok | (rng.uniform(size=n) < 0.99)  # the parent is almost always right
+    true = np.where(leaf_ok, "boots", "flats")
+    predicted = np.array(["boots"] * n, dtype=object)
+    predicted_parent = np.where(parent_ok, "shoes", "bags").astype(object)
+    parents = {"boots": "shoes", "flats": "shoes"}
+    chosen = choose_thresholds(true, predicted, scores, predicted_parent, scores, parents, targets=(0.98,))["0.98"]
+    # the leaf stops within a step of where the errors start, never past them
+    assert scores[1100] <= chosen["leaf"] <= scores[900] and chosen["leaf_bound"] >= 0.98
+    assert chosen["leaf_products"] == (scores >= chosen["leaf"]).sum()
+    # below it, the parent level files what its own bound promises
+    assert chosen["parent"] is not None and chosen["parent"] < chosen["leaf"] and chosen["parent_bound"] >= 0.98
+
+
+def test_the_promise_holds_in_95_percent_of_draws_where_the_truth_is_known():
+    """Scores whose chance of being right is known (a calibrated model's, bent so that the surest are not all
+    right): each draw chooses thresholds on 4,000 products, then the accuracy each level really has on the whole
+    population filed at those thresholds is computed from the known chances, not from another sample."""
+    rng = np.random.default_rng(27)
+    grid = np.linspace(0, 1, 200_001)  # the population: scores spread as the draws' are
+    chance = lambda s: 0.55 + 0.449 * s ** 3  # noqa: E731  (probability the leaf is right at score s)
+    parent_chance = lambda s: np.minimum(1.0, chance(s) + 0.2)  # noqa: E731
+    parents = {"boots": "shoes", "flats": "shoes"}
+    held = 0
+    for _ in range(200):
+        scores = rng.uniform(0, 1, 4000)
+        leaf_ok = rng.uniform(size=4000) < chance(scores)
+        parent_ok = leaf_ok | (rng.uniform(size=4000) < (parent_chance(scores) - chance(scores)) /
+                               (1 - chance(scores)))
+        chosen = choose_thresholds(np.where(leaf_ok, "boots", "flats"), np.array(["boots"] * 4000, dtype=object),
+                                   scores, np.where(parent_ok, "shoes", "bags").astype(object), scores, parents,
+                                   targets=(0.98,), step=50)["0.98"]
+        ok = True
+        if chosen["leaf"] is not None:
+            ok &= chance(grid[grid >= chosen["leaf"]]).mean() >= 0.98
+            below = grid < chosen["leaf"]
+        else:
+            below = np.ones(len(grid), dtype=bool)
+        if chosen["parent"] is not None:
+            filed = below & (grid >= chosen["parent"])
+            ok &= parent_chance(grid[filed]).mean() >= 0.98
+        held += ok
+    assert held >= 190, f"the promise held in {held} of 200 draws"
 
 
 def test_decisions_and_what_each_achieved():
