@@ -44,6 +44,7 @@ from .data import DataError, load_products, select_categories, with_reviewed_lab
 from .image import ImageEmbedder
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location
+from .registry import RegistryError, serving_path
 from .runtime import RUNTIME_HELP, RUNTIMES
 from .stacking import ProductClassifier
 from .text import clean_text, make_text_pipeline
@@ -51,6 +52,7 @@ from .text import clean_text, make_text_pipeline
 __all__ = ["AuditResult", "audit_labels", "group_key", "record_audit"]
 
 log = logging.getLogger("modeling.audit")
+SERVING = Path("<the model in service>")  # --model without a file
 
 OVERLAPPING_PAIRS = 20  # category pairs kept in an audit's summary
 
@@ -142,9 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--folds", type=int, default=5,
                         help="folds of the stacked model's out-of-fold probabilities (each branch trained this many "
                              "times + 1; every product is predicted by copies that never saw it)")
-    source.add_argument("--model", type=Path,
+    source.add_argument("--model", type=Path, nargs="?", const=SERVING,
                         help="a .joblib model from modeling.train instead of folds (fast; in-sample on the products "
-                             "it was trained on, so it finds fewer suspects among them)")
+                             "it was trained on, so it finds fewer suspects among them); --model alone: the --db's "
+                             "model in service (python -m modeling.models current)")
     parser.add_argument("--image-backbone", default=str(config.mobilenet_v2_backbone()),
                         help="the folds' image backbone, as modeling.train's, or 'none' for text only")
     parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         products = with_reviewed_labels(load_products(args.db, args.images, progress=progress), args.db)
         frame = select_categories(products, args.categories, args.min_products)
         if args.model is not None:
+            if args.model == SERVING:
+                args.model = serving_path(args.db)
             model = load_model(args.model, image_runtime=args.image_runtime)
             classes = np.asarray(model.classes_).astype(str)
             proba = model.predict_proba(frame)
@@ -205,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             proba = model.fit_out_of_fold(frame, frame["category"], progress=progress)
             classes = model.classes_
             source = {"folds": args.folds, "image_backbone": args.image_backbone if embedder else None}
-    except (DataError, BackboneError, PhotoStoreError, ModelFileError, schema.SchemaError) as error:
+    except (DataError, BackboneError, PhotoStoreError, ModelFileError, RegistryError, schema.SchemaError) as error:
         print(f"modeling.audit: {error}", file=sys.stderr)
         return 2
     result = audit_labels(frame, proba, classes)

@@ -40,6 +40,7 @@ from .fields import is_missing, optional_text, photo_path
 from .filing import LEVELS, TARGETS, FilingPolicyError, best_parents, decide, load_thresholds, never_files
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location, is_remote
+from .registry import RegistryError, serving_path
 from .runtime import RUNTIME_HELP, RUNTIMES
 
 ALTERNATIVES = 3
@@ -49,8 +50,10 @@ CHUNK = 1000  # products predicted together: large enough to batch photos, small
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.predict", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True,
-                        help="a .joblib file written by modeling.train (a pickle: load only models you trust)")
+    parser.add_argument("--model", type=Path,
+                        help="a .joblib file written by modeling.train (a pickle: load only models you trust); "
+                             "default: the model in service (python -m modeling.models current) of the --db, "
+                             f"else of the --queue database, else of {config.crawl_db()}")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, help="products as JSON lines (.jsonl) or CSV with a header (.csv)")
     source.add_argument("--db", type=schema.location,
@@ -224,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--queue needs a database with --input: --queue path/to/crawl.db")
     queue_db = (args.db if args.queue == "" else args.queue) if args.queue is not None else None
     try:
+        if args.model is None:
+            args.model = serving_path(args.db or queue_db or config.crawl_db())
         model = load_model(args.model, image_runtime=args.image_runtime)
         thresholds = filing_thresholds(args.model, args.target_accuracy, args.levels.split(",")) \
             if args.target_accuracy else None
@@ -242,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         with open_output(args.output) as out, filing_queue.Writer(queue_db, args.model, from_crawl=in_crawl) as queued:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress, thresholds=thresholds,
                                     queue=queued.add if queue_db is not None else None)
-    except (FilingPolicyError, ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError,
-            BackboneError) as error:
+    except (FilingPolicyError, ModelFileError, RegistryError, schema.SchemaError, DataError, PhotoStoreError,
+            FileNotFoundError, BackboneError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
         return 2
     if queue_db is not None:

@@ -10,6 +10,8 @@ told lives beside them, declared here on the same SQLAlchemy ``metadata`` so one
   the latest review of a product wins, and an undo is a new row.
 - ``filing_queue``: products the model could not auto-file, waiting for a person, with the prediction they got.
 - ``leases``: which reviewer holds which card, until when, so two people never decide the same card at once.
+- ``models`` and ``promotions``: the model registry (``modeling.registry``): each trained model's file and
+  checksum, and every promotion of one into service, append-only.
 
 ``connect`` creates what is missing when it opens for writing, so a database a crawl made gains these tables the
 first time modeling writes to it, whichever side created the file.
@@ -36,8 +38,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from shopstyle_spider import schema
 from shopstyle_spider.schema import SchemaError, metadata
 
-__all__ = ["EXCLUDE", "REVIEW_SOURCES", "TABLES", "audits", "connect", "experiments", "filing_queue", "has_table",
-           "label_issues", "leases", "predictions", "reviews"]
+__all__ = ["EXCLUDE", "REGISTRY_TABLES", "REVIEW_SOURCES", "TABLES", "audits", "connect", "experiments", "filing_queue",
+           "has_table", "label_issues", "leases", "models", "predictions", "promotions", "reviews"]
 
 # A review's decision that takes a product out of training: not a product of this catalog, or unfileable.
 EXCLUDE = "exclude"
@@ -139,7 +141,35 @@ leases = Table(
     Column("expires_at", Float, nullable=False),
 )
 
-TABLES = (experiments, predictions, audits, label_issues, filing_queue, reviews, leases)
+# --- the model registry (modeling.registry) ---
+# One row per model modeling.train saved, keyed by its experiment. labels: JSON, the labels it learned (crawled or
+# reviewed, with the counts); sha256: the file's checksum, checked before the model is served.
+models = Table(
+    "models", metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), primary_key=True, autoincrement=False),
+    Column("path", Text, nullable=False),
+    Column("card_path", Text, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+# Append-only: the model in service is the latest row's. replaces: the model in service before it (NULL: none);
+# reason: why (by hand, the first model, or the champion/challenger comparison's verdict).
+promotions = Table(
+    "promotions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.experiment_id"), nullable=False),
+    Column("replaces", Integer, ForeignKey("models.experiment_id")),
+    Column("promoted_at", Text, nullable=False),
+    Column("promoted_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+REGISTRY_TABLES = (models, promotions)
+# --- end of the model registry ---
+
+TABLES = (experiments, predictions, audits, label_issues, filing_queue, reviews, leases, *REGISTRY_TABLES)
 
 
 def connect(target: str | Path, *, readonly: bool = False) -> Connection:

@@ -2,7 +2,9 @@
 
 Each run is an experiment: its parameters, library versions and metrics, and every validation and test prediction
 (with each branch's own), go into the crawl database for ``modeling.analyze``; the model goes to
-``<out>/<experiment id>.joblib`` with a JSON card beside it.
+``<out>/<experiment id>.joblib`` with a JSON card beside it, where ``<out>`` is the database's own models folder
+(``modeling.registry``) unless ``--out`` names another, and is registered in the database's ``models`` table. The
+first model of a database goes into service; a later one as ``--promote`` says.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shopstyle_spider import config, schema
 
-from . import store
+from . import registry, store
 from .backbones import BackboneError
 from .cluster import ClusterError, dask_cluster
 from .data import LABELS, DataError, load_products, review_count, select_categories, with_reviewed_labels
@@ -40,6 +42,7 @@ from .text import make_text_pipeline
 
 log = logging.getLogger("modeling.train")
 
+PROMOTE = ("if-better", "always", "never")
 CALIBRATION_COLUMNS = ("true_category", "predicted_category", "score", "parent_category", "parent_score")
 
 LIBRARIES = ("scikit-learn", "keras", "tensorflow-cpu", "openvino", "numpy", "pandas", "nltk", "joblib", "pillow",
@@ -94,7 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "reviewed once the database holds a review, else crawled)")
     parser.add_argument("--min-products", type=int, default=10,
                         help="leave out leaves with fewer training products than this")
-    parser.add_argument("--out", type=Path, default=config.models_dir(), help="folder for <experiment id>.joblib/.json")
+    parser.add_argument("--out", type=Path,
+                        help="folder for <experiment id>.joblib/.json (default: the database's own folder under "
+                             f"{config.models_dir()}, named for it: no two databases share one)")
+    parser.add_argument("--promote", choices=PROMOTE, default="if-better",
+                        help="whether the new model goes into service: 'if-better' when it is the database's first "
+                             "model or beats the one in service, 'always', or 'never' (python -m modeling.models "
+                             "promote N does it later)")
+    parser.add_argument("--promoted-by", default=registry.whoami(), help="who a promotion is recorded as made by")
     parser.add_argument("--name", help="experiment name (default: the backbone and the number of categories)")
     parser.add_argument("--cache-dir", type=Path, default=config.embedding_cache_dir(),
                         help="embedding cache (keyed by backbone and photo content: a second run embeds nothing)")
@@ -171,11 +181,15 @@ def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.Da
     return prediction_figures(rows, model.category_parents), rows
 
 
-def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame) -> int:
+def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame,
+                      labels: dict) -> int:
     """The model pickled first, under a temporary name, so no database lock is held while pickling; then one
-    transaction: the experiment row and its predictions. Once it commits the file takes the row's id; a failed
-    commit deletes it, so no file is left under an id the next run reuses."""
+    transaction: the experiment row, its predictions and the model's registry row. Once it commits the file takes
+    the row's id; a failed commit deletes it, so no file is left under an id the next run reuses. A file already
+    under that name (another database's, saved to the same ``--out``) is never replaced: the run fails first.
+    ``labels``: which labels the model learned, as the registry records it."""
     pending = dump_pending(model, out)
+    sha256 = registry.checksum(pending)
     try:
         with closing(store.connect(db)) as connection, connection.begin():
             experiment_id = connection.execute(insert(store.experiments).values(
@@ -188,8 +202,12 @@ def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict,
             connection.execute(insert(store.predictions), [dict(zip(columns, (experiment_id, *row), strict=True))
                                                           for row in records.itertuples(index=False, name=None)])
             model_path = out / f"{experiment_id}.joblib"
+            if model_path.exists():
+                raise FileExistsError(f"{model_path} already exists, a model of another database: give each "
+                                      "database its own --out (the default does)")
             connection.execute(update(store.experiments).where(store.experiments.c.id == experiment_id)
                                .values(model_path=str(model_path)))
+            registry.register(connection, experiment_id, model_path, sha256, labels, card["created_at"])
     except BaseException:
         pending.unlink(missing_ok=True)
         raise
@@ -320,17 +338,32 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         "guarantee": guarantee,
         "categories": {c: parents.get(c) for c in model.classes_},
     }
+    out = args.out or registry.models_folder(args.db)
     try:
-        experiment_id = record_experiment(args.db, args.out, model, card, rows)
-    except (schema.SchemaError, SQLAlchemyError) as error:
+        experiment_id = record_experiment(args.db, out, model, card, rows, label_counts)
+    except (schema.SchemaError, SQLAlchemyError, FileExistsError) as error:
         print(f"modeling.train: the experiment could not be recorded, so no model was saved: "
               f"{getattr(error, 'orig', None) or error}", file=sys.stderr)
         return 2
     print(f"experiment {experiment_id}: {card['name']} ({verdict}), trained in {card['parameters']['train_seconds']} s")
     print("\n".join(summary_lines(metrics)))
     print("\n".join(filing_lines(filing, guarantee)))
-    print(f"model: {args.out / f'{experiment_id}.joblib'}")
+    print(f"model: {out / f'{experiment_id}.joblib'}")
+    print(promotion_line(args, experiment_id))
     return 0
+
+
+def promotion_line(args: argparse.Namespace, experiment_id: int) -> str:
+    """Promote the new model as ``--promote`` says; what happened, in a line."""
+    with closing(store.connect(args.db)) as connection:
+        serving = registry.in_service(connection)
+    if args.promote == "never" or (args.promote == "if-better" and serving is not None):
+        return (f"model {experiment_id} is not in service (model {serving} is); python -m modeling.models promote "
+                f"{experiment_id} puts it there")
+    reason = "the database's first model" if serving is None else "--promote always"
+    replaced = registry.promote(args.db, experiment_id, by=args.promoted_by, reason=reason)
+    return f"model {experiment_id} is in service ({reason}), replacing " + (
+        f"model {replaced}" if replaced is not None else "no model")
 
 
 if __name__ == "__main__":

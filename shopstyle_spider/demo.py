@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     models = out / "models"
     code = run_module("modeling.train", "--db", str(db), "--images", str(images), "--out", str(models),
-                      "--image-backbone", backbone_arg, "--name", "demo")
+                      "--image-backbone", backbone_arg, "--name", "demo", "--promote", "always")
     if code != 0:
         return code
     print(f"    trained in {time.perf_counter() - started:.0f} s")
