@@ -21,7 +21,7 @@ import pandas as pd
 
 from shopstyle_spider import config, schema
 
-from . import analysis, plots, report
+from . import analysis, champion, plots, report
 from .metrics import prediction_figures
 from .photo_store import is_remote
 
@@ -77,14 +77,30 @@ def experiment_tables(experiments: pd.DataFrame, predictions: pd.DataFrame, pare
 def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
                     decisions: dict[int, pd.DataFrame]) -> list[tuple[str, dict]]:
     """The report's tables, the same in ``--plots``' index page and the review app's report: per experiment its
-    figures, then its decisions where it has any."""
+    figures, then its decisions where it has any, then its comparison with the model in service where it had one."""
     sections = []
     for e in experiments.index:
         sections.append((f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(figures[e]))))
         if len(decisions[e]):
             sections.append((f"Experiment {e}: {DECISIONS_TITLE}",
                              report.table(decisions[e][list(DECISION_COLUMNS)])))
+        comparison = comparison_of(experiments, e)
+        if comparison is not None:
+            sections.append((comparison_title(e, comparison), report.table(champion.comparison_table(comparison))))
     return sections
+
+
+def comparison_of(experiments: pd.DataFrame, e: int) -> dict | None:
+    """The experiment's comparison with the model in service when it was trained (None: none was, or it could
+    not be compared)."""
+    comparison = experiments.at[e, "metrics"].get("champion")
+    return comparison if comparison and "labels" in comparison else None
+
+
+def comparison_title(e: int, comparison: dict) -> str:
+    verdict = "not worse beyond noise" if comparison["promote"] else "; ".join(comparison["reasons"])
+    return (f"Experiment {e} (challenger) against model {comparison['model']} (in service), same test products, "
+            f"McNemar's exact test: {verdict}")
 
 
 def recorded_images(parameters: dict) -> Path | None:
@@ -130,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         if entry["decisions"]:
             lines += [f"{DECISIONS_TITLE}:",
                       text_table(decisions[entry["id"]][list(DECISION_COLUMNS)])]
+        comparison = comparison_of(experiments, entry["id"])
+        if comparison is not None:
+            entry["champion"] = comparison
+            lines += [f"{comparison_title(entry['id'], comparison)}:",
+                      text_table(champion.comparison_table(comparison))]
         lines.append("")
 
     if detail_id is not None:

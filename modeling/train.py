@@ -27,14 +27,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shopstyle_spider import config, schema
 
-from . import registry, store
+from . import champion, registry, store
 from .backbones import BackboneError
 from .cluster import ClusterError, dask_cluster
 from .data import LABELS, DataError, load_products, review_count, select_categories, with_reviewed_labels
-from .filing import CONFIDENCE, STEP, best_parents, choose_thresholds, never_files
+from .filing import CONFIDENCE, STEP, TARGETS, best_parents, choose_thresholds, never_files
 from .image import ImageEmbedder
 from .metrics import prediction_figures
-from .persistence import dump_pending, publish_model
+from .persistence import ModelFileError, dump_pending, load_model, publish_model
 from .photo_store import PhotoStoreError, images_location, is_remote
 from .runtime import RUNTIME_HELP, RUNTIMES
 from .stacking import ProductClassifier
@@ -175,6 +175,28 @@ def guaranteed_filing(model: ProductClassifier, out_of_fold: np.ndarray, train: 
     return filing, how
 
 
+def challenge(args: argparse.Namespace, test: pd.DataFrame, rows: pd.DataFrame, filing: dict,
+              labels: str) -> dict | None:
+    """The new model against the one in service on the same test products (``modeling.champion``), or None when
+    none is in service. A model in service that cannot be loaded is reported, and the comparison refuses."""
+    serving = next((entry for entry in registry.entries(args.db) if entry.in_service), None)
+    if serving is None:
+        return None
+    try:
+        path = registry.serving_path(args.db)
+        card = json.loads(serving.card_path.read_text(encoding="utf-8"))
+        serving_model = load_model(path, image_runtime=args.image_runtime)
+    except (registry.RegistryError, ModelFileError, OSError, ValueError) as error:
+        return {"model": serving.experiment_id, "promote": False,
+                "reasons": [f"the model in service cannot be compared: {error}"]}
+    truth = {"crawled": test["crawled_category"] if labels == "reviewed" else test["category"]}
+    if labels == "reviewed":
+        truth["reviewed"] = test["category"]
+    comparison = champion.compare(prediction_rows(serving_model, test), rows, truth, card.get("filing"), filing,
+                                  TARGETS)
+    return {"model": serving.experiment_id, **comparison}
+
+
 def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """Figures of the stacked model and of each branch on ``frame``, and one prediction row per product."""
     rows = prediction_rows(model, frame)
@@ -195,7 +217,7 @@ def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict,
             experiment_id = connection.execute(insert(store.experiments).values(
                 name=card["name"], created_at=card["created_at"], parameters=json.dumps(card["parameters"]),
                 versions=json.dumps(card["versions"]),
-                metrics=json.dumps({**card["metrics"], "filing": card["filing"]}),
+                metrics=json.dumps({**card["metrics"], "filing": card["filing"], "champion": card["champion"]}),
             )).inserted_primary_key[0]
             records = predictions.astype(object).where(predictions.notna(), None)
             columns = [column.name for column in store.predictions.columns]
@@ -306,6 +328,8 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
     rows = pd.concat(predictions, ignore_index=True)
     validation_rows = rows[rows["split"] == "validation"]
     filing, guarantee = guaranteed_filing(model, out_of_fold, train, validation_rows)
+    test_frame = held_out[held_out["split"] == "test"]
+    comparison = challenge(args, test_frame, rows[rows["split"] == "test"], filing, labels)
     label_counts = {"labels": labels}
     if labels == "reviewed":
         relabelled = frame["category"] != frame["crawled_category"]
@@ -336,6 +360,8 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         # target accuracy -> the leaf and parent score thresholds, each level's accuracy bound and why one never files
         "filing": filing,
         "guarantee": guarantee,
+        # the model in service's figures and this one's on the same test products, and the verdict
+        "champion": comparison,
         "categories": {c: parents.get(c) for c in model.classes_},
     }
     out = args.out or registry.models_folder(args.db)
@@ -349,18 +375,32 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
     print("\n".join(summary_lines(metrics)))
     print("\n".join(filing_lines(filing, guarantee)))
     print(f"model: {out / f'{experiment_id}.joblib'}")
-    print(promotion_line(args, experiment_id))
+    if comparison is not None:
+        print(f"against model {comparison['model']}, in service (test split; McNemar's exact paired test):")
+        if "labels" in comparison:
+            print(champion.comparison_table(comparison).to_string(index=False, float_format=lambda v: f"{v:.4f}",
+                                                                  na_rep="-"))
+    print(promotion_line(args, experiment_id, comparison))
     return 0
 
 
-def promotion_line(args: argparse.Namespace, experiment_id: int) -> str:
-    """Promote the new model as ``--promote`` says; what happened, in a line."""
+def promotion_line(args: argparse.Namespace, experiment_id: int, comparison: dict | None) -> str:
+    """Promote the new model as ``--promote`` and the comparison say; what happened, in a line."""
     with closing(store.connect(args.db)) as connection:
         serving = registry.in_service(connection)
-    if args.promote == "never" or (args.promote == "if-better" and serving is not None):
-        return (f"model {experiment_id} is not in service (model {serving} is); python -m modeling.models promote "
+    if serving is None:
+        reason = "the database's first model" if args.promote != "never" else None
+    elif args.promote == "always":
+        reason = "--promote always"
+    elif args.promote == "if-better" and comparison is not None and comparison["promote"]:
+        reason = f"not worse than model {comparison['model']} beyond noise, files no less"
+    else:
+        reason = None
+    if reason is None:
+        why = "; ".join(comparison["reasons"]) if comparison and comparison["reasons"] else f"--promote {args.promote}"
+        stays = f"; model {serving} stays" if serving is not None else ""
+        return (f"model {experiment_id} is not in service ({why}){stays}; python -m modeling.models promote "
                 f"{experiment_id} puts it there")
-    reason = "the database's first model" if serving is None else "--promote always"
     replaced = registry.promote(args.db, experiment_id, by=args.promoted_by, reason=reason)
     return f"model {experiment_id} is in service ({reason}), replacing " + (
         f"model {replaced}" if replaced is not None else "no model")
