@@ -39,8 +39,8 @@ from .metrics import parent_correct
 from .persistence import card_path
 
 __all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound", "best_parents",
-           "choose_thresholds", "decide", "decision_figures", "guaranteed_threshold", "load_thresholds",
-           "never_files", "target_key"]
+           "choose_thresholds", "decide", "decision_figures", "first_candidate", "guaranteed_threshold",
+           "load_thresholds", "never_files", "target_key"]
 
 # Target accuracies the model card stores thresholds for.
 TARGETS = (0.95, 0.98, 0.99, 0.995)
@@ -94,35 +94,51 @@ def accuracy_lower_bound(correct, n, confidence: float) -> np.ndarray:
     return np.where(correct > 0, np.nan_to_num(bound), 0.0)
 
 
+def first_candidate(target: float, confidence: float, available: int) -> int | None:
+    """How many products the sequence's first candidate holds: the fewest whose bound would still reach ``target``
+    with half the errors the target allows (None: more than ``available``). A sequence that began where a single
+    error already fails would stop, by chance, among the surest products; beginning here gives the first tests the
+    power to pass. It depends on no label, so the guarantee is untouched.
+
+    >>> first_candidate(0.99, 0.975, 100_000), first_candidate(0.99, 0.975, 500)
+    (1164, None)
+    """
+    for start in range(1, available + 1, 1000):  # a few thousand at most for the targets used: scan in chunks
+        n = np.arange(start, min(start + 1000, available + 1))
+        errors = np.floor(n * (1.0 - target) / 2.0)
+        reaches = np.flatnonzero(accuracy_lower_bound(n - errors, n, confidence) >= target)
+        if len(reaches):
+            return int(n[reaches[0]])
+    return None
+
+
 def guaranteed_threshold(correct, scores, target: float, confidence: float, step: int = STEP) -> dict:
     """The lowest score threshold whose products are at least ``target`` accurate with ``confidence``, by the fixed
-    sequence: candidates ``step`` products apart from the surest down (ties filed together), each tested with
-    ``accuracy_lower_bound``, stopping at the first that fails. The sequence starts at the first candidate holding
-    enough products for its bound to reach the target at all (a count that depends on no label, so skipping the
-    smaller ones costs the guarantee nothing, while testing them would end every sequence at its first step).
+    sequence: candidates ``step`` products apart from the surest down (ties filed together), beginning at
+    ``first_candidate``, each tested with ``accuracy_lower_bound``, stopping at the first that fails.
 
-    Returns ``threshold`` (None: nothing can be promised), ``bound`` (its lower bound, or the best one the first
+    Returns ``threshold`` (None: nothing can be promised), ``bound`` (its lower bound, or the one the first
     candidate reached), ``products`` (how many it files among these) and ``never`` (why nothing is filed, or None).
 
-    >>> guaranteed_threshold([1] * 400, np.linspace(1, 0.5, 400), 0.99, 0.95)["products"]
-    400
+    >>> guaranteed_threshold([1] * 1200, np.linspace(1, 0.5, 1200), 0.99, 0.95)["products"]
+    1200
     >>> guaranteed_threshold([1] * 200, np.linspace(1, 0.5, 200), 0.99, 0.95)["never"]
-    'too few products to promise 99%: 200, where even none wrong needs 299'
+    'too few products to promise 99%: 200, where the first test needs 773'
     """
     correct = np.asarray(correct, dtype=float)
     scores = np.asarray(scores, dtype=float)
-    needed = int(np.ceil(np.log(1.0 - confidence) / np.log(target)))  # the smallest n whose bound can reach it
-    if len(scores) < needed:
+    first = first_candidate(target, confidence, max(len(scores), 1))
+    if first is None:
+        needed = first_candidate(target, confidence, 100_000)
         return {"threshold": None, "bound": None, "products": 0,
-                "never": f"too few products to promise {_percent(target)}: {len(scores)}, where even none wrong "
+                "never": f"too few products to promise {_percent(target)}: {len(scores)}, where the first test "
                          f"needs {needed}"}
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
     right = np.cumsum(correct[order])
-    # candidate cuts every `step` products, from `needed` on, each widened to the end of its run of equal scores
-    cuts = np.unique(np.append(np.arange(needed, len(scores) + 1, step), len(scores)))
-    filed = np.searchsorted(-sorted_scores, -sorted_scores[cuts - 1], side="right")
-    filed = np.unique(filed)
+    # candidate cuts every `step` products from the first on, each widened to the end of its run of equal scores
+    cuts = np.unique(np.append(np.arange(first, len(scores) + 1, step), len(scores)))
+    filed = np.unique(np.searchsorted(-sorted_scores, -sorted_scores[cuts - 1], side="right"))
     bounds = accuracy_lower_bound(right[filed - 1], filed, confidence)
     failed = np.flatnonzero(bounds < target)
     passed = failed[0] if len(failed) else len(filed)  # the candidates before the first failure hold
