@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from modeling import models, predict, registry, train
+from modeling.persistence import load_model
 
 from .review_fixtures import copy_db
 
@@ -82,3 +83,22 @@ def test_predict_uses_the_model_in_service_and_the_cli_promotes_saying_what_it_r
         assert predict.main(["--db", str(changed), "--output", str(output), "--no-progress"]) == 2
     finally:
         first_model.write_bytes(original)
+
+
+def test_the_review_app_serves_the_model_in_service_when_not_given_one(two_databases, synthetic_crawl, tmp_path,
+                                                                       capsys):
+    import httpx
+
+    from modeling.review.__main__ import main as review_main
+    from modeling.review.process import ReviewProcess
+
+    first, _, images, first_model, *_ = two_databases
+    product = {"id": "p1", "name": "Distressed bootcut jeans", "description": "stretch denim"}
+    expected = next(predict.prediction_lines(load_model(first_model), [{**product, "image_path": None}]))
+    with ReviewProcess("--db", first, "--images", images) as app:
+        answer = httpx.post(app.url + "/api/predict", json=[product])
+    assert answer.status_code == 200 and answer.json()[0]["category"] == expected["category"]
+    assert answer.json()[0]["score"] == pytest.approx(expected["score"], abs=1e-6)
+    untrained = copy_db(synthetic_crawl[0], tmp_path / "untrained.db")
+    assert review_main(["--db", str(untrained)]) == 2
+    assert "no model in service" in capsys.readouterr().err
