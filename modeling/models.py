@@ -13,7 +13,7 @@ import sys
 
 from shopstyle_spider import config, schema
 
-from .registry import ModelEntry, RegistryError, entries, promote, serving_path, whoami
+from .registry import ModelEntry, RegistryError, entries, entry, promote, serving_path, whoami
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,17 +58,13 @@ def show_lines(entry: ModelEntry) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        known = {entry.experiment_id: entry for entry in entries(args.db)}
         if args.command == "list":
-            print("\n".join(entry_line(e) for e in known.values()) or f"{schema.display_name(args.db)}: no models")
+            print("\n".join(map(entry_line, entries(args.db))) or f"{schema.display_name(args.db)}: no models")
         elif args.command == "current":
             path = serving_path(args.db)
-            print(entry_line(next(e for e in known.values() if e.path == path)))
-        elif args.model not in known:
-            raise RegistryError(f"{schema.display_name(args.db)}: no model {args.model} (there are "
-                                f"{', '.join(map(str, known)) or 'none'})")
+            print(entry_line(next(e for e in entries(args.db) if e.path == path)))
         elif args.command == "show":
-            print("\n".join(show_lines(known[args.model])))
+            print("\n".join(show_lines(entry(args.db, args.model))))
         else:
             replaced = promote(args.db, args.model, by=args.by, reason=args.reason)
             if replaced == args.model:

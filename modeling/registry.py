@@ -27,7 +27,7 @@ from shopstyle_spider import config, schema
 
 from . import store
 
-__all__ = ["ModelEntry", "RegistryError", "checksum", "entries", "folder_name", "in_service", "models_folder",
+__all__ = ["ModelEntry", "RegistryError", "checksum", "entries", "entry", "folder_name", "in_service", "models_folder",
            "promote", "register", "serving_path", "whoami"]
 
 
@@ -117,6 +117,15 @@ def entries(db: str | Path) -> list[ModelEntry]:
                        promotions=history.get(row["experiment_id"], [])) for row in rows]
 
 
+def entry(db: str | Path, experiment_id: int) -> ModelEntry:
+    """One registered model of ``db``; a clear error naming the ones there are when it is not one of them."""
+    known = {e.experiment_id: e for e in entries(db)}
+    if experiment_id not in known:
+        raise RegistryError(f"{schema.display_name(db)}: no model {experiment_id} (there are "
+                            f"{', '.join(map(str, known)) or 'none'})")
+    return known[experiment_id]
+
+
 def _checked(entry: ModelEntry) -> ModelEntry:
     if not entry.path.is_file():
         raise RegistryError(f"model {entry.experiment_id}: its file {entry.path} is gone")
@@ -138,11 +147,7 @@ def serving_path(db: str | Path) -> Path:
 def promote(db: str | Path, experiment_id: int, by: str | None = None, reason: str = "by hand") -> int | None:
     """Put model ``experiment_id`` in service; returns the model it replaces (None: there was none). Promoting the
     model already in service records nothing."""
-    known = {entry.experiment_id: entry for entry in entries(db)}
-    if experiment_id not in known:
-        raise RegistryError(f"{schema.display_name(db)}: no model {experiment_id} (there are "
-                            f"{', '.join(map(str, known)) or 'none'})")
-    _checked(known[experiment_id])
+    _checked(entry(db, experiment_id))
     with closing(store.connect(db)) as connection, connection.begin():
         replaces = in_service(connection)
         if replaces != experiment_id:
