@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     print("\n6/6 where to look next", flush=True)
     print(f"  the report:     open {(report / 'index.html').resolve().as_uri()}")
-    serve = f"{sys.executable} -m modeling.review --db {db} --model {model} --images {images}"
+    serve = f"{sys.executable} -m modeling.review --db {db} --images {images}"  # its model in service
     if out == config.data_dir() / "demo":
         serve = f"make review   (that is: {serve})"
     print(f"  the review app: {serve}")
