@@ -57,6 +57,9 @@ def test_a_better_model_is_promoted_and_a_worse_one_refused(trained, capsys):
     assert analyze.main(["--db", str(db)]) == 0
     report = capsys.readouterr().out
     assert "Experiment 3 (challenger) against model 2 (in service)" in report and "less accurate" in report
+    # drift is measured for the model in service (2), not the latest experiment (3)
+    assert analyze.main(["--db", str(db), "--drift", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["experiment"] == 2
     # promoting by hand says what it replaces
     assert models.main(["--db", str(db), "promote", "3", "--by", "ana"]) == 0
     assert capsys.readouterr().out.strip() == "model 3 is in service, replacing model 2"
