@@ -144,9 +144,24 @@ def serving_path(db: str | Path) -> Path:
     return _checked(serving[0]).path
 
 
+def _adopt(db: str | Path, experiment_id: int) -> None:
+    """Register the model file an experiment recorded before the registry existed, if the file is there."""
+    with closing(store.connect(db)) as connection, connection.begin():
+        row = connection.execute(select(store.experiments).where(store.experiments.c.id == experiment_id)
+                                 ).mappings().first()
+        if row is None or not row["model_path"] or not Path(row["model_path"]).is_file():
+            return
+        labels = json.loads(row["parameters"]).get("labels", "crawled")
+        register(connection, experiment_id, Path(row["model_path"]), checksum(row["model_path"]), {"labels": labels},
+                 row["created_at"])
+
+
 def promote(db: str | Path, experiment_id: int, by: str | None = None, reason: str = "by hand") -> int | None:
     """Put model ``experiment_id`` in service; returns the model it replaces (None: there was none). Promoting the
-    model already in service records nothing."""
+    model already in service records nothing. A model trained before the registry existed (its experiment names a
+    file, no ``models`` row does) is registered first, with the checksum its file has now."""
+    if experiment_id not in {e.experiment_id for e in entries(db)}:
+        _adopt(db, experiment_id)
     _checked(entry(db, experiment_id))
     with closing(store.connect(db)) as connection, connection.begin():
         replaces = in_service(connection)

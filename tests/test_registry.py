@@ -3,6 +3,8 @@ crawl: each database's models in its own folder, the model in service what predi
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from modeling import models, predict, registry, train
@@ -102,3 +104,17 @@ def test_the_review_app_serves_the_model_in_service_when_not_given_one(two_datab
     untrained = copy_db(synthetic_crawl[0], tmp_path / "untrained.db")
     assert review_main(["--db", str(untrained)]) == 2
     assert "no model in service" in capsys.readouterr().err
+
+
+def test_a_model_trained_before_the_registry_is_registered_when_promoted(two_databases, tmp_path, capsys):
+    first, _, _, first_model, *_ = two_databases
+    legacy = copy_db(first, tmp_path / "legacy.db")
+    with sqlite3.connect(legacy) as connection:  # as a database trained before the registry existed
+        connection.execute("DELETE FROM promotions")
+        connection.execute("DELETE FROM models")
+    assert models.main(["--db", str(legacy), "current"]) == 2
+    assert "no model in service" in capsys.readouterr().err
+    assert models.main(["--db", str(legacy), "promote", "1", "--by", "ana"]) == 0
+    assert capsys.readouterr().out.strip() == "model 1 is in service, replacing no model"
+    (entry,) = registry.entries(legacy)
+    assert entry.path == first_model and entry.sha256 == registry.checksum(first_model) and entry.in_service
