@@ -225,8 +225,9 @@ def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict,
                                                           for row in records.itertuples(index=False, name=None)])
             model_path = out / f"{experiment_id}.joblib"
             if model_path.exists():
-                raise FileExistsError(f"{model_path} already exists, a model of another database: give each "
-                                      "database its own --out (the default does)")
+                raise FileExistsError(f"{model_path} already exists, a model of another database (one saved to the "
+                                      "same --out, or an earlier database at this path): move that file away or "
+                                      "give another --out")
             connection.execute(update(store.experiments).where(store.experiments.c.id == experiment_id)
                                .values(model_path=str(model_path)))
             registry.register(connection, experiment_id, model_path, sha256, labels, card["created_at"])

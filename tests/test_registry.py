@@ -44,7 +44,7 @@ def test_a_second_database_never_touches_the_first_ones_models(two_databases):
     assert entry.promotions[0]["reason"] == "the database's first model" and entry.promotions[0]["replaces"] is None
 
 
-def test_a_shared_out_folder_refuses_to_replace_another_databases_model(two_databases, tmp_path):
+def test_a_shared_out_folder_refuses_to_replace_another_databases_model(two_databases, tmp_path, capsys):
     first, second, images, *_ = two_databases
     third = copy_db(first, tmp_path / "third.db")
     out = registry.serving_path(first).parent  # where the first database's model 1 lives; third's next is 2
@@ -53,6 +53,7 @@ def test_a_shared_out_folder_refuses_to_replace_another_databases_model(two_data
     (shared / "2.joblib").write_bytes(b"another database's model")
     assert train.main(["--db", str(third), "--images", str(images), "--out", str(shared), *TEXT_ONLY]) == 2
     assert (shared / "2.joblib").read_bytes() == b"another database's model"
+    assert f"{shared / '2.joblib'} already exists, a model of another database" in capsys.readouterr().err
     assert not list(shared.glob(".pending-*")) and [e.experiment_id for e in registry.entries(third)] == [1]
     assert registry.serving_path(third) == out / "1.joblib"  # the copy's registry still names the first's file
 
