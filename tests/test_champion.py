@@ -57,6 +57,8 @@ def test_a_better_model_is_promoted_and_a_worse_one_refused(trained, capsys):
     assert analyze.main(["--db", str(db)]) == 0
     report = capsys.readouterr().out
     assert "Experiment 3 (challenger) against model 2 (in service)" in report and "less accurate" in report
+    # and each target's thresholds with the accuracy they promise beside what they reached on test
+    assert all(column in report for column in ("leaf_bound", "leaf_accuracy", "parent_bound", "parent_accuracy"))
     # drift is measured for the model in service (2), not the latest experiment (3)
     assert analyze.main(["--db", str(db), "--drift", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["experiment"] == 2
