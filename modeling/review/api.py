@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from . import cards
+from . import cards, decisions
 from .dependencies import Database, State, api_access
 from .predicting import predict_products, ranked_categories
 
@@ -66,11 +66,11 @@ def review(body: Review, state: State, db: Database) -> dict:
     """Record a decision on one card; 409 with the reason when the card changed since ``seen`` or another reviewer
     holds it. Committed before the answer."""
     try:
-        card, settled = cards.decide(db, body.queue, state.catalogue, body.item, body.decision, body.reviewer,
+        card, settled = decisions.decide(db, body.queue, state.catalogue, body.item, body.decision, body.reviewer,
                                      body.seen, time.time())
-    except cards.Stale as error:
+    except decisions.Stale as error:
         raise HTTPException(409, str(error)) from error
-    except cards.DecisionError as error:
+    except decisions.DecisionError as error:
         raise HTTPException(422, str(error)) from error
     except KeyError as error:
         raise HTTPException(404, f"no card {body.item!r} in the {body.queue} queue") from error
