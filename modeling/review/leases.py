@@ -43,13 +43,14 @@ def release(connection: Connection, item: str | None = None, *, holder: str | No
         connection.execute(delete(leases).where(leases.c.holder == holder, leases.c.item != keep))
 
 
-def held_by_others(connection: Connection, items: Iterable[str], holder: str | None, now: float) -> set[str]:
-    """Which of ``items`` someone other than ``holder`` (anyone, when None) holds a live lease on."""
-    items = list(items)
-    if not items:
-        return set()
+def held_by_others(connection: Connection, holder: str | None, now: float,
+                   items: Iterable[str] | None = None) -> set[str]:
+    """Which cards (of ``items``, when given) someone other than ``holder`` (anyone, when None) holds a live lease
+    on: one row per reviewer at most, so all of them are read at once."""
     leases = store.leases
-    query = select(leases.c.item).where(leases.c.item.in_(items), leases.c.expires_at >= now)
+    query = select(leases.c.item).where(leases.c.expires_at >= now)
+    if items is not None:
+        query = query.where(leases.c.item.in_(list(items)))
     if holder is not None:
         query = query.where(leases.c.holder != holder)
     return set(connection.execute(query).scalars())
