@@ -143,8 +143,7 @@ def with_reviewed_labels(frame: pd.DataFrame, db: str | Path, images_dir: str | 
         filed = filed.assign(crawled_category=None, reviewed=True, parent=None, path=None)
         frame = pd.concat([frame, filed[[c for c in filed.columns if c != "subject"]]], ignore_index=True)
         frame["crawled_category"] = frame["crawled_category"].astype(object)
-    decided = frame["id"].map(decisions)
-    decided[frame["crawled_category"].isna()] = frame["category"]
+    decided = frame["id"].map(decisions).astype(object).where(frame["crawled_category"].notna(), frame["category"])
     frame = frame[decided.ne(store.EXCLUDE) | decided.isna()].copy()
     decided = decided[frame.index]
     changed = decided.notna() & (decided.ne(frame["category"]) | frame["crawled_category"].isna())

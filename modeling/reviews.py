@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="export: write every review row (the whole history) to FILE; import: append FILE's "
                              "rows as decisions")
     parser.add_argument("file", type=Path, help=f"a CSV file with the header {','.join(CSV_COLUMNS)} ('-': standard "
-                                                "output or input); import needs only product_id and decision")
+                                                "output or input); import needs only decision and product_id (a crawled"
+                                                " product) or record_source and record_id (a product from a file)")
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database holding the reviews: a sqlite file or a postgresql:// URL")
     parser.add_argument("--reviewer", help="import: who decided, for rows whose reviewer column is empty")
@@ -322,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stdio = str(args.file) == "-"
     try:
-        with closing(store.connect(args.db, readonly=args.action == "export")) as connection:
+        # writable for an export too: an older database's reviews gain their identity first (store.connect)
+        with closing(store.connect(args.db)) as connection:
             if args.action == "export":
                 if stdio:
                     count = export_csv(connection, sys.stdout)

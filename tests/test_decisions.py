@@ -9,9 +9,11 @@ fresh copy reproduces every decision in force.
 from __future__ import annotations
 
 import io
+import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -19,7 +21,7 @@ from sqlalchemy import delete, insert, select
 
 from modeling import identity, store
 from modeling.data import split_of
-from modeling.filing_queue import queue_products
+from modeling.filing_queue import Writer, queue_products
 from modeling.review import cards, decisions, leases
 from modeling.reviews import export_csv, import_csv, in_force
 from shopstyle_spider import schema
@@ -301,3 +303,98 @@ def test_the_decision_store_matches_its_reference_on_postgresql(postgres_url):  
             server.execute(f"CREATE DATABASE {name}")
     base = postgres_url.rsplit("/", 1)[0]
     _run(f"{base}/decisions", f"{base}/decisions_copy")
+
+
+# --- each defect of issue 25 that the store fixed, on the same four-product crawl -----------------------------------
+
+def _tiny(tmp_path):
+    """The four-product crawl with crawled product c1 queued, and an audit group [c1, c2]; an open connection."""
+    target = tmp_path / "crawl.db"
+    _create(target)
+    connection = store.connect(target)
+    c1, c2, *_ = _products()
+    with connection.begin():
+        queue_id, = queue_products(connection, [({"id": c1, "name": "product"}, {})], source="crawl", model_path="m",
+                                   from_crawl=True)
+        connection.execute(insert(store.audits).values(id=1, created_at=NOW, parameters="{}", summary="{}"))
+        connection.execute(insert(store.label_issues), [
+            {"audit_id": 1, "product_id": p, "given_label": "tees", "suggested_label": "tanks", "quality": 0.1,
+             "group_key": "a", "rank": rank} for rank, p in enumerate((c1, c2))])
+    return target, connection, cards.Catalogue.load(connection), f"queue:{queue_id}"
+
+
+def _standing(connection) -> dict[str, str]:
+    return {s: v.decision for s, v in in_force(connection).items()}
+
+
+def test_an_undo_brings_back_what_stood_before_and_never_touches_another_decision(tmp_path):
+    target, connection, catalogue, file_item = _tiny(tmp_path)
+    c1, c2, *_ = _products()
+    one, two = identity.crawled(c1), identity.crawled(c2)
+    with closing(connection):
+        decisions.decide(connection, "suspect", catalogue, "audit:1:a", "tanks", "ana", 0, 1000.0)
+        seen = cards.cards(connection, "file", catalogue, file_item)[0].version
+        decisions.decide(connection, "file", catalogue, file_item, "jeans", "bob", seen, 1000.0)
+        decisions.undo_last(connection, "file", catalogue, "bob", 1001.0)
+        assert _standing(connection) == {one: "tanks", two: "tanks"}  # ana's stands again, not the crawled label
+        cards.end_reads(connection)
+        assert import_csv(connection, io.StringIO(f"product_id,decision,reviewer\n{c2},jeans,carl\n"), "carl.csv") \
+            == (1, [])
+        decisions.undo_last(connection, "suspect", catalogue, "ana", 1002.0)
+        assert _standing(connection) == {two: "jeans"}  # carl's later import is not ana's to withdraw
+
+
+def test_a_card_shows_the_label_in_force_and_is_stale_after_a_decision_from_the_other_queue(tmp_path):
+    target, connection, catalogue, file_item = _tiny(tmp_path)
+    one = identity.crawled(_products()[0])
+    with closing(connection):
+        shown = cards.cards(connection, "file", catalogue, file_item)[0]
+        assert shown.current == "tees"
+        decisions.decide(connection, "suspect", catalogue, "audit:1:a", "tanks", "ana", 0, 1000.0)
+        with pytest.raises(decisions.Stale, match="decided \\(tanks\\) by ana"):
+            decisions.decide(connection, "file", catalogue, file_item, decisions.KEEP, "bob", shown.version, 1000.0)
+        fresh = cards.cards(connection, "file", catalogue, file_item)[0]
+        assert fresh.current == "tanks" and fresh.done  # decided on the other queue: not pending here either
+        decisions.decide(connection, "file", catalogue, file_item, decisions.KEEP, "bob", fresh.version, 1000.0)
+        kept = connection.execute(select(store.reviews.c.decision, store.reviews.c.replaces)
+                                  .order_by(store.reviews.c.id.desc()).limit(1)).one()
+        assert tuple(kept) == ("tanks", "tanks") and _standing(connection)[one] == "tanks"
+
+
+def test_a_file_product_with_a_crawled_products_id_is_queued_as_its_own_product(tmp_path):
+    target, connection, catalogue, file_item = _tiny(tmp_path)
+    connection.close()
+    c1 = _products()[0]
+    with Writer(target, "m", from_crawl=False, source="new.jsonl") as queued:
+        queued.add([({"id": str(c1), "name": "a new product"}, {})])
+        queued.add([({"id": str(c1), "name": "a new product"}, {})])
+    assert (queued.added, queued.already) == (1, 1)
+    with closing(store.connect(target)) as connection:
+        subjects = connection.execute(select(store.filing_queue.c.subject).order_by(store.filing_queue.c.id)).scalars()
+        assert list(subjects) == [identity.crawled(c1), identity.filed("new.jsonl", str(c1))]
+
+
+def test_an_older_databases_reviews_keep_working_under_the_new_identity(tmp_path):
+    """A database written before reviews had a subject: a queue-only review (a product from a file), a crawled
+    product's review and an old undo (back to the crawled label) read as before; the file product is filed."""
+    target, connection, catalogue, file_item = _tiny(tmp_path)
+    connection.close()
+    c1, c2, c3, _ = _products()
+    with closing(sqlite3.connect(target)) as old, old:
+        for index in ("reviews_subject", "reviews_withdraws", "filing_queue_subject"):
+            old.execute(f"DROP INDEX {index}")
+        for table, column in (("reviews", "subject"), ("reviews", "decision_id"), ("reviews", "withdraws"),
+                              ("filing_queue", "subject")):
+            old.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        old.execute("INSERT INTO filing_queue (id, product_id, record_id, payload, prediction, model_path, "
+                    "created_at) VALUES (7, NULL, 'new-1', '{\"name\": \"a new product\"}', '{}', 'm', ?)", (NOW,))
+        old.executemany("INSERT INTO reviews (product_id, queue_id, decision, source, reviewer, created_at) "
+                        "VALUES (?, ?, ?, ?, 'ana', ?)", [(None, 7, "jeans", "unsure", NOW),
+                                                           (c2, None, "tanks", "audit", NOW),
+                                                           (c3, None, "jeans", "manual", NOW),
+                                                           (c3, None, None, "manual", NOW)])
+    with closing(store.connect(target)) as connection:
+        new = identity.filed(identity.LEGACY_SOURCE, "new-1")
+        assert _standing(connection) == {new: "jeans", identity.crawled(c2): "tanks"}
+        card = cards.cards(connection, "file", cards.Catalogue.load(connection), "queue:7")[0]
+        assert card.subject == new and card.decision == "jeans"
