@@ -138,8 +138,12 @@ def test_filing_a_product_is_committed_and_undone_with_the_keys_forms(app_client
 
 
 def test_a_group_decision_settles_every_product_of_the_group(review_setup, app_client, db):
-    first = card_of(app_client.get("/queue/suspect").text)
+    shown = app_client.get("/queue/suspect").text
+    first = card_of(shown)
     assert first["item"] == "audit:1:first" and "keep" in first["choices"]
+    # the current label's own score, and where each score comes from
+    assert re.search(r'id="current-score">10.0%</span> <span class="source">audit \(out-of-fold\)', shown)
+    assert shown.count('class="source">audit (out-of-fold)') == 2 and 'class="source">model' in shown
     assert first["choices"][0] == "bootcut-jeans"  # the audit's suggestion first, then the model's
     assert app_client.post("/queue/suspect/decide", data={**first, "choice": "keep"}).status_code == 303
     page = app_client.get("/queue/suspect").text
