@@ -272,14 +272,14 @@ def progress(connection: Connection, queue: str, catalogue: Catalogue, now: floa
     """Cards done and left, and cards decided per minute over the last ten minutes (since the first of them); the
     filing queue's counted by the database."""
     since = datetime.fromtimestamp(now - RATE_WINDOW_S, UTC).isoformat(timespec="seconds")
-    if queue == "file":
+    if queue == "file":  # the decided are read from the decisions in force, not by scanning the whole queue
         table, standing = store.filing_queue, in_force_query().subquery()
         recently = standing.c.created_at >= since
-        total, done, recent, first = connection.execute(
-            select(func.count(table.c.id), func.count(standing.c.id),
-                   func.coalesce(func.sum(case((recently, 1), else_=0)), 0),
+        total = connection.execute(select(func.count()).select_from(table)).scalar()
+        done, recent, first = connection.execute(
+            select(func.count(standing.c.id), func.coalesce(func.sum(case((recently, 1), else_=0)), 0),
                    func.min(case((recently, standing.c.created_at))))
-            .select_from(table.outerjoin(standing, standing.c.subject == table.c.subject))).one()
+            .select_from(standing.join(table, table.c.subject == standing.c.subject))).one()
     else:
         found = cards(connection, queue, catalogue)
         decided = [c.decided_at for c in found if c.done and c.decided_at]
