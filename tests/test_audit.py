@@ -194,3 +194,23 @@ def test_a_csv_import_reports_each_bad_row_by_line_and_imports_the_others(crawl_
     assert reviews_cli("import", exported, "--db", other).returncode == 0
     with closing(store.connect(other, readonly=True)) as connection:
         assert latest_decisions(connection) == {second: store.EXCLUDE}
+
+
+def test_suspect_groups_are_copies_of_one_product_not_one_name():
+    """Two different "Northwind Bag"s (a shoulder bag without a photo, a clutch with one) are two cards; a copy of
+    the clutch (same photo) joins it; one with the same text but another brand stays apart."""
+    n = 40
+    labels = np.array(["a", "b"] * (n // 2))
+    proba = np.where((labels == "a")[:, None], [0.95, 0.05], [0.05, 0.95])
+    suspect = [0, 2, 4, 6]
+    proba[suspect] = [0.02, 0.98]
+    frame = pd.DataFrame({"id": np.arange(n), "name": [f"Item {i}" for i in range(n)], "brand": "Northwind",
+                          "description": "", "image_path": None, "category": labels})
+    frame.loc[suspect, "name"] = "Northwind  <b>Bag</b>"
+    frame.loc[0, "description"] = "a roomy shoulder bag"
+    frame.loc[[2, 4], "image_path"] = "full/clutch.jpg"
+    frame.loc[6, ["description", "brand"]] = ["a roomy shoulder bag", "Southwind"]
+    result = audit.audit_labels(frame, proba, np.array(["a", "b"]))
+    groups = result.suspects.set_index("product_id")["group_key"]
+    assert groups[2] == groups[4] == "northwind bag/2" and groups[0] == "northwind bag/0"
+    assert groups[6] == "northwind bag/6" and result.summary()["groups"] == 3

@@ -32,7 +32,7 @@ class Review(BaseModel):
     queue: cards.Queue
     item: str = Field(description="the card, as GET /api/queue names it")
     decision: str | None = Field(description="a leaf category id, 'exclude', 'keep' (each product keeps its label), "
-                                             "or null to undo the decision in force")
+                                             "or null to withdraw your own decisions in force on this card")
     reviewer: str = Field(min_length=1, max_length=100)
     seen: int = Field(description="the card's version when it was read: a card that changed since is refused")
 
