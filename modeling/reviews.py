@@ -214,7 +214,7 @@ class _Import:
         if not source or not record_id:
             raise ValueError("no product: fill product_id (a crawled product) or record_source and record_id")
         subject = identity.filed(source, record_id)
-        if subject not in self.queued and is_blank(row.get("name")):
+        if subject not in self.queued and _is_blank(row.get("name")):
             raise ValueError(f"product {record_id!r} of {source!r} is not queued here and the row has no name to "
                              "queue it with")
         return subject
@@ -264,7 +264,7 @@ class _Import:
             self.decisions[file_decision_id] = row_id
 
 
-def is_blank(value: object) -> bool:
+def _is_blank(value: object) -> bool:
     return not (value or "").strip()
 
 
@@ -323,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stdio = str(args.file) == "-"
     try:
+        if args.action == "export":  # a database that is not there is an error, not a new empty one to export
+            store.connect(args.db, readonly=True).close()
         # writable for an export too: an older database's reviews gain their identity first (store.connect)
         with closing(store.connect(args.db)) as connection:
             if args.action == "export":
