@@ -194,8 +194,12 @@ def _add_missing_columns(connection: Connection) -> None:
 def _fill_subjects(connection: Connection) -> None:
     """Give an older database's queue rows and reviews their product's identity: a crawled product by its id, a
     queued file product (its file was not recorded then) as record ``record_id`` of ``identity.LEGACY_SOURCE``; a
-    review made on a queue card takes its card's. Rows that have one are left alone, so this is cheap once done."""
+    review made on a queue card takes its card's. Rows that have one are left alone, and once none lacks it this
+    only reads (no write lock: another process may hold it)."""
     queue, rows = filing_queue, reviews
+    if not any(connection.execute(select(table.c.subject).where(table.c.subject.is_(None)).limit(1)).first()
+               for table in (queue, rows)):
+        return
     crawl_key = literal("crawl/") + cast(queue.c.product_id, Text)
     connection.execute(update(queue).where(queue.c.subject.is_(None), queue.c.product_id.is_not(None))
                        .values(subject=crawl_key))
