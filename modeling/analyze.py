@@ -4,10 +4,11 @@ With no option it reports every experiment in the crawl database: per branch (st
 the coverage at 95% and 98% accuracy with the score threshold that achieves each, the parent-category figures,
 macro-F1 and calibration error, on the test split; then the auto-filing decisions at each target accuracy (the
 thresholds chosen on validation): the share filed at the leaf, at the parent and sent to review, and the accuracy
-each achieved. ``--experiment N`` adds the per-category table and the most
-confused pairs; ``--html`` writes its most confident errors with their photos; ``--plots`` draws the charts and an
-index page; ``--json`` prints the same figures machine-readable; ``--compare A B`` sets two experiments side by side,
-saying so when they were scored on different labels (``scored_on``).
+each achieved. ``--drift`` sets the products crawled since a model was trained against its validation split
+(``modeling.drift``) and says whether filing or the categories moved beyond noise. ``--experiment N`` adds the
+per-category table and the most confused pairs; ``--html`` writes its most confident errors with their photos;
+``--plots`` draws the charts and an index page; ``--json`` prints the same figures machine-readable; ``--compare A
+B`` sets two experiments side by side, saying so when they were scored on different labels (``scored_on``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import pandas as pd
 
 from shopstyle_spider import config, schema
 
-from . import analysis, plots, report
+from . import analysis, drift, plots, report
+from .backbones import BackboneError
+from .data import DataError
 from .metrics import prediction_figures
+from .persistence import ModelFileError
 from .photo_store import is_remote
 
 FIGURE_COLUMNS = ("n", "accuracy", "coverage_95", "threshold_95", "coverage_98", "threshold_98", "parent_accuracy",
@@ -53,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder for PNG charts, the error page and an index.html bringing them together")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
     parser.add_argument("--compare", type=int, nargs=2, metavar=("A", "B"), help="two experiments side by side")
+    parser.add_argument("--drift", action="store_true",
+                        help="predict the products first seen since the experiment (--experiment, default the "
+                             "latest) was trained with its model and set them against its validation split: filing "
+                             "at each target, category shares, scores, unseen words, photos (--html writes it as a "
+                             "page)")
+    parser.add_argument("--since", help="with --drift: products first seen after this ISO time (default: when the "
+                                        "experiment was trained)")
     return parser
 
 
@@ -125,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     except (analysis.AnalysisError, schema.SchemaError) as error:
         print(f"modeling.analyze: {error}", file=sys.stderr)
         return 2
+    if args.drift:
+        return drift_main(args, experiments, started)
     by_experiment, figures, decisions = experiment_tables(experiments, predictions, parents)
     detail_id = args.experiment if args.experiment is not None else (
         int(experiments.index[-1]) if args.html or args.plots else None)
@@ -207,6 +220,30 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("\n".join(lines).rstrip())
     print(f"modeling.analyze: {len(predictions)} predictions analysed in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr)
+    return 0
+
+
+def drift_main(args: argparse.Namespace, experiments: pd.DataFrame, started: float) -> int:
+    """``--drift``: the drift of the chosen experiment's model, printed (or as JSON), and as a page with --html."""
+    chosen = args.experiment if args.experiment is not None else int(experiments.index[-1])
+    experiment = experiments.loc[chosen]
+    images = args.images or experiment["parameters"].get("images") or config.images_dir()
+    try:
+        found = drift.drift_report(args.db, experiment, images, since=args.since)
+    except (analysis.AnalysisError, ModelFileError, DataError, BackboneError) as error:
+        print(f"modeling.analyze: {error}", file=sys.stderr)
+        return 2
+    lines = [f"experiment {chosen}: drift of {found['model']}", *drift.drift_lines(found)]
+    if args.html and found["recent_products"]:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(report.index_page(
+            f"Drift of experiment {chosen} since {found['since']}",
+            [(heading, report.table(frame)) for heading, frame in drift.drift_sections(found)], [], None,
+            notes=lines[1:]), encoding="utf-8")
+        lines.append(f"wrote {args.html}")
+    print(json.dumps(found, indent=2, default=str) if args.json else "\n".join(lines))
+    print(f"modeling.analyze: drift of {found['recent_products']} products in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
     return 0
 

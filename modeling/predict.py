@@ -29,7 +29,6 @@ from typing import TextIO
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from shopstyle_spider import config, schema
 
@@ -40,6 +39,7 @@ from .fields import is_missing, optional_text, photo_path
 from .filing import TARGETS, FilingPolicyError, best_parents, decide, load_thresholds
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location, is_remote
+from .progress import progress_bar
 from .runtime import RUNTIME_HELP, RUNTIMES
 
 ALTERNATIVES = 3
@@ -170,7 +170,7 @@ def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: P
     """
     predicted = 0
     errors: Counter = Counter()
-    bar = tqdm(desc="predicting", unit="product", disable=not progress)
+    bar = progress_bar(desc="predicting", unit="products", enabled=progress)
     while chunk := list(islice(records, CHUNK)):
         lines: list[dict | None] = []  # None: the place of a prediction still to make
         rows = []

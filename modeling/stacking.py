@@ -20,10 +20,10 @@ from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, Strati
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from .fusion import LogLinearFusion
 from .image import ImageEmbedder, make_image_classifier
+from .progress import progress_bar
 from .text import make_text_pipeline
 
 __all__ = ["ProductClassifier"]
@@ -190,7 +190,7 @@ class ProductClassifier(ClassifierMixin, BaseEstimator):
             delayed(_fit_part)(clone(estimator), data, labels, train, held, self.classes_)
             for _, _, _, estimator, data, labels, train, held in tasks)
         if progress:
-            results = list(tqdm(results, total=len(tasks), desc="fitting branches", unit="fit"))
+            results = list(progress_bar(results, total=len(tasks), desc="fitting branches", unit="fits"))
         oof = {name: np.full((len(labels), len(self.classes_)), np.nan)
                for name, (_, _, labels, _) in branches.items()}
         fitted = {}
