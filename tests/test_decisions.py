@@ -9,7 +9,6 @@ fresh copy reproduces every decision in force.
 from __future__ import annotations
 
 import io
-import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
 
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 
 from modeling import identity, store
 from modeling.data import split_of
@@ -374,26 +373,40 @@ def test_a_file_product_with_a_crawled_products_id_is_queued_as_its_own_product(
         assert list(subjects) == [identity.crawled(c1), identity.filed("new.jsonl", str(c1))]
 
 
-def test_an_older_databases_reviews_keep_working_under_the_new_identity(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database(request, tmp_path):
+    """An empty crawl database's location: a sqlite file, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return tmp_path / "crawl.db"
+    import psycopg
+
+    url = request.getfixturevalue("postgres_url")
+    name = f"old_{tmp_path.name.lower().replace('-', '_')}"
+    with closing(psycopg.connect(url, autocommit=True)) as server:
+        server.execute(f"CREATE DATABASE {name}")
+    return f"{url.rsplit('/', 1)[0]}/{name}"
+
+
+def test_an_older_databases_reviews_keep_working_under_the_new_identity(any_database):
     """A database written before reviews had a subject: a queue-only review (a product from a file), a crawled
     product's review and an old undo (back to the crawled label) read as before; the file product is filed."""
-    target, connection, catalogue, file_item = _tiny(tmp_path)
-    connection.close()
+    _create(any_database)
     c1, c2, c3, _ = _products()
-    with closing(sqlite3.connect(target)) as old, old:
+    with closing(schema.connect(any_database)) as old, old.begin():  # back to the columns of before
         for index in ("reviews_subject", "reviews_withdraws", "filing_queue_subject"):
-            old.execute(f"DROP INDEX {index}")
+            old.execute(text(f"DROP INDEX {index}"))
         for table, column in (("reviews", "subject"), ("reviews", "decision_id"), ("reviews", "withdraws"),
                               ("filing_queue", "subject")):
-            old.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        old.execute("INSERT INTO filing_queue (id, product_id, record_id, payload, prediction, model_path, "
-                    "created_at) VALUES (7, NULL, 'new-1', '{\"name\": \"a new product\"}', '{}', 'm', ?)", (NOW,))
-        old.executemany("INSERT INTO reviews (product_id, queue_id, decision, source, reviewer, created_at) "
-                        "VALUES (?, ?, ?, ?, 'ana', ?)", [(None, 7, "jeans", "unsure", NOW),
-                                                           (c2, None, "tanks", "audit", NOW),
-                                                           (c3, None, "jeans", "manual", NOW),
-                                                           (c3, None, None, "manual", NOW)])
-    with closing(store.connect(target)) as connection:
+            old.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        old.execute(text("INSERT INTO filing_queue (id, product_id, record_id, payload, prediction, model_path, "
+                         "created_at) VALUES (7, NULL, 'new-1', '{\"name\": \"a new product\"}', '{}', 'm', :now)"),
+                    {"now": NOW})
+        old.execute(text("INSERT INTO reviews (product_id, queue_id, decision, source, reviewer, created_at) "
+                         "VALUES (:p, :q, :d, :s, 'ana', :now)"),
+                    [{"p": p, "q": q, "d": d, "s": source, "now": NOW} for p, q, d, source in (
+                        (None, 7, "jeans", "unsure"), (c2, None, "tanks", "audit"), (c3, None, "jeans", "manual"),
+                        (c3, None, None, "manual"))])
+    with closing(store.connect(any_database)) as connection:
         new = identity.filed(identity.LEGACY_SOURCE, "new-1")
         assert _standing(connection) == {new: "jeans", identity.crawled(c2): "tanks"}
         card = cards.cards(connection, "file", cards.Catalogue.load(connection), "queue:7")[0]
