@@ -411,3 +411,22 @@ def test_an_older_databases_reviews_keep_working_under_the_new_identity(any_data
         assert _standing(connection) == {new: "jeans", identity.crawled(c2): "tanks"}
         card = cards.cards(connection, "file", cards.Catalogue.load(connection), "queue:7")[0]
         assert card.subject == new and card.decision == "jeans"
+
+
+def test_a_test_split_product_is_never_shown_on_a_suspect_card(tmp_path):
+    """Even an audit recorded before the audit left them out: a test product relabelled toward its suggestion
+    would score the model against its own advice."""
+    target, connection, catalogue, _ = _tiny(tmp_path)
+    tested = next(i for i in range(100, 200) if split_of(i) == "test")
+    with closing(connection):
+        cards.end_reads(connection)
+        with connection.begin():
+            connection.execute(insert(schema.products).values(id=tested, name="a test product", category_id="tees",
+                                                              image_status="none", first_seen=NOW,
+                                                              last_seen=NOW))
+            connection.execute(insert(store.label_issues).values(
+                audit_id=1, product_id=tested, given_label="tees", suggested_label="tanks", quality=0.0,
+                group_key="t", rank=0))
+        shown = cards.cards(connection, "suspect", catalogue)
+        assert [c.item for c in shown] == ["audit:1:a"] and cards.cards(connection, "suspect", catalogue,
+                                                                         "audit:1:t") == []
