@@ -13,7 +13,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlalchemy import delete, insert, select, text
@@ -285,7 +285,10 @@ def _run(target, copy) -> None:
     _create(copy)
     DecisionStore.target, DecisionStore.copy = target, copy
     machine = DecisionStore.TestCase
+    # derandomized and without an example database: the same sequences on every machine, nothing written to disk;
+    # no shrinking, so a failure is reported at once with the steps that made it
     machine.settings = settings(max_examples=12, stateful_step_count=15, deadline=None, derandomize=True,
+                                database=None, phases=[Phase.explicit, Phase.generate],
                                 suppress_health_check=[HealthCheck.too_slow])
     machine().runTest()
 
