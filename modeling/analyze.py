@@ -2,13 +2,14 @@
 
 With no option it reports every experiment in the crawl database: per branch (stacked, text, image) the accuracy,
 the coverage at 95% and 98% accuracy with the score threshold that achieves each, the parent-category figures,
-macro-F1 and calibration error, on the test split; then the auto-filing decisions at each target accuracy: each
-level's threshold and the accuracy it promises (its bound, ``modeling.filing``), the share filed at the leaf, at the
-parent and sent to review, and the accuracy each reached. ``--drift`` sets the products crawled since a model was
-trained against its validation split (``modeling.drift``) and says whether filing or the categories moved beyond
-noise. ``--experiment N`` adds the per-category table and the most confused pairs; ``--html`` writes its most
-confident errors with their photos; ``--plots`` draws the charts and an index page; ``--json`` prints the same
-figures machine-readable; ``--compare A B`` sets two experiments side by side.
+macro-F1 and calibration error, on the test split, with the labels it was scored on; then the auto-filing decisions
+at each target accuracy: each level's threshold and the accuracy it promises (its bound, ``modeling.filing``), the
+share filed at the leaf, at the parent and sent to review, and the accuracy each reached. ``--drift`` sets the
+products crawled since a model was trained against its validation split (``modeling.drift``) and says whether
+filing or the categories moved beyond noise. ``--experiment N`` adds the per-category table and the most confused
+pairs; ``--html`` writes its most confident errors with their photos; ``--plots`` draws the charts and an index page;
+``--json`` prints the same figures machine-readable; ``--compare A B`` sets two experiments side by side, saying so
+when they were scored on different labels (``scored_on``).
 """
 
 from __future__ import annotations
@@ -115,6 +116,19 @@ def comparison_title(e: int, comparison: dict) -> str:
             f"McNemar's exact test: {verdict}")
 
 
+def scored_on(parameters: dict) -> str:
+    """Which labels an experiment's figures were scored against: the catalog's own, or the decisions in force when
+    it trained (people's labels change between experiments, so two reviewed experiments can differ too).
+
+    >>> scored_on({}), scored_on({"labels": "reviewed", "reviewed_labels": 3, "relabelled": 1, "excluded": 0})
+    ('crawled labels', 'reviewed labels (3 decided, 1 relabelled, 0 excluded, 0 from files)')
+    """
+    if parameters.get("labels", "crawled") == "crawled":
+        return "crawled labels"
+    return (f"reviewed labels ({parameters.get('reviewed_labels', 0)} decided, {parameters.get('relabelled', 0)} "
+            f"relabelled, {parameters.get('excluded', 0)} excluded, {parameters.get('file_products', 0)} from files)")
+
+
 def recorded_images(parameters: dict) -> Path | None:
     """The image store an experiment was trained on, where its photos are on this machine: None for a bucket (the
     page then says "no photo"), the default store for an experiment older than the record."""
@@ -150,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict = {"db": schema.display_name(args.db), "split": args.split, "experiments": [
         {"id": int(e), "name": experiments.at[e, "name"], "created_at": experiments.at[e, "created_at"],
-         "model": experiments.at[e, "parameters"].get("model"), "figures": figures[e],
+         "model": experiments.at[e, "parameters"].get("model"), "labels": scored_on(experiments.at[e, "parameters"]),
+         "figures": figures[e],
          "decisions": decisions[e].to_dict("records")} for e in experiments.index]}
     lines = []
     for entry in result["experiments"]:
         lines.append(f"experiment {entry['id']}: {entry['name']} ({entry['created_at']}, {entry['model']}), "
-                     f"{args.split} split")
+                     f"{args.split} split scored on {entry['labels']}")
         lines.append(text_table(figures_frame(entry["figures"])) if entry["figures"] else "  no predictions")
         if entry["decisions"]:
             lines += [f"{DECISIONS_TITLE}:",
@@ -211,9 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         a, b = args.compare
         frame_a, frame_b = figures_frame(figures[a]).set_index("branch"), figures_frame(figures[b]).set_index("branch")
         difference = frame_b.subtract(frame_a, fill_value=None)
+        labels_a, labels_b = (scored_on(experiments.at[e, "parameters"]) for e in (a, b))
         result["compare"] = {"a": a, "b": b, "a_figures": figures[a], "b_figures": figures[b],
+                             "a_labels": labels_a, "b_labels": labels_b, "same_labels": labels_a == labels_b,
                              "difference": json.loads(difference.to_json(orient="index"))}
         lines += [f"experiment {a} vs {b} ({args.split} split)"]
+        if labels_a != labels_b:
+            lines += [f"WARNING: not scored on the same labels: #{a} on {labels_a}, #{b} on {labels_b}; the "
+                      "difference mixes the models' change with the labels' change", ""]
         for branch in frame_a.index.union(frame_b.index):
             side = pd.DataFrame({f"#{a}": frame_a.loc[branch] if branch in frame_a.index else None,
                                  f"#{b}": frame_b.loc[branch] if branch in frame_b.index else None})

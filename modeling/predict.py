@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="DB",
                         help="also write the products whose decision is 'review' into this crawl database's filing "
                              "queue for the review app; with --db and no value, into that database (products "
-                             "already queued are not added twice)")
+                             "already queued are not added twice; a product from --input is known by the file's "
+                             "name and its id, never confused with a crawled product of the same id)")
+    parser.add_argument("--photo-store", type=Path, default=config.images_dir(),
+                        help="the image store the review app serves (its --images): --queue copies a queued file "
+                             "product's photo into it")
     parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -244,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             images = args.images or args.input.resolve().parent
         # queued rows name crawled products only when the queue is in that crawl's own database
         in_crawl = args.db is not None and queue_db == args.db
-        with open_output(args.output) as out, filing_queue.Writer(queue_db, args.model, from_crawl=in_crawl) as queued:
+        origin = args.input.name if args.input is not None else schema.display_name(args.db)
+        writer = filing_queue.Writer(queue_db, args.model, from_crawl=in_crawl, source=origin,
+                                     photo_store=args.photo_store)
+        with open_output(args.output) as out, writer as queued:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress, thresholds=thresholds,
                                     queue=queued.add if queue_db is not None else None)
     except (FilingPolicyError, ModelFileError, RegistryError, schema.SchemaError, DataError, PhotoStoreError,

@@ -278,7 +278,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
             cluster.enter_context(dask_cluster(args.cluster))
         crawled = load_products(args.db, args.images, progress=not args.no_progress)
         labels = args.labels or ("reviewed" if review_count(args.db) else "crawled")
-        products = with_reviewed_labels(crawled, args.db) if labels == "reviewed" else crawled
+        products = with_reviewed_labels(crawled, args.db, args.images) if labels == "reviewed" else crawled
         frame = select_categories(products, args.categories, args.min_products)
         embedder = None
         if args.image_backbone.lower() != "none":
@@ -333,12 +333,15 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
     comparison = challenge(args, test_frame, rows[rows["split"] == "test"], filing, labels)
     label_counts = {"labels": labels}
     if labels == "reviewed":
-        relabelled = frame["category"] != frame["crawled_category"]
+        from_files = frame["crawled_category"].isna()  # products from files, filed by people
+        relabelled = ~from_files & (frame["category"] != frame["crawled_category"])
         label_counts.update({"reviewed_labels": int(frame["reviewed"].sum()), "relabelled": int(relabelled.sum()),
                              "relabelled_train": int((relabelled & (frame["split"] == "train")).sum()),
-                             "excluded": len(crawled) - len(products)})
-        # the same test products scored against what the catalog said, beside what people decided
-        test_rows = rows[rows["split"] == "test"]
+                             "file_products": int(from_files.sum()),
+                             "file_products_train": int((from_files & (frame["split"] == "train")).sum()),
+                             "excluded": len(crawled) - int(products["crawled_category"].notna().sum())})
+        # the same crawled test products scored against what the catalog said, beside what people decided
+        test_rows = rows[(rows["split"] == "test") & rows["product_id"].isin(frame.loc[~from_files, "id"])]
         as_crawled = frame.set_index("id").loc[test_rows["product_id"], "crawled_category"].to_numpy()
         metrics["test_crawled_labels"] = prediction_figures(test_rows.assign(true_category=as_crawled),
                                                     model.category_parents)
@@ -373,6 +376,12 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
               f"{getattr(error, 'orig', None) or error}", file=sys.stderr)
         return 2
     print(f"experiment {experiment_id}: {card['name']} ({verdict}), trained in {card['parameters']['train_seconds']} s")
+    if labels == "reviewed":
+        print(f"labels: reviewed ({label_counts['reviewed_labels']} decided products in force, "
+              f"{label_counts['file_products']} of them from files ({label_counts['file_products_train']} in "
+              f"training); {label_counts['relabelled']} crawled labels changed, {label_counts['excluded']} excluded)")
+    else:
+        print("labels: crawled (the catalog's own; people's decisions not used)")
     print("\n".join(summary_lines(metrics)))
     print("\n".join(filing_lines(filing, guarantee)))
     print(f"model: {out / f'{experiment_id}.joblib'}")

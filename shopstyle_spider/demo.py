@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     source, predictions = out / "new_products.jsonl", out / "predictions.jsonl"
     write_new_products(db, images, source)
     code = run_module("modeling.predict", "--model", str(model), "--input", str(source), "--output",
-                      str(predictions), "--queue", str(db), "--target-accuracy", str(TARGET), "--no-progress")
+                      str(predictions), "--queue", str(db), "--photo-store", str(images), "--target-accuracy",
+                      str(TARGET), "--no-progress")
     if code != 0:
         return code
     for line in predictions.read_text(encoding="utf-8").splitlines():
