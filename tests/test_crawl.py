@@ -20,6 +20,7 @@ from shopstyle_spider import schema
 from shopstyle_spider.config import PROJECT_ROOT
 from shopstyle_spider.runner import crawl_command, crawl_env, run_crawl
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
+from shopstyle_spider.spiders.shopstyle import _best_cut
 
 from .apiclient import KEY
 
@@ -145,19 +146,42 @@ def test_a_leaf_over_the_cap_is_read_in_slices_cut_again_where_still_over(tmp_pa
 
 
 def test_slices_reach_only_what_the_filters_cover(tmp_path):
-    """Without slicing a leaf over the cap reaches the cap and reports the rest; the colour filter alone (which the
-    synthetic catalog does not have) covers nothing: the same, said once more."""
+    """Without slicing a leaf over the cap reaches the cap and reports the rest. Colours overlap (a product of two
+    colours is in two slices) and some products have none: cut by colour alone, the leaf's own pages are read too,
+    each product is stored once, and only uncoloured products past the cap stay out of reach; with prices to cut
+    by, whose counts are exact, every product is read (summed, colour counts covered more than the leaf, so the
+    colour cut won, the uncoloured products were never read and the leaf was recorded complete without them)."""
+    catalog = load_catalog("synthetic", seed=0, products_per_category=50)
+    boots = catalog.query("boots")
+    reachable = {p.id for p in boots if p.colors} | {p.id for p in boots[:20]}
+    assert len(reachable) < 50
     with SandboxProcess("--products-per-category", "50", "--rate-limit", "0", "--result-cap", "20") as sandbox:
-        for filters in ([], ["Color"]):
+        for filters, reached in (([], 20), (["Color"], len(reachable)), (["Color", "Price"], 50)):
             db = tmp_path / f"crawl{len(filters)}.db"
             result = run_crawl(sandbox.url, db, tmp_path / "images", api_key=KEY,
                                spider_args={"categories": "boots"},
                                settings={"SHOPSTYLE_RESULT_CAP": 20, "SHOPSTYLE_PAGE_SIZE": 10,
                                          "SHOPSTYLE_SLICE_FILTERS": ",".join(filters)}, timeout=300)
             assert result.returncode == 0, result.stderr[-3000:]
-            assert rows(db, "SELECT total, reached, unreachable FROM leaves") == [(50, 20, 30)]
-            assert "leaf boots: 30 of its 50 products stayed out of the API's reach" in result.stderr
-        assert "leaf boots: 50 of its 50 products are in no slice the API can filter" in result.stderr
+            assert rows(db, "SELECT total, reached, unreachable FROM leaves") == [(50, reached, 50 - reached)]
+            assert f"'shopstyle/products_written': {reached}," in result.stderr  # stored once, not per slice
+            if filters == ["Color"]:
+                assert {r[0] for r in rows(db, "SELECT id FROM products")} == reachable
+                assert int(re.search(r"'shopstyle/slices/overlap': (\d+)", result.stderr).group(1)) > 0
+            if reached < 50:
+                assert f"leaf boots: {50 - reached} of its 50 products stayed out of the API's reach" in result.stderr
+            else:
+                assert "out of the API's reach" not in result.stderr
+
+
+def test_overlapping_colour_counts_never_pass_for_the_whole_leaf():
+    """The issue's leaf: 6,000 products, colour counts summing to 7,000, 500 products without a colour. The price
+    cut, whose counts are exact, wins; cut by colour alone, only the largest colour is sure."""
+    body = {"metadata": {"total": 6000},
+            "colorHistogram": [{"id": "1", "count": 3000}, {"id": "2", "count": 2500}, {"id": "3", "count": 1500}],
+            "priceHistogram": [{"id": "1", "count": 2000}, {"id": "2", "count": 4000}]}
+    assert _best_cut(body, ["Color", "Price"], 5000) == ([("p1", 2000), ("p2", 4000)], 6000)
+    assert _best_cut(body, ["Color"], 5000)[1] == 3000
 
 
 def test_the_key_never_reaches_logs_database_or_file_names(synthetic_sandbox, tmp_path):

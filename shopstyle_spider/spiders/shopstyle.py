@@ -29,6 +29,8 @@ from ..slots import API_SLOT, IMAGE_SLOT
 
 # The API's filters a slice of a leaf is read by: the name /products/histogram takes, the prefix of its `fl` value.
 FILTER_PREFIXES = {"Price": "p", "Brand": "b", "Retailer": "r", "Color": "c"}
+# Filters a product may have several values of: their histogram's counts overlap.
+MULTI_VALUED_FILTERS = {"Color"}
 IMAGE_SIZE_PREFERENCE = ("Original", "XLarge", "Large", "Medium", "Small")
 
 
@@ -285,12 +287,12 @@ class ShopstyleSpider(scrapy.Spider):
             yield body
             return
         if body is not None:
-            parts = _best_cut(body, [name for name in slice_filters(self.settings)
-                                     if f"{name.lower()}Histogram" in body],
-                              self.settings.getint("SHOPSTYLE_RESULT_CAP"))
-            total, covered = body["metadata"]["total"], sum(count for _, count in parts)
+            parts, covered = _best_cut(body, [name for name in slice_filters(self.settings)
+                                              if f"{name.lower()}Histogram" in body],
+                                       self.settings.getint("SHOPSTYLE_RESULT_CAP"))
+            total = body["metadata"]["total"]
             if covered < total:  # read what the API's cap reaches of the slice itself as well
-                self.logger.warning("leaf %s%s: %d of its %d products are in no slice the API can filter", leaf,
+                self.logger.warning("leaf %s%s: %d of its %d products may be in no slice the API can filter", leaf,
                                     f" ({fl})" if fl else "", total - covered, total)
                 page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
                 for offset in range(page_size, min(total, self.settings.getint("SHOPSTYLE_RESULT_CAP")), page_size):
@@ -410,14 +412,24 @@ def _histogram_shape(body) -> str | None:
     return problem
 
 
-def _best_cut(body: dict, names: list[str], cap: int) -> list[tuple[str, int]]:
-    """The ``fl`` values and counts of the histogram, among ``names``, that covers most products; of those, the
-    one with the fewest parts still over ``cap`` (each costs another histogram), then the fewest parts (each costs a
-    request at least). Entries that are not {id, count} are left out."""
-    def cost(parts):
-        return -sum(c for _, c in parts), sum(c > cap for _, c in parts), len(parts)
+def _best_cut(body: dict, names: list[str], cap: int) -> tuple[list[tuple[str, int]], int]:
+    """The ``fl`` values and counts of the histogram, among ``names``, that surely covers most products, and how many
+    distinct products it surely covers; of the best, the one with the fewest parts still over ``cap`` (each costs
+    another histogram), then the fewest parts (each costs a request at least). Entries that are not {id, count} are
+    left out.
 
-    best: list[tuple[str, int]] | None = None
+    A product has one price, brand and retailer, so those counts add up to the distinct products the cut reaches;
+    it may carry several colours, so colour counts overlap and their sum says nothing of how many products the
+    colours reach: only the largest count is sure. Summed, 7,000 colours of a 6,000-product leaf whose 500 products
+    have no colour looked like the whole leaf, and those 500 were never read."""
+    def covered(name, parts):
+        counts = [c for _, c in parts]
+        return max(counts, default=0) if name in MULTI_VALUED_FILTERS else sum(counts)
+
+    def cost(name, parts):
+        return -covered(name, parts), sum(c > cap for _, c in parts), len(parts)
+
+    best: tuple[str, list[tuple[str, int]]] | None = None
     for name in names:
         entries = body[f"{name.lower()}Histogram"]
         if not isinstance(entries, list):
@@ -426,9 +438,9 @@ def _best_cut(body: dict, names: list[str], cap: int) -> list[tuple[str, int]]:
                  if isinstance(entry, dict) and str(entry.get("id", "")).isdigit()
                  and isinstance(entry.get("count"), int) and not isinstance(entry["count"], bool)
                  and entry["count"] > 0]
-        if best is None or cost(parts) < cost(best):
-            best = parts
-    return best or []
+        if best is None or cost(name, parts) < cost(*best):
+            best = name, parts
+    return (best[1], covered(*best)) if best else ([], 0)
 
 
 def _page_shape(body) -> str | None:
