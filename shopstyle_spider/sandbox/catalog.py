@@ -178,6 +178,9 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._products)
 
+    def categories(self) -> list[Category]:
+        return list(self._categories.values())
+
     def category(self, category_id: str) -> Category | None:
         return self._categories.get(category_id)
 
