@@ -1,0 +1,161 @@
+"""Refreshing a crawled catalog that changes (the sandbox's ``--as-of``): crawl as of D, ``refresh=new`` a week
+later, ``refresh=all`` a month later (killed mid-way and resumed; under transient faults), each compared with a
+fresh crawl at D + 30 and with what the catalog's timeline says happened. Real sandboxes, real sqlite, real photos.
+
+The dates are chosen for seed 5's small catalog (20 products a leaf): products arrive in the first week, a leaf
+appears and a product is re-filed between D + 7 and D + 30, some products leave."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import time
+from datetime import date, timedelta
+
+import pytest
+
+from shopstyle_spider.config import PROJECT_ROOT
+from shopstyle_spider.runner import crawl_command, crawl_env, run_crawl
+from shopstyle_spider.sandbox import SandboxProcess, load_catalog
+
+from .apiclient import KEY
+from .test_crawl import rows, stored
+
+SEED, PER_LEAF = 5, 20
+D = date(2025, 6, 13)
+WEEK, MONTH = D + timedelta(days=7), D + timedelta(days=30)
+CATALOG = ("--seed", str(SEED), "--products-per-category", str(PER_LEAF), "--rate-limit", "0")
+# small pages, so that leaves span pages; photos downloaded again by every refresh (to show none is rewritten)
+SETTINGS = {"SHOPSTYLE_PAGE_SIZE": 5, "SHOPSTYLE_REFRESH_OVERLAP": 5, "IMAGES_EXPIRES": 0}
+
+
+def catalog(day: date):
+    return {p.id: p for p in load_catalog("synthetic", seed=SEED, products_per_category=PER_LEAF,
+                                          as_of=day).products()}
+
+
+def copy(source, target):
+    shutil.copytree(source, target)
+    return target / "crawl.db", target / "images"
+
+
+def state(db, api_url: str):
+    """What a crawl's database says of the catalog: the products on sale (every column but timestamps, sandbox
+    URLs made relative), the products gone, the categories in the tree."""
+    root = api_url.removesuffix("/api/v2")
+    products = [tuple(v.replace(root, "<sandbox>") if isinstance(v, str) else v for v in row) for row in rows(
+        db, "SELECT id, name, description, category_id, brand, retailer, price, currency, in_stock, click_url, "
+            "image_url, image_path, image_checksum, image_status, image_error FROM products WHERE gone_at IS NULL "
+            "ORDER BY id")]
+    gone = {r[0] for r in rows(db, "SELECT id FROM products WHERE gone_at IS NOT NULL")}
+    categories = rows(db, "SELECT id, name, parent_id, is_leaf, path FROM categories WHERE gone_at IS NULL "
+                          "ORDER BY id")
+    return products, gone, categories
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """A crawl as of D refreshed with refresh=new as of D + 7 (kept, to be refreshed by each test), and a fresh
+    crawl as of D + 30."""
+    folder = tmp_path_factory.mktemp("history")
+    db, images = folder / "week" / "crawl.db", folder / "week" / "images"
+    with SandboxProcess(*CATALOG, as_of=D) as sandbox:
+        first = run_crawl(sandbox.url, db, images, api_key=KEY, settings=SETTINGS, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    files = {p.name: p.stat().st_mtime_ns for p in (images / "full").iterdir()}
+    with SandboxProcess(*CATALOG, as_of=WEEK) as sandbox:
+        new = run_crawl(sandbox.url, db, images, api_key=KEY, spider_args={"refresh": "new"}, settings=SETTINGS,
+                        timeout=300)
+    assert new.returncode == 0, new.stderr[-3000:]
+    with SandboxProcess(*CATALOG, as_of=MONTH) as sandbox:
+        fresh = run_crawl(sandbox.url, folder / "fresh.db", folder / "fresh-images", api_key=KEY, settings=SETTINGS,
+                          timeout=300)
+        fresh_state = state(folder / "fresh.db", sandbox.url)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    return {"week": folder / "week", "first": first, "new": new, "files": files, "fresh": fresh_state,
+            "fresh_images": folder / "fresh-images"}
+
+
+def api_requests(log: str) -> int:
+    return int(re.search(r"'shopstyle/api_requests': (\d+)", log).group(1))
+
+
+def test_refresh_new_finds_every_new_product_reading_the_newest_pages_only(history):
+    db = history["week"] / "crawl.db"
+    then, now = catalog(D), catalog(WEEK)
+    arrived = set(now) - set(then)
+    assert arrived  # the week brought products
+    added = {r[0] for r in rows(db, "SELECT product_id FROM product_changes WHERE field = 'added'")}
+    assert added == arrived and arrived <= {r[0] for r in rows(db, "SELECT id FROM products")}
+    # a leaf without news costs one page; each new product at most one more
+    leaves = len({p.category_id for p in now.values()})
+    assert api_requests(history["new"].stderr) <= 1 + leaves + len(arrived) < api_requests(history["first"].stderr)
+    assert rows(db, "SELECT mode, finished_at IS NOT NULL FROM refreshes") == [("new", 1)]
+    assert f"refresh 1 (new) finished: products {len(arrived)} new, 0 gone" in history["new"].stderr
+    assert rows(db, "SELECT count(*) FROM products WHERE gone_at IS NOT NULL") == [(0,)]  # refresh=new marks none
+    # photos downloaded again (IMAGES_EXPIRES=0) with the same bytes: not one file rewritten
+    images = history["week"] / "images" / "full"
+    assert {name: mtime for name, mtime in history["files"].items()} == {
+        name: (images / name).stat().st_mtime_ns for name in history["files"]}
+    assert "'file_status_count/downloaded'" in history["new"].stderr
+
+
+def check_month(db, images, api_url: str, history, log: str) -> None:
+    """The refreshed database equals the fresh crawl at D + 30, its gone products marked, nothing deleted."""
+    products, gone, categories = state(db, api_url)
+    fresh_products, _, fresh_categories = history["fresh"]
+    assert products == fresh_products and categories == fresh_categories
+    ever = set(catalog(D)) | set(catalog(WEEK))
+    assert gone == ever - set(catalog(MONTH)) and gone  # marked, not missing
+    fresh_files = history["fresh_images"] / "full"
+    for photo in fresh_files.iterdir():
+        assert (images / "full" / photo.name).read_bytes() == photo.read_bytes()
+    assert {p.name for p in (images / "full").iterdir()} >= set(history["files"])  # no photo deleted
+    week, month = catalog(WEEK), catalog(MONTH)
+    refiled = {i for i in set(week) & set(month) if week[i].category_id != month[i].category_id}
+    assert refiled and {r[0] for r in rows(db, "SELECT product_id FROM product_changes WHERE field = "
+                                              "'category_id' AND refresh_id = 2")} == refiled
+    appeared = {c for c in {p.category_id for p in month.values()} - {p.category_id for p in week.values()}}
+    assert {r[0] for r in rows(db, "SELECT category_id FROM category_changes WHERE field = 'added'")} >= appeared
+    assert re.search(rf"refresh 2 \(all\) finished: products \d+ new, {len(gone)} gone, 0 back, "
+                     rf"{len(refiled)} re-filed", log)
+
+
+def test_refresh_all_killed_mid_way_resumes_and_ends_as_a_fresh_crawl(history, tmp_path):
+    db, images = copy(history["week"], tmp_path / "crawl")
+    with SandboxProcess(*CATALOG, "--latency", "0.05", as_of=MONTH) as sandbox:
+        crawl = subprocess.Popen(crawl_command(sandbox.url, db, images, {"refresh": "all"}, SETTINGS),
+                                 cwd=PROJECT_ROOT, env=crawl_env(KEY), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and crawl.poll() is None:
+            if stored(db, "leaves WHERE refresh_id = 2") >= 3:
+                break
+            time.sleep(0.02)
+        crawl.send_signal(signal.SIGKILL)
+        assert crawl.wait() == -signal.SIGKILL  # killed mid-refresh, not after it ended on its own
+        done = rows(db, "SELECT count(*) FROM leaves WHERE refresh_id = 2")[0][0]
+        assert 3 <= done < rows(db, "SELECT count(*) FROM categories WHERE is_leaf = 1")[0][0]
+        assert rows(db, "SELECT finished_at FROM refreshes WHERE id = 2") == [(None,)]
+        assert rows(db, "SELECT count(*) FROM products WHERE gone_at IS NOT NULL") == [(0,)]
+        resumed = run_crawl(sandbox.url, db, images, api_key=KEY, spider_args={"refresh": "all"},
+                            settings=SETTINGS, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert "resuming refresh 2 (all)" in resumed.stderr
+        assert f"{done} skipped as already complete" in resumed.stderr
+        check_month(db, images, sandbox.url, history, resumed.stderr)
+
+
+def test_refresh_all_under_transient_faults_ends_as_a_fault_free_one(history, tmp_path):
+    """Every transient fault at 10%: retries make the refresh exact. (``--faults all=0.1`` would add data faults,
+    which drop or change products by design: no run under them can equal a fault-free one.)"""
+    db, images = copy(history["week"], tmp_path / "crawl")
+    faults = "500=0.1,429=0.1,reset=0.1,badjson=0.1,truncated-image=0.1"
+    with SandboxProcess(*CATALOG, "--faults", faults, "--fault-seed", "2", as_of=MONTH) as sandbox:
+        result = run_crawl(sandbox.url, db, images, api_key=KEY, spider_args={"refresh": "all"},
+                           settings={**SETTINGS, "RETRY_TIMES": 8, "SHOPSTYLE_BACKOFF_BASE": 0.1}, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "retry/reason_count" in result.stderr
+        check_month(db, images, sandbox.url, history, result.stderr)
