@@ -12,10 +12,14 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import closing
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import insert
 
+from modeling import store, train
+from shopstyle_spider import changes, schema
 from shopstyle_spider.config import PROJECT_ROOT
 from shopstyle_spider.runner import crawl_command, crawl_env, run_crawl
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
@@ -123,7 +127,7 @@ def check_month(db, images, api_url: str, history, log: str) -> None:
                      rf"{len(refiled)} re-filed", log)
 
 
-def test_refresh_all_killed_mid_way_resumes_and_ends_as_a_fresh_crawl(history, tmp_path):
+def test_refresh_all_killed_mid_way_resumes_and_ends_as_a_fresh_crawl(history, tmp_path, capsys):
     db, images = copy(history["week"], tmp_path / "crawl")
     with SandboxProcess(*CATALOG, "--latency", "0.05", as_of=MONTH) as sandbox:
         crawl = subprocess.Popen(crawl_command(sandbox.url, db, images, {"refresh": "all"}, SETTINGS),
@@ -146,6 +150,35 @@ def test_refresh_all_killed_mid_way_resumes_and_ends_as_a_fresh_crawl(history, t
         assert "resuming refresh 2 (all)" in resumed.stderr
         assert f"{done} skipped as already complete" in resumed.stderr
         check_month(db, images, sandbox.url, history, resumed.stderr)
+    # where it changed, per leaf, since the refresh began
+    (began,), = rows(db, "SELECT started_at FROM refreshes WHERE id = 2")
+    assert changes.main(["--db", str(db), "--since", began]) == 0
+    report = {line.split()[0]: [int(n) for n in line.split()[1:]] for line in capsys.readouterr().out.splitlines()
+              if len(line.split()) == 5 and line.split()[1].isdigit()}
+    week, month = catalog(WEEK), catalog(MONTH)
+    stored_before = {**catalog(D), **week}  # refresh=new left the products that left in the first week
+    for leaf in {p.category_id for p in stored_before.values()}:
+        gone = sum(p.category_id == leaf for i, p in stored_before.items() if i not in month)
+        out = sum(p.category_id == leaf != month[i].category_id for i, p in week.items() if i in month)
+        into = sum(p.category_id == leaf != week[i].category_id for i, p in month.items() if i in week)
+        assert report.get(leaf, [0] * 4)[1:] == [gone, out, into], leaf
+    assert report["total"][0] == len(set(month) - set(week))  # first met by this refresh
+
+
+def test_training_counts_the_products_new_since_the_previous_experiment(tmp_path):
+    db = tmp_path / "crawl.db"
+    with closing(store.connect(db)) as connection, connection.begin():
+        for product_id, first_seen in ((1, "2026-11-01T10:00:00+00:00"), (2, "2026-11-20T10:00:00+00:00"),
+                                       (3, "2026-11-21T10:00:00+00:00")):
+            connection.execute(insert(schema.products).values(
+                id=product_id, name="n", category_id="boots", image_status="none", first_seen=first_seen,
+                last_seen=first_seen))
+    assert train.new_since_last_experiment(db, [1, 2, 3]) is None  # no previous experiment
+    with closing(store.connect(db)) as connection, connection.begin():
+        connection.execute(insert(store.experiments).values(
+            name="e", created_at="2026-11-10T00:00:00+00:00", parameters="{}", versions="{}", metrics="{}"))
+    assert train.new_since_last_experiment(db, [1, 2, 3]) == 2
+    assert train.new_since_last_experiment(db, [1, 2]) == 1  # of the experiment's own products only
 
 
 def test_refresh_all_under_transient_faults_ends_as_a_fault_free_one(history, tmp_path):
