@@ -328,7 +328,7 @@ class DatabaseStorePipeline:
             self.flush()
             spider = self.crawler.spider
             if self.refresh_id is not None and not self.stats.get_value("shopstyle/stopped"):
-                refresh.finish(self.db, self.refresh_id, spider.refresh, spider.refresh_leaves)
+                refresh.finish(self.db, self.refresh_id, spider.refresh, spider.root, spider.refresh_leaves)
             self.db.close()
 
     def process_item(self, item):

@@ -91,9 +91,8 @@ def product_changes(db: Connection, rows: list[dict], refresh_id: int | None, wh
     if not rows:
         return []
     ids = [row["id"] for row in rows]
-    columns = [schema.products.c[name] for name in ("id", *TRACKED_FIELDS, *PHOTO_FIELDS[:2], "image_status",
-                                                      "image_error", "gone_at")]
-    stored = {row.id: row for row in db.execute(select(*dict.fromkeys(columns))
+    names = dict.fromkeys(("id", *TRACKED_FIELDS, *PHOTO_FIELDS, "gone_at"))
+    stored = {row.id: row for row in db.execute(select(*(schema.products.c[name] for name in names))
                                                 .where(schema.products.c.id.in_(ids)))}
     changes = []
     for row in rows:
@@ -141,10 +140,10 @@ def _change(product_id: int, field: str, old: str | None, new: str | None, when:
     return dict(product_id=product_id, field=field, old=old, new=new, changed_at=when, refresh_id=refresh_id)
 
 
-def finish(db: Connection, refresh_id: int, mode: str, leaves: set[str]) -> dict | None:
+def finish(db: Connection, refresh_id: int, mode: str, root: str, leaves: set[str]) -> dict | None:
     """Close the refresh once it completed every one of ``leaves`` (the leaves it was to read): categories of the
-    tree it did not meet are gone; with ``all``, so are the products of the leaves it read whole (or of gone
-    leaves) that it did not meet. Returns the summary, or None while leaves are left (a later run resumes)."""
+    tree under ``root`` it did not meet are gone; with ``all``, so are the products of the leaves it read whole (or
+    of gone leaves) that it did not meet. Returns the summary, or None while leaves are left (a later run resumes)."""
     leaf_rows, categories, products = schema.leaves, schema.categories, schema.products
     when = now()
     with db.begin():
@@ -153,8 +152,9 @@ def finish(db: Connection, refresh_id: int, mode: str, leaves: set[str]) -> dict
         if not leaves or not leaves <= set(done):
             return None
         unseen = or_(categories.c.refresh_id.is_(None), categories.c.refresh_id != refresh_id)
-        gone_categories = list(db.execute(select(categories.c.id).where(unseen, categories.c.gone_at.is_(None)))
-                               .scalars())
+        in_tree = or_(categories.c.id == root, categories.c.path.startswith(f"{root}/", autoescape=True))
+        gone_categories = list(db.execute(select(categories.c.id).where(unseen, in_tree,
+                                                                         categories.c.gone_at.is_(None))).scalars())
         if gone_categories:
             db.execute(update(categories).where(categories.c.id.in_(gone_categories)).values(gone_at=when))
             db.execute(insert(schema.category_changes), [

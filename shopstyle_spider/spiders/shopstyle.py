@@ -166,6 +166,8 @@ class ShopstyleSpider(scrapy.Spider):
             return
         if self.reconcile:
             raise ValueError("-a reconcile=true recovers a crawl shared through REDIS_URL; set REDIS_URL")
+        if self.refresh and hasattr(self, "state"):
+            raise ValueError("-a refresh resumes without -s JOBDIR: run the same refresh again")
         if self.refresh:
             self.refresh_id, resumed = refreshes.begin(self.settings.get("SHOPSTYLE_DB"), self.refresh)
             self.logger.info("%s refresh %d (%s)", "resuming" if resumed else "starting", self.refresh_id,
