@@ -339,18 +339,23 @@ def test_fashion_catalog_big_leaf_in_slices_and_missing_photos(fashion_sandbox, 
         ("accessories-watches", "clothes-shoes-and-jewelry/accessories/accessories-watches/watches")]
 
 
-def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, synthetic_crawl, tmp_path):
-    db, images = tmp_path / "crawl.db", tmp_path / "images"
-    env = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"} | {"SHOPSTYLE_API_KEY": KEY}
-    crawl = subprocess.Popen(crawl_command(synthetic_sandbox.url, db, images), cwd=PROJECT_ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_9_once(command: list[str], db, table: str, rows_wanted: int) -> None:
+    """Run a crawl command and ``kill -9`` it once ``table`` (a table, or a table and a WHERE clause) holds
+    ``rows_wanted`` rows; fails when the crawl ended on its own first (it was not killed mid-way)."""
+    crawl = subprocess.Popen(command, cwd=PROJECT_ROOT, env=crawl_env(KEY), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and crawl.poll() is None:
-        if stored(db, "leaves") >= 3:
+        if stored(db, table) >= rows_wanted:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     crawl.send_signal(signal.SIGKILL)
     assert crawl.wait() == -signal.SIGKILL  # killed mid-crawl, not after it ended on its own
+
+
+def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, synthetic_crawl, tmp_path):
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    kill_9_once(crawl_command(synthetic_sandbox.url, db, images), db, "leaves", 3)
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
     complete = rows(db, "SELECT count(*) FROM leaves")[0][0]
     assert 3 <= complete < 27  # some leaves were done, others not

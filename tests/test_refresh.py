@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import subprocess
-import time
 from contextlib import closing
 from datetime import date, timedelta
 
@@ -20,12 +17,11 @@ from sqlalchemy import insert
 
 from modeling import store, train
 from shopstyle_spider import changes, schema
-from shopstyle_spider.config import PROJECT_ROOT
-from shopstyle_spider.runner import crawl_command, crawl_env, run_crawl
+from shopstyle_spider.runner import crawl_command, run_crawl
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
 
 from .apiclient import KEY
-from .test_crawl import rows, stored
+from .test_crawl import kill_9_once, rows
 
 SEED, PER_LEAF = 5, 20
 D = date(2025, 6, 13)
@@ -136,16 +132,8 @@ def check_month(db, images, api_url: str, history, log: str) -> None:
 def test_refresh_all_killed_mid_way_resumes_and_ends_as_a_fresh_crawl(history, tmp_path, capsys):
     db, images = copy(history["week"], tmp_path / "crawl")
     with SandboxProcess(*CATALOG, "--latency", "0.05", as_of=MONTH) as sandbox:
-        crawl = subprocess.Popen(crawl_command(sandbox.url, db, images, {"refresh": "all"}, SETTINGS),
-                                 cwd=PROJECT_ROOT, env=crawl_env(KEY), stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and crawl.poll() is None:
-            if stored(db, "leaves WHERE refresh_id = 2") >= 3:
-                break
-            time.sleep(0.02)
-        crawl.send_signal(signal.SIGKILL)
-        assert crawl.wait() == -signal.SIGKILL  # killed mid-refresh, not after it ended on its own
+        kill_9_once(crawl_command(sandbox.url, db, images, {"refresh": "all"}, SETTINGS), db,
+                    "leaves WHERE refresh_id = 2", 3)
         done = rows(db, "SELECT count(*) FROM leaves WHERE refresh_id = 2")[0][0]
         assert 3 <= done < rows(db, "SELECT count(*) FROM categories WHERE is_leaf = 1")[0][0]
         assert rows(db, "SELECT finished_at FROM refreshes WHERE id = 2") == [(None,)]
