@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import insert
 
 from modeling import store, train
-from shopstyle_spider import changes, schema
+from shopstyle_spider import changes, refresh, schema
 from shopstyle_spider.runner import crawl_command, run_crawl
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
 
@@ -186,3 +186,45 @@ def test_refresh_all_under_transient_faults_ends_as_a_fault_free_one(history, tm
         assert result.returncode == 0, result.stderr[-3000:]
         assert "retry/reason_count" in result.stderr
         check_month(db, images, sandbox.url, history, result.stderr)
+
+
+def test_a_refresh_records_categories_moved_and_gone_and_keeps_a_photo_that_failed_to_download(tmp_path):
+    """What the sandbox's timeline never does, on a real database: a category moved to another parent, a leaf gone
+    from the tree (its products gone with it), a photo that failed this time (the stored one stays)."""
+    db = tmp_path / "crawl.db"
+    when = "2026-12-01T00:00:00+00:00"
+    category = dict(first_seen=when, last_seen=when, refresh_id=None)
+    product = dict(name="n", image_url="http://x/1.jpg", image_path="full/1.jpg", image_checksum="abc",
+                   image_status="ok", first_seen=when, last_seen=when)
+    with closing(schema.connect(db)) as connection:
+        with connection.begin():
+            connection.execute(insert(schema.categories), [
+                dict(id="women", name="W", parent_id=None, is_leaf=0, path="women", **category),
+                dict(id="boots", name="B", parent_id="women", is_leaf=1, path="women/boots", **category),
+                dict(id="clogs", name="C", parent_id="women", is_leaf=1, path="women/clogs", **category),
+                dict(id="men", name="M", parent_id=None, is_leaf=1, path="men", **category)])
+            connection.execute(insert(schema.products), [dict(id=1, category_id="boots", **product),
+                                                         dict(id=2, category_id="clogs", **product)])
+        refresh_id, resumed = refresh.begin(db, "all")
+        assert not resumed and refresh.begin(db, "all") == (refresh_id, True)
+        seen = [dict(id="women", parent_id=None), dict(id="boots", parent_id="shoes")]
+        with connection.begin():
+            moved = refresh.category_changes(connection, seen, refresh_id, when)
+            row = {"id": 1, "category_id": "boots", "price": None, "in_stock": None, "image_url": "http://x/1.jpg",
+                   "image_path": None, "image_checksum": None, "image_status": "failed", "image_error": "timeout"}
+            assert refresh.product_changes(connection, [row], refresh_id, when) == []
+            connection.execute(schema.categories.update().where(schema.categories.c.id.in_(["women", "boots"]))
+                               .values(refresh_id=refresh_id))
+            connection.execute(schema.products.update().where(schema.products.c.id == 1)
+                               .values(refresh_id=refresh_id))  # met again, as the store does
+            connection.execute(insert(schema.leaves).values(category_id="boots", total=1, reached=1, unreachable=0,
+                                                            completed_at=when, refresh_id=refresh_id))
+        assert [(c["category_id"], c["field"], c["old"], c["new"]) for c in moved] == [
+            ("boots", "parent_id", "women", "shoes")]
+        assert row["image_status"] == "ok" and row["image_checksum"] == "abc"  # the stored photo stays
+        assert refresh.finish(connection, refresh_id, "all", "women", {"boots", "clogs"}) is None  # clogs not done
+        summary = refresh.finish(connection, refresh_id, "all", "women", {"boots"})
+    assert summary == {"categories_gone_at": 1, "gone_at": 1}  # clogs and its product; not men, another root
+    assert rows(db, "SELECT id FROM products WHERE gone_at IS NOT NULL") == [(2,)]
+    assert rows(db, "SELECT id FROM categories WHERE gone_at IS NOT NULL") == [("clogs",)]
+    assert rows(db, "SELECT finished_at IS NOT NULL FROM refreshes") == [(1,)]
