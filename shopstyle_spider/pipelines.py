@@ -372,7 +372,7 @@ class DatabaseStorePipeline:
         else:
             row = {**summary, "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                    "refresh_id": self.refresh_id}
-            sql = schema.LEAF_REFRESHED_SQL if row.pop("newest") else schema.LEAF_DONE_SQL
+            sql = schema.LEAF_REFRESHED_SQL if row.pop("newest", False) else schema.LEAF_DONE_SQL
             if not self._write(sql, [row]):
                 return
             self.stats.inc_value("shopstyle/leaves/completed")

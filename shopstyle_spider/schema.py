@@ -41,7 +41,8 @@ from sqlalchemy.pool import NullPool
 
 # 2: experiments and predictions; 3: the version in a table (PostgreSQL has no user_version); 4: modeling's label
 # audit, reviews and filing queue (modeling.store); 5: refreshes (the refreshes, product_changes and
-# category_changes tables; gone_at and refresh_id columns, added to an existing database by ``_add_columns``)
+# category_changes tables; gone_at and refresh_id columns, added to an existing database by
+# ``add_missing_columns``)
 SCHEMA_VERSION = 5
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 
@@ -240,7 +241,7 @@ def _create(connection: Connection, target: str | Path) -> None:
         try:
             with connection.begin():
                 metadata.create_all(connection)
-                _add_columns(connection)
+                add_missing_columns(connection, metadata.sorted_tables)
                 connection.execute(delete(schema_version))
                 connection.execute(insert(schema_version).values(version=SCHEMA_VERSION))
             return
@@ -252,18 +253,18 @@ def _create(connection: Connection, target: str | Path) -> None:
             time.sleep(0.05)
 
 
-def _add_columns(connection: Connection) -> None:
-    """Add to the tables of an older database the (nullable) columns this version declares and they lack:
-    ``create_all`` creates missing tables, never missing columns."""
+def add_missing_columns(connection: Connection, tables) -> None:
+    """Add to ``tables`` of an older database the nullable columns this version declares and they lack
+    (``create_all`` creates missing tables, never missing columns), so that its old rows read NULL there."""
     inspector = inspect(connection)
-    for table in metadata.sorted_tables:
+    for table in tables:
         if not inspector.has_table(table.name):
             continue
         present = {column["name"] for column in inspector.get_columns(table.name)}
         for column in table.columns:
-            if column.name not in present:
+            if column.name not in present and column.nullable and not column.primary_key:
                 kind = column.type.compile(dialect=connection.dialect)
-                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+                connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
 
 def upsert_sql(table: str, columns: tuple[str, ...]) -> TextClause:
