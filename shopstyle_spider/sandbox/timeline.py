@@ -122,7 +122,7 @@ class Timeline:
                 flips = sum(day < cutoff for day in life.stock_flips)
                 changes["in_stock"] = product.in_stock != bool(flips % 2)
             products.append(dataclasses.replace(product, **changes))
-        return Catalog(f"{self.catalog.name} as of {when.isoformat()}", categories, products, self.catalog.images)
+        return Catalog(f"{self.catalog.name} (as of {when.isoformat()})", categories, products, self.catalog.images)
 
 
 def _events(rng: random.Random, start: float, end: float, mean_gap: float) -> list[float]:
