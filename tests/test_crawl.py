@@ -147,10 +147,11 @@ def test_a_leaf_over_the_cap_is_read_in_slices_cut_again_where_still_over(tmp_pa
 
 def test_slices_reach_only_what_the_filters_cover(tmp_path):
     """Without slicing a leaf over the cap reaches the cap and reports the rest. Colours overlap (a product of two
-    colours is in two slices) and some products have none: cut by colour alone, the leaf's own pages are read too,
-    each product is stored once, and only uncoloured products past the cap stay out of reach; with prices to cut
-    by, whose counts are exact, every product is read (summed, colour counts covered more than the leaf, so the
-    colour cut won, the uncoloured products were never read and the leaf was recorded complete without them)."""
+    colours is in two slices) and some products have none: cut by colour alone, one page of the colours' union
+    says how many they reach; short of the leaf, the leaf's own pages are read too, each product is stored once,
+    and only uncoloured products past the cap stay out of reach. With prices to cut by, whose counts are exact,
+    every product is read (summed, colour counts covered more than the leaf, so the colour cut won, the
+    uncoloured products were never read and the leaf was recorded complete without them)."""
     catalog = load_catalog("synthetic", seed=0, products_per_category=50)
     boots = catalog.query("boots")
     reachable = {p.id for p in boots if p.colors} | {p.id for p in boots[:20]}
@@ -165,7 +166,9 @@ def test_slices_reach_only_what_the_filters_cover(tmp_path):
             assert result.returncode == 0, result.stderr[-3000:]
             assert rows(db, "SELECT total, reached, unreachable FROM leaves") == [(50, reached, 50 - reached)]
             assert f"'shopstyle/products_written': {reached}," in result.stderr  # stored once, not per slice
-            if filters == ["Color"]:
+            if filters == ["Color"]:  # the colours' union counted exactly what they reach, the rest was read
+                uncoloured = sum(not p.colors for p in boots)
+                assert f"boots: {uncoloured} of its 50 products are in no slice the API can filter" in result.stderr
                 assert {r[0] for r in rows(db, "SELECT id FROM products")} == reachable
                 assert int(re.search(r"'shopstyle/slices/overlap': (\d+)", result.stderr).group(1)) > 0
             if reached < 50:
@@ -180,8 +183,8 @@ def test_overlapping_colour_counts_never_pass_for_the_whole_leaf():
     body = {"metadata": {"total": 6000},
             "colorHistogram": [{"id": "1", "count": 3000}, {"id": "2", "count": 2500}, {"id": "3", "count": 1500}],
             "priceHistogram": [{"id": "1", "count": 2000}, {"id": "2", "count": 4000}]}
-    assert _best_cut(body, ["Color", "Price"], 5000) == ([("p1", 2000), ("p2", 4000)], 6000)
-    assert _best_cut(body, ["Color"], 5000)[1] == 3000
+    assert _best_cut(body, ["Color", "Price"], 5000) == ("Price", [("p1", 2000), ("p2", 4000)], 6000)
+    assert _best_cut(body, ["Color"], 5000)[2] == 3000
 
 
 def test_the_key_never_reaches_logs_database_or_file_names(synthetic_sandbox, tmp_path):

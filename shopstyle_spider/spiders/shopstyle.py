@@ -124,9 +124,10 @@ class ShopstyleSpider(scrapy.Spider):
         return self.api_request("categories", {"cat": self.root}, self.parse_categories, dont_filter)
 
     def page_request(self, leaf: str, offset: int, fl: str = "", dont_filter: bool = False,
-                     newest: bool = False) -> scrapy.Request:
+                     newest: bool = False, **counting) -> scrapy.Request:
         """A page of the leaf, or of a slice of it (``fl``: filter values joined by '+'); ``newest``: of the leaf
-        listed newest first (refresh=new)."""
+        listed newest first (refresh=new); ``counting``: ``cut`` and ``cut_total`` when the page is the first of a
+        cut's union, read to count what the cut reaches (see ``parse_histogram``)."""
         params: dict = {"cat": leaf, "offset": offset, "limit": self.settings.getint("SHOPSTYLE_PAGE_SIZE")}
         if fl:
             params["fl"] = fl.split("+")
@@ -134,7 +135,7 @@ class ShopstyleSpider(scrapy.Spider):
             params["sort"] = "Recency"
         self.ledger.page_queued(leaf, page_key(offset, fl))
         return self.api_request("products", params, self.parse_page, dont_filter, leaf=leaf, offset=offset, fl=fl,
-                                newest=newest)
+                                newest=newest, **counting)
 
     def histogram_request(self, leaf: str, fl: str = "", dont_filter: bool = False) -> scrapy.Request | None:
         """The counts a slice of the leaf (the whole leaf: ``fl`` empty) can be cut by, under the filters it is not
@@ -263,7 +264,8 @@ class ShopstyleSpider(scrapy.Spider):
         self.logger.info("category tree of %r: %d categories, %d leaves to crawl, %d already complete",
                          self.root, len(tree.categories), started, len(set(leaves) & completed))
 
-    def parse_page(self, response, leaf: str, offset: int, fl: str = "", newest: bool = False):
+    def parse_page(self, response, leaf: str, offset: int, fl: str = "", newest: bool = False,
+                   cut: str | None = None, cut_total: int = 0):
         body = self.api_json(response, _page_shape)
         if isinstance(body, scrapy.Request):
             yield body  # the same page again: it stays pending
@@ -277,18 +279,21 @@ class ShopstyleSpider(scrapy.Spider):
                 self.logger.error("leaf %s: page at offset %d lists %d products that are not JSON objects (at %s); "
                                   "the leaf stays incomplete", leaf, offset, len(unreadable), unreadable[:10])
                 body["products"] = [product for product in body["products"] if isinstance(product, dict)]
-            yield from self.read_page(leaf, body, offset, fl, newest)
+            yield from self.read_page(leaf, body, offset, fl, newest, counting=cut is not None)
+            if cut is not None and body["metadata"]["total"] < cut_total:
+                yield from self.remainder(leaf, cut, cut_total, body["metadata"]["total"])
         if self.ledger.page_read(leaf, page_key(offset, fl), failed=failed) == 0:
             yield from self.maybe_finish(leaf)
 
-    def read_page(self, leaf: str, body: dict, offset: int, fl: str, newest: bool = False):
+    def read_page(self, leaf: str, body: dict, offset: int, fl: str, newest: bool = False, counting: bool = False):
         """Claim the page's products; on the first page of the leaf or of a slice, queue the rest of it: its pages
         while the API's cap reaches them, else its histogram, to read it in slices under the cap. Read newest
-        first, the leaf's next page is queued only while this one's products are not all known."""
+        first, the leaf's next page is queued only while this one's products are not all known; ``counting``, the page
+        is read for its total alone."""
         total = body["metadata"]["total"]
         if newest and offset == 0:
             self.ledger.set_total(leaf, total)
-        elif offset == 0:
+        elif offset == 0 and not counting:
             yield from self.plan(leaf, fl, total)
         products = body["products"]
         keys = [product_key(product.get("id")) for product in products]
@@ -338,21 +343,31 @@ class ShopstyleSpider(scrapy.Spider):
             yield body
             return
         if body is not None:
-            parts, covered = _best_cut(body, [name for name in slice_filters(self.settings)
-                                              if f"{name.lower()}Histogram" in body],
-                                       self.settings.getint("SHOPSTYLE_RESULT_CAP"))
+            name, parts, covered = _best_cut(body, [name for name in slice_filters(self.settings)
+                                                    if f"{name.lower()}Histogram" in body],
+                                             self.settings.getint("SHOPSTYLE_RESULT_CAP"))
             total = body["metadata"]["total"]
-            if covered < total:  # read what the API's cap reaches of the slice itself as well
-                self.logger.warning("leaf %s%s: %d of its %d products may be in no slice the API can filter", leaf,
-                                    f" ({fl})" if fl else "", total - covered, total)
-                page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
-                for offset in range(page_size, min(total, self.settings.getint("SHOPSTYLE_RESULT_CAP")), page_size):
-                    yield self.page_request(leaf, offset, fl)
+            if name in MULTI_VALUED_FILTERS and covered < total:
+                # overlapping counts: the first page of the parts' union (fl values of one kind are ORed) says how
+                # many distinct products the cut reaches; the rest of the slice is read only if that is short
+                union = "+".join([*filter(None, [fl]), *(value for value, _ in parts)])
+                yield self.page_request(leaf, 0, union, cut=fl, cut_total=total)
+            elif covered < total:
+                yield from self.remainder(leaf, fl, total, covered)
             for value, _ in parts:
                 self.crawler.stats.inc_value("shopstyle/slices/read")
                 yield self.page_request(leaf, 0, f"{fl}+{value}" if fl else value)
         if self.ledger.page_read(leaf, page_key(None, fl), failed=body is None) == 0:
             yield from self.maybe_finish(leaf)
+
+    def remainder(self, leaf: str, fl: str, total: int, covered: int):
+        """A cut of a slice (the whole leaf: ``fl`` empty) covers ``covered`` of its ``total`` products: read what
+        the API's cap reaches of the slice itself as well (its first page is read already)."""
+        self.logger.warning("leaf %s%s: %d of its %d products are in no slice the API can filter", leaf,
+                            f" ({fl})" if fl else "", total - covered, total)
+        page_size = self.settings.getint("SHOPSTYLE_PAGE_SIZE")
+        for offset in range(page_size, min(total, self.settings.getint("SHOPSTYLE_RESULT_CAP")), page_size):
+            yield self.page_request(leaf, offset, fl)
 
     def maybe_finish(self, leaf: str):
         """Every page of the leaf is read: tell the store it is finished, with what stayed out of reach."""
@@ -467,16 +482,17 @@ def _histogram_shape(body) -> str | None:
     return problem
 
 
-def _best_cut(body: dict, names: list[str], cap: int) -> tuple[list[tuple[str, int]], int]:
-    """The ``fl`` values and counts of the histogram, among ``names``, that surely covers most products, and how many
-    distinct products it surely covers; of the best, the one with the fewest parts still over ``cap`` (each costs
-    another histogram), then the fewest parts (each costs a request at least). Entries that are not {id, count} are
-    left out.
+def _best_cut(body: dict, names: list[str], cap: int) -> tuple[str | None, list[tuple[str, int]], int]:
+    """The filter, among ``names``, whose histogram surely covers most products, its ``fl`` values and counts, and
+    how many distinct products it surely covers; of the best, the one with the fewest parts still over ``cap``
+    (each costs another histogram), then the fewest parts (each costs a request at least). Entries that are not
+    {id, count} are left out.
 
     A product has one price, brand and retailer, so those counts add up to the distinct products the cut reaches;
     it may carry several colours, so colour counts overlap and their sum says nothing of how many products the
-    colours reach: only the largest count is sure. Summed, 7,000 colours of a 6,000-product leaf whose 500 products
-    have no colour looked like the whole leaf, and those 500 were never read."""
+    colours reach: only the largest count is sure (the cut's union tells the rest: see ``parse_histogram``).
+    Summed, 7,000 colours of a 6,000-product leaf whose 500 products have no colour looked like the whole leaf,
+    and those 500 were never read."""
     def covered(name, parts):
         counts = [c for _, c in parts]
         return max(counts, default=0) if name in MULTI_VALUED_FILTERS else sum(counts)
@@ -495,7 +511,7 @@ def _best_cut(body: dict, names: list[str], cap: int) -> tuple[list[tuple[str, i
                  and entry["count"] > 0]
         if best is None or cost(name, parts) < cost(*best):
             best = name, parts
-    return (best[1], covered(*best)) if best else ([], 0)
+    return (best[0], best[1], covered(*best)) if best else (None, [], 0)
 
 
 def _page_shape(body) -> str | None:
