@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modeling import analysis, train
+from modeling import analysis, registry, train
 from modeling.data import load_products
 from shopstyle_spider import schema
 from shopstyle_spider.runner import run_crawl
@@ -108,6 +108,9 @@ def test_modeling_reads_postgresql_and_records_its_experiment_there(postgres_cra
     assert len(predictions) == rows(url, "SELECT count(*) FROM predictions WHERE split = 'test'")[0][0] > 0
     with closing(schema.connect(url)) as connection:
         assert schema.completed_leaves(url, 1000) and connection.dialect.name == "postgresql"
+    # the model registry lives there too: the first model is in service; its folder's name carries no password
+    assert registry.serving_path(url) == tmp_path / "1.joblib"
+    assert PASSWORD not in registry.folder_name(url)
 
 
 def test_a_row_postgresql_refuses_is_dropped_alone(synthetic_sandbox, postgres_url, tmp_path):

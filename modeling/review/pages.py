@@ -18,7 +18,7 @@ from .. import analysis, report, store
 from ..analyze import experiment_tables, report_sections
 from ..fields import is_missing
 from ..templating import environment
-from . import cards
+from . import cards, decisions
 from .dependencies import REVIEWER_COOKIE, SIGNED_IN_COOKIE, AppState, Database, State, page_access
 from .predicting import ranked_categories
 
@@ -112,10 +112,10 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, ite
     decision = other.strip() if choice == "other" else choice
     try:
         if not decision:
-            raise cards.DecisionError("choose a suggestion, keep, exclude, or a category from the search")
-        card, settled = cards.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
-    except (cards.Stale, cards.DecisionError) as error:
-        return _page(request, state, "queue.html", status=409 if isinstance(error, cards.Stale) else 422,
+            raise decisions.DecisionError("choose a suggestion, keep, exclude, or a category from the search")
+        card, settled = decisions.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
+    except (decisions.Stale, decisions.DecisionError) as error:
+        return _page(request, state, "queue.html", status=409 if isinstance(error, decisions.Stale) else 422,
                      title=TITLES[queue], queue=queue, card=None, skip=skip,
                      skip_url=f"/queue/{queue}?" + urlencode({"skip": skip}, doseq=True),
                      restart_url=f"/queue/{queue}?" + urlencode({"skip": skip, "prefer": item}, doseq=True),
@@ -123,7 +123,7 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, ite
                      error=str(error))
     except KeyError as error:
         raise HTTPException(404, f"no card {item!r} in this queue") from error
-    label = {cards.KEEP: "kept their labels" if settled > 1 else "kept its label",
+    label = {decisions.KEEP: "kept their labels" if settled > 1 else "kept its label",
              store.EXCLUDE: "excluded"}.get(decision, f"filed as {state.catalogue.path(decision)}")
     message = f"{card.name}: {settled} product{'s' if settled != 1 else ''} {label}"
     return RedirectResponse(f"/queue/{queue}?" + urlencode({"skip": skip, "message": message}, doseq=True),
@@ -134,8 +134,8 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, ite
 def undo(request: Request, queue: cards.Queue, csrf: Annotated[str, Form()], state: State, db: Database) -> Response:
     _checked_form(request, state, csrf)
     try:
-        undone = cards.undo_last(db, queue, state.catalogue, _reviewer(request), time.time())
-    except cards.Stale as error:
+        undone = decisions.undo_last(db, queue, state.catalogue, _reviewer(request), time.time())
+    except decisions.Stale as error:
         return RedirectResponse(f"/queue/{queue}?" + urlencode({"message": str(error)}), status_code=303)
     if undone is None:
         return RedirectResponse(f"/queue/{queue}?" + urlencode({"message": "nothing of yours to undo"}),
