@@ -198,27 +198,13 @@ def connect(target: str | Path, *, readonly: bool = False) -> Connection:
         try:
             with connection.begin():
                 metadata.create_all(connection, tables=list(TABLES))
-                _add_missing_columns(connection)
+                schema.add_missing_columns(connection, TABLES)
                 _fill_subjects(connection)
         except SQLAlchemyError as error:
             connection.close()
             raise SchemaError(f"{schema.display_name(target)}: cannot create modeling's tables "
                               f"({error.orig or error})") from error
     return connection
-
-
-def _add_missing_columns(connection: Connection) -> None:
-    """Add the nullable columns a table of an older database lacks (create_all creates tables, never columns), so a
-    database that recorded experiments before a column existed keeps working; its old rows read NULL there."""
-    inspector = inspect(connection)
-    for table in TABLES:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable and not column.primary_key:
-                kind = column.type.compile(dialect=connection.dialect)
-                connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-        for index in table.indexes:  # create_all skips an existing table's new indexes
-            index.create(connection, checkfirst=True)
 
 
 def _fill_subjects(connection: Connection) -> None:
