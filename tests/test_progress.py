@@ -29,12 +29,20 @@ def test_a_log_gets_the_count_of_an_iterable_of_unknown_length():
 
 def test_a_terminal_gets_tqdms_bar():
     leader, follower = os.openpty()
-    with os.fdopen(follower, "w") as terminal:
-        with progress_bar(total=3, desc="fitting branches", unit="fits", stream=terminal) as bar:
-            bar.update(3)
-        terminal.flush()
-        drawn = os.read(leader, 65536).decode()
+    with os.fdopen(follower, "w") as terminal, progress_bar(total=3, desc="fitting branches", unit="fits",
+                                                           stream=terminal) as bar:
+        bar.update(3)
+    chunks = []  # a pty hands its output over in pieces; once the writer closed, Linux ends it with EIO
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
     os.close(leader)
+    drawn = b"".join(chunks).decode()
     assert "\r" in drawn and "fitting branches: 100%" in drawn and "3/3" in drawn
 
 
