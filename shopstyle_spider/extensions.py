@@ -1,8 +1,9 @@
-"""Crawl-wide extensions: keep the API key out of the logs, keep the processes of a shared crawl up until it is
-done, and print a summary when the crawl ends."""
+"""Crawl-wide extensions: keep the API key out of the logs, keep Python's garbage collector from costing the crawl
+its CPU, keep the processes of a shared crawl up until it is done, and print a summary when the crawl ends."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from contextlib import closing
@@ -11,7 +12,7 @@ from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 from sqlalchemy import text
 
-from . import refresh, schema
+from . import cpu, refresh, schema
 from .redaction import LogRedactor
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,42 @@ class RedactKeyInLogs:
 
     def engine_stopped(self):
         self.redactor.uninstall()
+
+
+class GarbageCollection:
+    """Collect garbage less often during the crawl: ``SHOPSTYLE_GC_THRESHOLD`` (see ``gc.set_threshold``), and the
+    objects of the crawl's start (Scrapy, Twisted, the settings, the category tree) frozen out of every collection.
+
+    With Python's defaults (700, 10, 10) a crawl of the fashion catalog at 100 ms spent 35 of its 80 CPU seconds in
+    10,401 collections (2026-12-07): every request and item leaves a burst of Deferreds, coroutines and frames,
+    most of them cyclic, and the collector walked the whole heap again and again. Fewer, larger collections still
+    free every cycle: the crawl's memory stays where it was (about 300 MB).
+    """
+
+    def __init__(self, threshold: tuple[int, ...]):
+        self.threshold = threshold
+        self.default = gc.get_threshold()
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        threshold = tuple(int(value) for value in crawler.settings.getlist("SHOPSTYLE_GC_THRESHOLD"))
+        if not threshold:
+            raise NotConfigured("SHOPSTYLE_GC_THRESHOLD is empty: Python's own")
+        if len(threshold) > 3 or threshold[0] < 1:
+            raise ValueError(f"SHOPSTYLE_GC_THRESHOLD: one to three counts, the first >= 1; got {threshold}")
+        extension = cls(threshold)
+        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
+        crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
+        return extension
+
+    def engine_started(self):
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*self.threshold)
+
+    def engine_stopped(self):
+        gc.set_threshold(*self.default)
+        gc.unfreeze()
 
 
 class SharedFrontierWatch:
@@ -104,14 +141,21 @@ class CrawlSummary:
 
     def __init__(self, crawler):
         self.crawler = crawler
+        self.cpu_at_start = 0.0
 
     @classmethod
     def from_crawler(cls, crawler):
         extension = cls(crawler)
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
         return extension
 
+    def spider_opened(self, spider):
+        self.cpu_at_start = time.process_time()
+
     def spider_closed(self, spider, reason):
+        # the process's CPU while the spider ran (all threads: sqlite and the image store write from Twisted's pool)
+        self.crawler.stats.set_value("shopstyle/cpu_seconds", round(time.process_time() - self.cpu_at_start, 3))
         stats = self.crawler.stats.get_stats()
         dropped = {key.removeprefix("shopstyle/dropped/"): value for key, value in stats.items()
                    if key.startswith("shopstyle/dropped/")}
@@ -137,6 +181,8 @@ class CrawlSummary:
             f"{stats.get('retry/count', 0)} retries, {stats.get('shopstyle/backoff/429', 0)} answered 429); "
             f"malformed pages {stats.get('shopstyle/malformed_pages', 0)}, "
             f"unreachable products {stats.get('shopstyle/unreachable_products', 0)}",
+            "  CPU: {cpu_seconds:.1f}s, {ms_per_request:.2f} ms per request: {ms_per_page:.2f} ms per API page "
+            "({pages}), {ms_per_photo:.2f} ms per photo ({photos})".format(**cpu.per_request(stats)),
         ]
         db_path = self.crawler.settings.get("SHOPSTYLE_DB")
         try:

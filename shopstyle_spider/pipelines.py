@@ -22,7 +22,7 @@ from scrapy.utils.defer import deferred_from_coro
 from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from . import refresh, schema
+from . import cpu, refresh, schema
 from .cleaning import clean_field, has_surrogate
 from .items import CategoryItem, LeafDoneItem, ProductItem
 from .slots import IMAGE_SLOT
@@ -231,8 +231,13 @@ class ProductImagesPipeline(ImagesPipeline):
         if response.status == 404:  # a dead image link is common and expected: recorded, not logged as a warning
             raise FileException("missing (HTTP 404)")
         if response.status == 200:
-            check_photo_header(response.body, self.max_pixels)
+            with cpu.measured(self.crawler.stats, cpu.PHOTO):
+                check_photo_header(response.body, self.max_pixels)
         return await super().media_downloaded(response, request, info, item=item)
+
+    def get_images(self, response, request, info, *, item=None):
+        with cpu.measured(self.crawler.stats, cpu.PHOTO):  # decoding the photo and its checksum's input
+            return list(super().get_images(response, request, info, item=item))
 
     async def file_downloaded(self, response, request, info, *, item=None):
         try:
@@ -384,6 +389,10 @@ class DatabaseStorePipeline:
         self._categories, self._products, self._sources = [], [], []
         if not (categories or products):
             return
+        with cpu.measured(self.stats, cpu.PAGE):
+            self._flush(categories, products, sources)
+
+    def _flush(self, categories: list[dict], products: list[dict], sources: list[tuple[str, str | None]]) -> None:
         try:
             if not self._write(*self._statements(categories, products)):
                 return

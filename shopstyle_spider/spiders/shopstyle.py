@@ -23,8 +23,8 @@ import scrapy
 from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import CloseSpider, ScrapyDeprecationWarning
 
+from .. import cpu, schema
 from .. import refresh as refreshes
-from .. import schema
 from ..cleaning import clean_field
 from ..frontier import Claim, LeafLedger, RedisLeafLedger, page_key, parse_page_key, product_key
 from ..items import CategoryItem, LeafDoneItem, ProductItem
@@ -405,11 +405,12 @@ class ShopstyleSpider(scrapy.Spider):
             self.logger.error("API error on %s: %s", response.url, _error_message(response))
             return None
         try:
-            body = json.loads(response.text)
+            with cpu.measured(self.crawler.stats, cpu.PAGE):
+                body = json.loads(response.text)
+                detail = shape(body)
         except ValueError as error:
             what, detail, reason, stat = "malformed JSON", error, "malformed_json", "malformed_pages"
         else:
-            detail = shape(body)
             if detail is None:
                 return body
             what, reason, stat = "an answer of another shape", "unexpected_schema", "faults/unexpected_schema"
