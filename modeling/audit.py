@@ -45,7 +45,7 @@ from .data import DataError, load_products, select_categories, with_reviewed_lab
 from .fields import is_missing
 from .image import ImageEmbedder
 from .persistence import ModelFileError, load_model
-from .photo_store import PhotoStoreError, images_location
+from .photo_store import PhotoStoreError, crawl_images, images_location
 from .registry import RegistryError, serving_path
 from .runtime import RUNTIME_HELP, RUNTIMES
 from .stacking import ProductClassifier
@@ -175,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database to audit (and to record the audit in): a sqlite file or a "
                              "postgresql:// URL")
-    parser.add_argument("--images", type=images_location, default=config.images_dir(),
-                        help="the crawl's IMAGES_STORE: a folder, or s3://bucket/prefix/")
+    parser.add_argument("--images", type=images_location,
+                        help="the crawl's IMAGES_STORE: a folder, or s3://bucket/prefix/ (default: where the crawl "
+                             f"recorded it stored its photos, else {config.images_dir()})")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--folds", type=int, default=5,
                         help="folds of the stacked model's out-of-fold probabilities (each branch trained this many "
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     progress = not args.no_progress
     try:
+        args.images = crawl_images(args.db, args.images)
         products = with_reviewed_labels(load_products(args.db, args.images, progress=progress), args.db, args.images)
         frame = select_categories(products, args.categories, args.min_products)
         if args.model is not None:

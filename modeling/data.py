@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from contextlib import closing
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def load_products(db: str | Path, images_dir: str | Path | None = None, *, progr
 
     ``images_dir`` is the crawl's IMAGES_STORE: a folder, or ``s3://bucket/prefix`` (photos are then copied into a
     local mirror once). The frame's ``name``, ``description`` and ``image_path`` columns are exactly what a trained
-    model takes.
+    model takes. A stored photo that cannot be read (not in the folder or the bucket) leaves its product without
+    one: ``frame.attrs["photos"]`` holds how many photos the crawl stored and which of them could not be read, for
+    ``photo_summary``.
     """
     with closing(schema.connect(db, readonly=True)) as connection:
         frame = pd.read_sql_query(text(PRODUCTS_SQL), connection)
@@ -75,8 +78,13 @@ def load_products(db: str | Path, images_dir: str | Path | None = None, *, progr
                                  progress=progress)
         else:
             local = [str(Path(images_dir) / path) for path in stored]
+            local = [path if os.access(path, os.R_OK) and os.path.isfile(path) else None for path in local]
         for row, path in zip(rows, local, strict=True):
             paths[row] = path
+        unreadable = [f"{images_dir}/{path}" if is_remote(images_dir) else str(Path(images_dir) / path)
+                      for path, got in zip(stored, local, strict=True) if got is None]
+    else:
+        unreadable = []
     # object columns: pandas 3 would store a missing photo as NaN in a string column (modeling.fields)
     frame["image_path"] = pd.Series(paths, index=frame.index, dtype=object)
     frame["description"] = pd.Series([optional_text(v) for v in frame["description"]], index=frame.index,
@@ -84,7 +92,27 @@ def load_products(db: str | Path, images_dir: str | Path | None = None, *, progr
     frame["parent"] = pd.Series([None if is_missing(v) else v for v in frame["parent"]], index=frame.index,
                                 dtype=object)
     frame["split"] = [split_of(product_id) for product_id in frame["id"]]
-    return frame.drop(columns=["image_status", "image_checksum"])
+    frame = frame.drop(columns=["image_status", "image_checksum"])
+    frame.attrs["photos"] = {"store": str(images_dir), "stored": int(has_photo.sum()) if images_dir is not None else 0,
+                             "unreadable": unreadable}
+    return frame
+
+
+def photo_summary(frame: pd.DataFrame) -> tuple[str, bool]:
+    """A line saying how many of the crawl's stored photos ``load_products`` read, naming those it could not (a few),
+    and whether it must be said loudly: most of them unreadable means the image store is not where it was looked for
+    (moved, or another machine's) and the products are being read from their text alone."""
+    photos = frame.attrs.get("photos", {"store": None, "stored": 0, "unreadable": []})
+    stored, unreadable = photos["stored"], photos["unreadable"]
+    line = f"photos: {stored - len(unreadable)} of the {stored} the crawl stored read from {photos['store']}"
+    if unreadable:
+        shown = ", ".join(unreadable[:3]) + (", ..." if len(unreadable) > 3 else "")
+        line += f"; {len(unreadable)} cannot be read ({shown}): those products are read from their text alone"
+    loud = len(unreadable) > stored / 2
+    if loud:
+        line += (" -- most are missing: was the image store moved? Give its folder with --images (the crawl "
+                 "recorded where it stored them; see the image_store table)")
+    return line, loud
 
 
 def review_count(db: str | Path) -> int:

@@ -16,7 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from shopstyle_spider import config
+from shopstyle_spider import config, schema
 
 from .progress import progress_bar
 
@@ -36,6 +36,17 @@ def is_remote(images: str | Path | None) -> bool:
 def images_location(text: str) -> str | Path:
     """An ``--images`` argument: an s3:// URI stays text (a Path would fold its double slash), anything else a Path."""
     return text if is_remote(text) else Path(text)
+
+
+def crawl_images(db: str | Path, images: str | Path | None) -> str | Path:
+    """Where the photos of the crawl in ``db`` are: ``images`` when given (an explicit ``--images`` wins), else the
+    IMAGES_STORE the crawl recorded in its database, else data/images (a database from before crawls recorded it).
+    Without the record, a crawl made elsewhere had all its photos looked for in data/images, found none, and its
+    products were predicted from text alone without a word."""
+    if images is not None:
+        return images
+    recorded = schema.recorded_image_store(db)
+    return images_location(recorded) if recorded else config.images_dir()
 
 
 def _split(uri: str) -> tuple[str, str]:

@@ -34,11 +34,11 @@ from shopstyle_spider import config, schema
 
 from . import filing_queue
 from .backbones import BackboneError
-from .data import DataError, load_products
+from .data import DataError, load_products, photo_summary
 from .fields import is_missing, optional_text, photo_path
 from .filing import LEVELS, TARGETS, FilingPolicyError, best_parents, decide, load_thresholds, never_files
 from .persistence import ModelFileError, load_model
-from .photo_store import PhotoStoreError, images_location, is_remote
+from .photo_store import PhotoStoreError, crawl_images, images_location, is_remote
 from .progress import progress_bar
 from .registry import RegistryError, serving_path
 from .runtime import RUNTIME_HELP, RUNTIMES
@@ -60,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a crawl database (sqlite file or postgresql:// URL): predict every product it holds, "
                              "with its photo")
     parser.add_argument("--images", type=images_location,
-                        help="folder that relative image paths are resolved against (default: the crawl's "
-                             f"{config.images_dir()} with --db, the input file's folder with --input); with --db "
-                             "also the crawl's s3://bucket/prefix/")
+                        help="folder that relative image paths are resolved against (default: with --db, where "
+                             f"the crawl recorded it stored its photos, else {config.images_dir()}; with --input, "
+                             "the input file's folder); with --db also the crawl's s3://bucket/prefix/")
     parser.add_argument("--target-accuracy", type=float, choices=TARGETS,
                         help="add the auto-filing decision (leaf, parent or review) reaching this accuracy, by the "
                              "thresholds the model card stores (chosen on the validation split); default: no "
@@ -169,9 +169,9 @@ def filing_thresholds(model_path: Path, target: float, levels: list[str]) -> dic
     return thresholds
 
 
-def db_records(db: Path, images: str | Path, progress: bool) -> Iterator[tuple[int, dict | None, str | None]]:
-    """Every product of a crawl database as (row number, record, None), with the local path of its stored photo."""
-    frame = load_products(db, images, progress=progress)
+def db_records(frame: pd.DataFrame) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Every product of a crawl database (``load_products``' frame) as (row number, record, None), with the local
+    path of its stored photo (None where it has none, or it cannot be read)."""
     for number, (product_id, name, description, image_path) in enumerate(
             frame[["id", "name", "description", "image_path"]].itertuples(index=False, name=None), start=1):
         yield number, {"id": int(product_id), "name": name, "description": description,
@@ -237,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         thresholds = filing_thresholds(args.model, args.target_accuracy, args.levels.split(",")) \
             if args.target_accuracy else None
         if args.db is not None:
-            records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
+            frame = load_products(args.db, crawl_images(args.db, args.images), progress=not args.no_progress)
+            photos, photos_loud = photo_summary(frame)
+            if photos_loud:
+                print(f"modeling.predict: WARNING: {photos}", file=sys.stderr)
+            records = db_records(frame)
             images = None  # the database's photo paths come back resolved
         else:
             if not args.input.is_file():
@@ -267,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         reason, count = errors.most_common(1)[0]
         summary += f" (most common: {reason!r}, {count} record{'s' if count != 1 else ''})"
     print(summary, file=sys.stderr)
+    if args.db is not None:
+        print(f"modeling.predict: {photos}", file=sys.stderr)
     return 1 if failed and not predicted else 0
 
 

@@ -30,12 +30,12 @@ from shopstyle_spider import changes, config, schema
 from . import champion, registry, store
 from .backbones import BackboneError
 from .cluster import ClusterError, dask_cluster
-from .data import LABELS, DataError, load_products, review_count, select_categories, with_reviewed_labels
+from .data import LABELS, DataError, load_products, photo_summary, review_count, select_categories, with_reviewed_labels
 from .filing import CONFIDENCE, STEP, TARGETS, best_parents, choose_thresholds, never_files
 from .image import ImageEmbedder
 from .metrics import prediction_figures
 from .persistence import ModelFileError, dump_pending, load_model, publish_model
-from .photo_store import PhotoStoreError, images_location, is_remote
+from .photo_store import PhotoStoreError, crawl_images, images_location, is_remote
 from .runtime import RUNTIME_HELP, RUNTIMES
 from .stacking import ProductClassifier
 from .text import make_text_pipeline
@@ -102,10 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database to learn from (and to record the experiment in): a sqlite file or a "
                              "postgresql:// URL")
-    parser.add_argument("--images", type=images_location, default=config.images_dir(),
+    parser.add_argument("--images", type=images_location,
                         help="the crawl's IMAGES_STORE (image paths in the database are relative to it): a folder, "
                              "or s3://bucket/prefix/, whose photos are copied once into "
-                             f"{config.remote_images_cache_dir()}")
+                             f"{config.remote_images_cache_dir()} (default: where the crawl recorded it stored "
+                             f"them, else {config.images_dir()})")
     parser.add_argument("--image-backbone", default=str(config.mobilenet_v2_backbone()),
                         help="a keras.applications name (inception_v3, mobilenet_v2, efficientnet_b0, resnet50: "
                              "their ImageNet weights download only when online), the path of a .keras file taking "
@@ -310,7 +311,11 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
     try:
         if args.cluster:
             cluster.enter_context(dask_cluster(args.cluster))
+        args.images = crawl_images(args.db, args.images)
         crawled = load_products(args.db, args.images, progress=not args.no_progress)
+        photos, photos_loud = photo_summary(crawled)
+        if photos_loud:
+            print(f"modeling.train: WARNING: {photos}", file=sys.stderr)
         labels = args.labels or ("reviewed" if review_count(args.db) else "crawled")
         products = with_reviewed_labels(crawled, args.db, args.images) if labels == "reviewed" else crawled
         frame = select_categories(products, args.categories, args.min_products)
@@ -418,6 +423,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
               f"training); {label_counts['relabelled']} crawled labels changed, {label_counts['excluded']} excluded)")
     else:
         print("labels: crawled (the catalog's own; people's decisions not used)")
+    print(photos)
     print("\n".join(summary_lines(metrics)))
     print("\n".join(filing_lines(filing, guarantee)))
     print(f"model: {out / f'{experiment_id}.joblib'}")

@@ -179,6 +179,19 @@ class AtomicFSFilesStore(FSFilesStore):
         os.replace(partial, absolute_path)
 
 
+def image_store_location(setting: str) -> str:
+    """IMAGES_STORE as the database records it: a local folder (a path or file:// URI) made absolute, so that it
+    holds from any working directory; a bucket's URI (s3://, gs://, ftp://) as it is, less any password in it (no
+    secret is stored)."""
+    parts = urlsplit(setting)
+    if parts.scheme not in ("", "file") and len(parts.scheme) > 1:  # one letter: a Windows drive
+        if parts.password is not None:
+            host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+            return parts._replace(netloc=f"{parts.username}@{host}").geturl()
+        return setting
+    return str(Path(setting.removeprefix("file://")).resolve())
+
+
 def check_photo_header(body: bytes, max_pixels: int) -> None:
     """Raise FileException for a photo refused from its header alone, before any pixel is decoded: not an image
     (an HTML page), or more than ``max_pixels`` pixels (a decompression bomb, or a photo modeling would refuse).
@@ -327,6 +340,25 @@ class DatabaseStorePipeline:
 
     def open_spider(self):
         self.db = schema.connect(self.db_path)
+        self._record_image_store()
+
+    def _record_image_store(self) -> None:
+        """Record in the database where this crawl stores its photos (products' image_path is relative to it), so
+        that modeling finds them from any working directory; a store other than the one recorded before is said."""
+        setting = self.crawler.settings.get("IMAGES_STORE")
+        location = image_store_location(setting)
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            with self.db.begin():
+                before = schema.record_image_store(self.db, location, when)
+        except (OperationalError, OSError) as error:
+            stop_crawl(self.crawler, "database_unwritable",
+                       f"cannot write the crawl database {schema.display_name(self.db_path)}: "
+                       f"{getattr(error, 'orig', None) or error}")
+            return
+        if before is not None and before != location:
+            logger.warning("IMAGES_STORE is now %s; the photos of earlier crawls into this database stay in %s",
+                           location, before)
 
     def close_spider(self):
         if self.db is not None:  # None: the database could not be opened, the crawl never started

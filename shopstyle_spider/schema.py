@@ -42,8 +42,8 @@ from sqlalchemy.pool import NullPool
 # 2: experiments and predictions; 3: the version in a table (PostgreSQL has no user_version); 4: modeling's label
 # audit, reviews and filing queue (modeling.store); 5: refreshes (the refreshes, product_changes and
 # category_changes tables; gone_at and refresh_id columns, added to an existing database by
-# ``add_missing_columns``)
-SCHEMA_VERSION = 5
+# ``add_missing_columns``); 6: image_store (where the crawl stored its photos)
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 
 metadata = MetaData()
@@ -134,6 +134,15 @@ category_changes = Table(
 )
 
 # The schema's version, one row (sqlite files from before version 3 kept it in PRAGMA user_version).
+# Where the crawl stored its photos (its IMAGES_STORE: an absolute folder or an s3:// URI), one row written by the
+# last crawl into this database: products' image_path is relative to it, so modeling finds the photos from any
+# working directory without being told (an older database has none: modeling falls back to data/images).
+image_store = Table(
+    "image_store", metadata,
+    Column("location", Text, nullable=False),
+    Column("recorded_at", Text, nullable=False),
+)
+
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 PRODUCT_COLUMNS = ("id", "name", "description", "category_id", "brand", "retailer", "price", "currency", "in_stock",
@@ -267,6 +276,26 @@ def add_missing_columns(connection: Connection, tables) -> None:
                 connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
         for index in table.indexes:  # create_all skips an existing table's new indexes
             index.create(connection, checkfirst=True)
+
+
+def record_image_store(connection: Connection, location: str, when: str) -> str | None:
+    """Record ``location`` as where the crawl stores its photos (in the caller's transaction); returns the location
+    recorded before, None for none."""
+    before = connection.execute(select(image_store.c.location)).scalar()
+    connection.execute(delete(image_store))
+    connection.execute(insert(image_store).values(location=location, recorded_at=when))
+    return before
+
+
+def recorded_image_store(target: str | Path) -> str | None:
+    """Where the crawl into ``target`` stored its photos, as it recorded; None for a database from before it did."""
+    connection = connect(target, readonly=True)
+    try:
+        if not inspect(connection).has_table("image_store"):
+            return None
+        return connection.execute(select(image_store.c.location)).scalar()
+    finally:
+        connection.close()
 
 
 def upsert_sql(table: str, columns: tuple[str, ...]) -> TextClause:

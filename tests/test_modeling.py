@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -283,6 +284,42 @@ def test_predict_reads_csv_and_a_whole_crawl_database(trained, tmp_path):
     frame = load_products(db, images)
     assert [r["id"] for r in results] == frame["id"].tolist() and not [r for r in results if "error" in r]
     assert [r["photo_used"] for r in results] == frame["image_path"].notna().tolist()
+
+
+def test_predict_db_finds_the_crawls_photos_from_anywhere_and_a_moved_store_is_said_loudly(trained, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """The crawl records its IMAGES_STORE: `predict --db` with no --images, from another working directory, reads the
+    photos there; once the store is moved, every product is read from text alone and the summary says so loudly,
+    naming photos; an explicit --images still wins."""
+    db, images, out = trained
+    model_path = str(next(out.glob("*.joblib")))
+    assert schema.recorded_image_store(db) == str(images.resolve())  # what the crawl itself recorded
+    with_photo = load_products(db, images)["image_path"].notna().tolist()
+    assert any(with_photo)
+    monkeypatch.chdir(tmp_path)  # nowhere near data/images or the crawl's folder
+    output = tmp_path / "found.jsonl"
+    assert predict.main(["--model", model_path, "--db", str(db), "--output", str(output), "--no-progress"]) == 0
+    assert [json.loads(line)["photo_used"] for line in output.read_text().splitlines()] == with_photo
+    err = capsys.readouterr().err
+    assert f"photos: {sum(with_photo)} of the {sum(with_photo)} the crawl stored read from {images.resolve()}" in err
+    assert "WARNING" not in err
+
+    moved_db, store = tmp_path / "moved.db", tmp_path / "store"
+    with sqlite3.connect(db) as original, sqlite3.connect(moved_db) as copy:
+        original.backup(copy)
+    shutil.copytree(images, store)
+    with closing(schema.connect(moved_db)) as connection, connection.begin():
+        schema.record_image_store(connection, str(store), "2026-12-07T00:00:00+00:00")
+    store.rename(tmp_path / "elsewhere")
+    assert predict.main(["--model", model_path, "--db", str(moved_db), "--output", str(output), "--no-progress"]) == 0
+    assert not any(json.loads(line)["photo_used"] for line in output.read_text().splitlines())
+    err = capsys.readouterr().err
+    assert f"modeling.predict: WARNING: photos: 0 of the {sum(with_photo)} the crawl stored read from {store}; " \
+           f"{sum(with_photo)} cannot be read ({store / 'full'}" in err
+    assert predict.main(["--model", model_path, "--db", str(moved_db), "--images", str(tmp_path / "elsewhere"),
+                         "--output", str(output), "--no-progress"]) == 0
+    assert [json.loads(line)["photo_used"] for line in output.read_text().splitlines()] == with_photo
+    assert "WARNING" not in capsys.readouterr().err
 
 
 def test_predict_exits_1_when_every_record_failed_and_names_the_commonest_reason(trained, tmp_path, capsys):

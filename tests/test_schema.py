@@ -73,3 +73,22 @@ def test_a_version_4_database_gets_the_refresh_columns_keeping_its_rows(tmp_path
         assert connection.execute("SELECT category_id, refresh_id FROM leaves").fetchall() == [("boots", None)]
         assert {"gone_at", "refresh_id"} <= {row[1] for row in connection.execute("PRAGMA table_info(products)")}
         assert connection.execute("SELECT count(*) FROM product_changes").fetchone() == (0,)
+
+
+def test_a_version_5_database_gains_the_image_store_record_keeping_its_rows(tmp_path):
+    """Version 6 adds the image_store table: an older database opened for writing gets it, empty (modeling then
+    falls back to data/images); read-only, it reads as no record."""
+    path = tmp_path / "crawl.db"
+    schema.connect(path).close()
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("INSERT INTO leaves (category_id, total, reached, unreachable, completed_at) "
+                           "VALUES ('boots', 50, 50, 0, '2026-11-01T00:00:00')")
+        connection.execute("DROP TABLE image_store")
+        connection.execute("UPDATE schema_version SET version = 5")
+    assert schema.recorded_image_store(path) is None
+    with closing(schema.connect(path)) as connection, connection.begin():
+        assert schema.record_image_store(connection, "/srv/photos", "2026-12-07T00:00:00+00:00") is None
+    assert schema.recorded_image_store(path) == "/srv/photos"
+    assert schema.completed_leaves(path, 1000) == {"boots"}
+    with closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("SELECT version FROM schema_version").fetchall() == [(6,)]

@@ -16,6 +16,7 @@ import uvicorn
 from shopstyle_spider import config, schema
 
 from ..filing import DEFAULT_TARGET, TARGETS
+from ..photo_store import crawl_images, is_remote
 from ..registry import RegistryError, serving_path
 from ..runtime import RUNTIME_HELP, RUNTIMES
 from .app import MAX_BODY_BYTES, create_app
@@ -32,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path,
                         help="a .joblib model written by modeling.train (a pickle: load only models you trust); "
                              "default: the --db's model in service (python -m modeling.models current)")
-    parser.add_argument("--images", type=Path, default=config.images_dir(),
-                        help="the image store: the only folder photos are served from")
+    parser.add_argument("--images", type=Path,
+                        help="the image store: the only folder photos are served from (default: the folder the "
+                             f"--db's crawl recorded it stored its photos in, else {config.images_dir()})")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs a token")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (0: any free port)")
     parser.add_argument("--token", help=f"the token every page and API call must carry (None: ${TOKEN_VARIABLE} "
@@ -57,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         except (RegistryError, schema.SchemaError) as error:
             print(f"modeling.review: {error}", file=sys.stderr)
             return 2
+    if args.images is None:
+        try:
+            recorded = crawl_images(args.db, None)
+        except schema.SchemaError as error:
+            print(f"modeling.review: {error}", file=sys.stderr)
+            return 2
+        # a bucket's photos are served from nowhere: the app serves one local folder
+        args.images = config.images_dir() if is_remote(recorded) else Path(recorded)
     if not args.model.is_file():
         print(f"modeling.review: {args.model}: no model file there (train one with `python -m modeling.train`)",
               file=sys.stderr)
