@@ -181,7 +181,7 @@ class CrawlSummary:
             f"{stats.get('retry/count', 0)} retries, {stats.get('shopstyle/backoff/429', 0)} answered 429); "
             f"malformed pages {stats.get('shopstyle/malformed_pages', 0)}, "
             f"unreachable products {stats.get('shopstyle/unreachable_products', 0)}",
-            "  CPU: {cpu_seconds:.1f}s, {ms_per_request:.2f} ms per request: {ms_per_page:.2f} ms per API page "
+            "  CPU: {cpu_seconds:.2f}s, {ms_per_request:.2f} ms per request: {ms_per_page:.2f} ms per API page "
             "({pages}), {ms_per_photo:.2f} ms per photo ({photos})".format(**cpu.per_request(stats)),
         ]
         db_path = self.crawler.settings.get("SHOPSTYLE_DB")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import math
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import time
 from contextlib import closing
 
+import pytest
 from PIL import Image
 from sqlalchemy import text
 
@@ -75,6 +77,17 @@ def test_a_crawl_stores_the_whole_catalog(synthetic_crawl):
     with_photo = sum(catalog.images.dimensions(p.id) is not None for p in catalog.products())
     assert 0.7 * len(catalog) < with_photo < 0.9 * len(catalog)  # the catalog's gaps: a fifth without a photo
     assert f"{len(catalog)} products, {with_photo} images stored" in result.stderr
+    # the CPU it took, per request of each kind: every product's photo URL is one request, every page of 50 another
+    pages = len(leaves) * math.ceil(PER_LEAF / 50) + 1
+    cpu = re.search(r"CPU: ([\d.]+)s, ([\d.]+) ms per request: ([\d.]+) ms per API page \((\d+)\), "
+                    r"([\d.]+) ms per photo \((\d+)\)", result.stderr)
+    (photos,), = rows(db, "SELECT count(*) FROM products WHERE image_url IS NOT NULL")
+    assert cpu is not None and (int(cpu[4]), int(cpu[6])) == (pages, photos)
+    seconds, per_page, per_photo = float(cpu[1]), float(cpu[3]), float(cpu[5])
+    assert seconds > 0 and per_page > 0 and per_photo > 0
+    assert per_page * pages + per_photo * photos == pytest.approx(1000 * seconds, rel=0.02)
+    # and where it stored the photos, for modeling to find them from anywhere
+    assert schema.recorded_image_store(db) == str(images.resolve())
 
 
 def test_images_are_stored_decodable_with_path_and_checksum(synthetic_crawl):
