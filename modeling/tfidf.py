@@ -22,6 +22,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
+from . import wordmemory
+
 __all__ = ["FastTfidfVectorizer"]
 
 
@@ -29,11 +31,13 @@ class _WordTable:
     """What each word seen so far contributes: its features' indices (``features[pointers[i]:pointers[i + 1]]`` for
     word ``i``) and, for word n-grams, the id of its term among the terms that occur in bigram features (-1: in
     none). Built from the fitted vocabulary, seeded with the training texts' words and grown a batch at a time;
-    ``lock`` serialises growth, so threads of a server may share one vectorizer. Pickles without its lock."""
+    ``lock`` serialises growth, so threads of a server may share one vectorizer. ``bytes`` counts what the words
+    added hold (``wordmemory.size_of`` of each word, its features, its bookkeeping). Pickles without its lock."""
 
     def __init__(self, vocabulary: dict[str, int], pairs: bool):
         self.vocabulary = vocabulary
         self.index: dict[str, int] = {}
+        self.bytes = 0
         self.pointers = np.zeros(1, dtype=np.int64)
         self.features = self.pair_ids = np.zeros(0, dtype=np.int64)
         self.lock = threading.Lock()
@@ -61,6 +65,7 @@ class _WordTable:
             terms = tuple(terms_of(word))
             index[word] = len(index)
             columns = [vocabulary[t] for t in terms if t in vocabulary]
+            self.bytes += wordmemory.size_of(word) + wordmemory.ENTRY_OVERHEAD + 8 * (len(columns) + 2)
             features.extend(columns)
             lengths.append(len(columns))
             pair_ids.append(term_ids.get(terms[0], -1) if len(terms) == 1 else -1)
@@ -89,11 +94,10 @@ class FastTfidfVectorizer(TfidfVectorizer):
       terms in order (``modeling.text.WordCharNgrams``).
 
     Others are refused when fitting. The training texts' words are remembered from the start and pickled with the
-    vectorizer (a few MB for a catalog's vocabulary), so a reloaded model transforms at full speed at once; up to
-    ``WORDS_KEPT`` distinct words are remembered in all, and past that the memory starts again from the vocabulary.
+    vectorizer (a few MB for a catalog's vocabulary), so a reloaded model transforms at full speed at once. The
+    memory holds at most ``wordmemory.WORD_TABLE_BYTES`` between transforms: a batch that takes it past the bound
+    is transformed, then the memory starts again from the vocabulary.
     """
-
-    WORDS_KEPT = 1 << 20
 
     def fit(self, raw_documents, y=None) -> FastTfidfVectorizer:
         self.fit_transform(raw_documents, y)
@@ -163,7 +167,7 @@ class FastTfidfVectorizer(TfidfVectorizer):
 
     def _table(self) -> _WordTable:
         table = self.__dict__.get("_word_table")
-        if table is None or table.vocabulary is not self.vocabulary_ or len(table.index) > self.WORDS_KEPT:
+        if table is None or table.vocabulary is not self.vocabulary_:
             table = self._word_table = _WordTable(self.vocabulary_, pairs=self.analyzer == "word"
                                                   and self.ngram_range[1] == 2)
         return table
@@ -189,6 +193,8 @@ class FastTfidfVectorizer(TfidfVectorizer):
                 table.add(compress(words, new), terms_of)
                 ids[new] = np.fromiter(map(table.index.__getitem__, compress(words, new)), dtype=np.int64)
             pointers, features, pair_ids = table.pointers, table.features, table.pair_ids
+            if table.bytes > wordmemory.WORD_TABLE_BYTES:  # this batch reads its snapshot; the next starts again
+                self.__dict__.pop("_word_table", None)
         document = np.repeat(np.arange(len(per_document)), lengths)
         starts, counts = pointers[ids], pointers[ids + 1] - pointers[ids]
         # each word's run of features, laid end to end: feature k of the output is features[start of its word + j]
