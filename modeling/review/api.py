@@ -1,45 +1,108 @@
 """The JSON API beside the pages: predictions as ``modeling.predict`` writes them, the queues, and decisions.
 
-Every route needs the app's token when it has one (``Authorization: Bearer TOKEN``). Routes are plain ``def``:
-FastAPI runs them in its thread pool, so predicting a batch never blocks the server's event loop.
+Every route needs the app's token when it has one (``Authorization: Bearer TOKEN``), and with a token per reviewer a
+decision is recorded for the token's owner. Bodies are read only when sent as ``application/json`` (415 otherwise).
+Routes are plain ``def``: FastAPI runs them in its thread pool, so predicting a batch never blocks the event loop.
 """
 
 from __future__ import annotations
 
 import time
 from itertools import islice
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+import orjson
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from . import cards
-from .dependencies import Database, State, api_access
+from .dependencies import ApiReviewer, Database, State, api_access, json_body
 from .predicting import predict_products, ranked_categories
 
-__all__ = ["router"]
+__all__ = ["DESCRIPTION_MAX_CHARS", "NAME_MAX_CHARS", "router"]
 
-router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_access)])
+NAME_MAX_CHARS = 1_000  # the real catalogs' longest names have under 100
+DESCRIPTION_MAX_CHARS = 20_000  # the ShopStyle sample's longest description (HTML) has 5,156
 
 
+class Detail(BaseModel):
+    detail: str
+
+
+NOT_JSON = {415: {"model": Detail, "description": "the body was not sent as Content-Type: application/json"}}
+
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_access)],
+                   responses={401: {"model": Detail, "description": "the app's token is missing or wrong"}})
+
+
+class Product(BaseModel):
+    """A product to predict, as ``python -m modeling.predict`` reads a record; a product it cannot predict (no id or
+    name, a photo outside the image store) gets an error line of its own and the others are predicted."""
+    id: str | int | None = None
+    name: str | None = Field(None, max_length=NAME_MAX_CHARS)
+    description: str | None = Field(None, max_length=DESCRIPTION_MAX_CHARS)
+    image_path: str | None = Field(None, description="a photo inside the app's image store")
+
+
+class Alternative(BaseModel):
+    category: str
+    score: float
+
+
+class PredictionLine(BaseModel):
+    """A product's prediction, as ``python -m modeling.predict`` writes it."""
+    id: str | int
+    category: str
+    score: float
+    parent: str | None
+    parent_score: float
+    alternatives: list[Alternative]
+    photo_used: bool
+    decision: Literal["leaf", "parent", "review"] = Field(description="file it at its leaf, at its parent, or send "
+                                                                      "it to a person, at the app's target accuracy")
+
+
+class PredictionError(BaseModel):
+    """A product that could not be predicted, at its index in the request."""
+    index: int
+    id: str | int | None
+    error: str
 
 
 class Review(BaseModel):
     queue: cards.Queue
-    item: str = Field(description="the card, as GET /api/queue names it")
-    decision: str | None = Field(description="a leaf category id, 'exclude', 'keep' (each product keeps its label), "
-                                             "or null to undo the decision in force")
-    reviewer: str = Field(min_length=1, max_length=100)
+    item: str = Field(max_length=200, description="the card, as GET /api/queue names it")
+    decision: str | None = Field(max_length=200, description="a leaf category id, 'exclude', 'keep' (each product "
+                                                             "keeps its label), or null to undo the decision in force")
+    reviewer: str | None = Field(None, min_length=1, max_length=100,
+                                 description="who decides: required with a shared token or none; with a token per "
+                                             "reviewer, the token's owner (another name is refused)")
     seen: int = Field(description="the card's version when it was read: a card that changed since is refused")
 
 
-@router.post("/predict")
-def predict(products: Annotated[list[Any], Body(description="products as modeling.predict reads them: id, name, "
-                                                           "description, image_path (inside the image store)")],
-            state: State) -> list[dict]:
+class Recorded(BaseModel):
+    item: str
+    decision: str | None
+    settled: int = Field(description="how many products the decision settles")
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request) -> dict:
+    """The API's schema, behind the token like every other route."""
+    return request.app.openapi()
+
+
+@router.post("/predict", dependencies=[Depends(json_body)],
+             responses={200: {"model": list[PredictionLine | PredictionError],
+                              "description": "one line per product, in order"}, **NOT_JSON})
+def predict(products: Annotated[list[Product], Body()], state: State) -> Response:
     """One line per product, in order, as ``python -m modeling.predict`` writes them, ``decision`` included; an
-    item that cannot be predicted gets ``{"index", "id", "error"}`` and the others are predicted."""
-    return predict_products(state.model, products, state.images, state.thresholds)
+    item that cannot be predicted gets ``{"index", "id", "error"}`` and the others are predicted. The lines are
+    written once (orjson): they come from the model, not from a client, so they are not validated again."""
+    lines = predict_products(state.model, [product.model_dump() for product in products], state.images,
+                             state.thresholds)
+    return Response(orjson.dumps(lines), media_type="application/json")
 
 
 def card_json(card: cards.Card) -> dict:
@@ -61,12 +124,22 @@ def queue(state: State, db: Database,
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 
 
-@router.post("/reviews")
-def review(body: Review, state: State, db: Database) -> dict:
-    """Record a decision on one card; 409 with the reason when the card changed since ``seen`` or another reviewer
-    holds it. Committed before the answer."""
+@router.post("/reviews", dependencies=[Depends(json_body)], responses={
+    403: {"model": Detail, "description": "the body names another reviewer than the token's owner"},
+    404: {"model": Detail, "description": "no such card in the queue"},
+    409: {"model": Detail, "description": "the card changed since `seen`, or another reviewer holds it: nothing "
+                                          "was changed, and the detail says by whom"},
+    **NOT_JSON})
+def review(body: Review, state: State, db: Database, owner: ApiReviewer) -> Recorded:
+    """Record a decision on one card, committed before the answer; 409 with the reason when the card changed since
+    ``seen`` or another reviewer holds it."""
+    if owner is not None and body.reviewer not in (None, owner):
+        raise HTTPException(403, f"this token is {owner}'s: it cannot decide as {body.reviewer}")
+    reviewer = owner or body.reviewer
+    if reviewer is None:
+        raise HTTPException(422, "say who decides: reviewer")
     try:
-        card, settled = cards.decide(db, body.queue, state.catalogue, body.item, body.decision, body.reviewer,
+        card, settled = cards.decide(db, body.queue, state.catalogue, body.item, body.decision, reviewer,
                                      body.seen, time.time())
     except cards.Stale as error:
         raise HTTPException(409, str(error)) from error
@@ -74,4 +147,4 @@ def review(body: Review, state: State, db: Database) -> dict:
         raise HTTPException(422, str(error)) from error
     except KeyError as error:
         raise HTTPException(404, f"no card {body.item!r} in the {body.queue} queue") from error
-    return {"item": card.item, "decision": body.decision, "settled": settled}
+    return Recorded(item=card.item, decision=body.decision, settled=settled)
