@@ -97,7 +97,8 @@ def _card_page(request: Request, state: AppState, db: Database, queue: str, revi
     return _page(request, state, "queue.html", status=status, title=TITLES[queue], queue=queue, card=card, skip=skip,
                  skip_url=f"/queue/{queue}?" + urlencode({"skip": [*skip, card.item] if card else skip}, doseq=True),
                  restart_url=f"/queue/{queue}", progress=cards.progress(db, queue, state.catalogue, time.time()),
-                 leaves=state.catalogue.leaves, reviewer=reviewer, message=message, error=error)
+                 leaves=state.catalogue.leaves, names=state.catalogue.names, reviewer=reviewer, message=message,
+                 error=error)
 
 
 @guarded.get("/queue/{queue}")
