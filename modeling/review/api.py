@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from . import cards
 from .dependencies import ApiReviewer, Database, State, api_access, json_body
@@ -36,13 +37,14 @@ router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_access
                    responses={401: {"model": Detail, "description": "the app's token is missing or wrong"}})
 
 
-class Product(BaseModel):
+class Product(TypedDict, total=False):
     """A product to predict, as ``python -m modeling.predict`` reads a record; a product it cannot predict (no id or
-    name, a photo outside the image store) gets an error line of its own and the others are predicted."""
-    id: str | int | None = None
-    name: str | None = Field(None, max_length=NAME_MAX_CHARS)
-    description: str | None = Field(None, max_length=DESCRIPTION_MAX_CHARS)
-    image_path: str | None = Field(None, description="a photo inside the app's image store")
+    name, a photo outside the image store) gets an error line of its own and the others are predicted. A TypedDict:
+    pydantic validates it into the dict ``predict`` reads, with no model object made and dumped again."""
+    id: str | int | None
+    name: Annotated[str | None, Field(max_length=NAME_MAX_CHARS)]
+    description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX_CHARS)]
+    image_path: Annotated[str | None, Field(description="a photo inside the app's image store")]
 
 
 class Alternative(BaseModel):
@@ -100,8 +102,7 @@ def predict(products: Annotated[list[Product], Body()], state: State) -> Respons
     """One line per product, in order, as ``python -m modeling.predict`` writes them, ``decision`` included; an
     item that cannot be predicted gets ``{"index", "id", "error"}`` and the others are predicted. The lines are
     written once (orjson): they come from the model, not from a client, so they are not validated again."""
-    lines = predict_products(state.model, [product.model_dump() for product in products], state.images,
-                             state.thresholds)
+    lines = predict_products(state.model, products, state.images, state.thresholds)
     return Response(orjson.dumps(lines), media_type="application/json")
 
 

@@ -7,7 +7,6 @@ OpenAPI schema is served at /api/openapi.json, behind the token like the rest of
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..templating import STATIC
 from . import api, pages
 from .cards import Catalogue
 from .dependencies import SESSION_COOKIE, AppState, SignInRequired
-from .security import LOOPBACK_HOSTS, BodyLimit, Guard, signing_key
+from .security import LOOPBACK_HOSTS, BodyLimit, Guard, SessionAndHeaders, signing_key
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -82,17 +81,7 @@ def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, to
     async def sign_in(request: Request, error: SignInRequired) -> Response:
         return RedirectResponse("/login", status_code=303)
 
-    @app.middleware("http")
-    async def session_and_headers(request: Request, call_next) -> Response:
-        session = request.cookies.get(SESSION_COOKIE)
-        request.state.session = session or secrets.token_urlsafe(24)
-        response = await call_next(request)
-        if session is None:
-            response.set_cookie(SESSION_COOKIE, request.state.session, httponly=True, samesite="strict")
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
+    app.add_middleware(SessionAndHeaders, cookie=SESSION_COOKIE, csp=CSP)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))  # added last: checked first
     return app

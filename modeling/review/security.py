@@ -25,10 +25,12 @@ import secrets
 import stat
 from pathlib import Path
 
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["LOOPBACK_HOSTS", "BodyLimit", "Guard", "TokenFileError", "is_loopback", "reviewer_tokens",
-           "signing_key"]
+__all__ = ["LOOPBACK_HOSTS", "BodyLimit", "Guard", "SessionAndHeaders", "TokenFileError", "is_loopback",
+           "reviewer_tokens", "signing_key"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # as the Host header names them (IPv6 in brackets)
 KEY_BYTES = 32
@@ -170,6 +172,34 @@ class Guard:
 
     def note_ok(self, session: str | None, text: str | None, offered: str | None) -> bool:
         return bool(session and text and offered) and hmac.compare_digest(self.note(session, text), offered)
+
+
+class SessionAndHeaders:
+    """ASGI middleware giving each browser a session (an id in an httponly, SameSite=Strict cookie, read by routes as
+    ``request.state.session``: what CSRF tokens, sign-ins and status messages are bound to) and every answer the
+    Content-Security-Policy ``csp`` and ``nosniff``. Plain ASGI, not ``@app.middleware("http")``, whose streams cost
+    every API call a fixed share of its time (``bench/api.py``)."""
+
+    def __init__(self, app: ASGIApp, cookie: str, csp: str):
+        self.app, self.cookie, self.csp = app, cookie, csp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        known = HTTPConnection(scope).cookies.get(self.cookie)
+        session = scope.setdefault("state", {})["session"] = known or secrets.token_urlsafe(24)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if known is None:
+                    headers.append("set-cookie", f"{self.cookie}={session}; HttpOnly; Path=/; SameSite=strict")
+                headers["Content-Security-Policy"] = self.csp
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class _TooLarge(Exception):
