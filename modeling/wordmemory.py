@@ -5,9 +5,9 @@ Snowball stem (``text.StemmingTokenizer``), its character n-grams (``text.WordCh
 (``tfidf.FastTfidfVectorizer``'s word table). Bounded by a count of words, five product names of one
 200,000-letter word each kept about 250 MB in the review app and a few 2 MB requests ended it. Every such memory
 is bounded here by the bytes it holds (words, results and bookkeeping counted); a word whose entry alone is over the
-bound is worked out and not kept. The bounds below hold a large catalog's vocabulary (the fashion model's three
-word tables seed about 2.5 MB in all), and all of a model's memories together stay under 100 MB: two stem
-memories, one of n-grams and three word tables.
+bound is worked out and not kept. The bounds below hold a large catalog's vocabulary, and what a model remembers
+beyond its training texts' words (which it pickles: 7.6 MB over its three word tables for the fashion catalog)
+stays under 100 MB in all: two stem memories, one of n-grams and three word tables' growth.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["CHAR_NGRAMS_BYTES", "ENTRY_OVERHEAD", "STEMS_BYTES", "WORD_TABLE_BYT
 
 STEMS_BYTES = 8 << 20  # a StemmingTokenizer's (two in a model): about 40,000 words with their stems
 CHAR_NGRAMS_BYTES = 24 << 20  # a WordCharNgrams' (one in a model): about 20,000 words' n-grams
-WORD_TABLE_BYTES = 16 << 20  # a FastTfidfVectorizer's word table (three in a model)
+WORD_TABLE_BYTES = 16 << 20  # what a FastTfidfVectorizer's word table adds to its training words (three in a model)
 ENTRY_OVERHEAD = 200  # an entry's share of the dicts that hold it (the cache's and its LRU order's)
 
 Result = TypeVar("Result")

@@ -78,13 +78,15 @@ def test_the_word_memory_starts_again_past_its_bytes(catalog_text, monkeypatch):
     fast = clone(make_text_pipeline().named_steps["features"].transformers[0][1]).fit(fitted_on)
     reference = TfidfVectorizer(**fast.get_params()).fit(fitted_on)
     seeded = fast.__dict__["_word_table"]
-    assert len(seeded.index) > 100 and seeded.bytes < wordmemory.WORD_TABLE_BYTES  # the training texts' words
-    monkeypatch.setattr(wordmemory, "WORD_TABLE_BYTES", seeded.bytes + 10_000)
-    huge = ["x" * 200_000 + str(i) for i in range(3)]  # each over the bound alone: transformed, then forgotten
+    assert len(seeded.index) > 100 and seeded.bytes == seeded.seed_bytes  # the training texts' words
+    training_words = set(seeded.index)
+    monkeypatch.setattr(wordmemory, "WORD_TABLE_BYTES", 10_000)
+    huge = ["x" * 200_000 + str(i) for i in range(3)]  # over the bound: transformed, then forgotten
     assert_same_matrix(fast.transform(held_out + huge), reference.transform(held_out + huge))
-    assert "_word_table" not in fast.__dict__
-    assert_same_matrix(fast.transform(held_out), reference.transform(held_out))  # from the vocabulary again
-    assert fast.__dict__["_word_table"].bytes <= wordmemory.WORD_TABLE_BYTES
+    again = fast.__dict__["_word_table"]
+    assert again is not seeded and set(again.index) == training_words and again.bytes == seeded.seed_bytes
+    assert_same_matrix(fast.transform(held_out[::-1]), reference.transform(held_out[::-1]))  # from the seed again
+    assert fast.__dict__["_word_table"].bytes - seeded.seed_bytes <= wordmemory.WORD_TABLE_BYTES
 
 
 def test_configurations_that_are_not_word_by_word_are_refused():
