@@ -13,23 +13,12 @@ from fastapi.testclient import TestClient
 
 from modeling import predict, store
 from modeling.filing import DECISIONS, DEFAULT_TARGET, load_thresholds
-from modeling.persistence import load_model
 from modeling.review import cards, create_app
 from modeling.review.__main__ import main as review_main
 
 from .review_fixtures import HOSTILE_NAME, copy_db
 
 TOKEN = "s3cret-review-token"
-
-
-@pytest.fixture(scope="module")
-def model(review_setup):
-    return load_model(review_setup.model)
-
-
-@pytest.fixture
-def db(review_setup, tmp_path):
-    return copy_db(review_setup.db, tmp_path / "crawl.db")
 
 
 def client_for(review_setup, db, model, name: str | None = "ana", sign_in_token: str | None = None,

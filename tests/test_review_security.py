@@ -13,7 +13,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from modeling.persistence import load_model
 from modeling.review import create_app
 from modeling.review.api import DESCRIPTION_MAX_CHARS, NAME_MAX_CHARS
 from modeling.review.dependencies import SIGNED_IN_COOKIE
@@ -21,21 +20,10 @@ from modeling.review.process import ReviewProcess
 from modeling.review.security import LOOPBACK_HOSTS
 from shopstyle_spider import config
 
-from .review_fixtures import copy_db
 from .test_review import TOKEN, card_of, client_for, csrf_of, rows
 
 ANA, BOB = "ana-token-0123456789", "bob-token-9876543210"
 REBOUND = {"Host": "rebound.attacker.example"}
-
-
-@pytest.fixture(scope="module")
-def model(review_setup):
-    return load_model(review_setup.model)
-
-
-@pytest.fixture
-def db(review_setup, tmp_path):
-    return copy_db(review_setup.db, tmp_path / "crawl.db")
 
 
 @pytest.fixture
