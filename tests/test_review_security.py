@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modeling.review import create_app
+from modeling.review.__main__ import main as review_main
 from modeling.review.api import DESCRIPTION_MAX_CHARS, NAME_MAX_CHARS
 from modeling.review.dependencies import SIGNED_IN_COOKIE
 from modeling.review.process import ReviewProcess
@@ -56,6 +57,9 @@ def test_requests_for_another_host_name_are_refused_and_write_nothing(review_set
     proxied = open_client(clients, review_setup, db, model, name=None,
                           allowed_hosts=[*LOOPBACK_HOSTS, "review.example.org"])
     assert proxied.get("/api/queue", headers={"Host": "review.example.org"}).status_code == 200
+    with pytest.raises(SystemExit) as refused:  # every address, no name: it would answer no other machine
+        review_main(["--model", str(review_setup.model), "--host", "0.0.0.0", "--token", TOKEN])
+    assert refused.value.code == 2
 
 
 def test_a_body_not_sent_as_json_is_refused_with_415(review_setup, db, model, clients):

@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if not is_loopback(args.host) and not (token or reviewers):
         parser.error(f"--host {args.host} lets other machines in: give tokens (--tokens, --token or "
                      f"${TOKEN_VARIABLE})")
+    if args.host in WILDCARD_ADDRESSES and not args.allowed_host:
+        parser.error(f"--host {args.host} takes requests for any name: say which it answers (--allowed-host NAME, "
+                     "the name other machines reach it by)")
     bound = [] if args.host in WILDCARD_ADDRESSES else [f"[{args.host}]" if ":" in args.host else args.host]
     if not args.model.is_file():
         print(f"modeling.review: {args.model}: no model file there (train one with `python -m modeling.train`)",
