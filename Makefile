@@ -26,11 +26,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m shopstyle_spider.demo
 
-## review: serve the review app on the demo's data at http://127.0.0.1:8000/ (run `make demo` first)
+## review: serve the review app on the demo's data with its model in service at http://127.0.0.1:8000/ (run `make demo` first)
 review: $(STAMP)
-	@model=$$(ls -t $(DATA_DIR)/demo/models/*.joblib 2>/dev/null | head -n 1); \
-	test -n "$$model" || { echo "no demo model in $(DATA_DIR)/demo/models: run make demo first" >&2; exit 2; }; \
-	$(PY) -m modeling.review --db $(DATA_DIR)/demo/crawl.db --model "$$model" --images $(DATA_DIR)/demo/images
+	@test -f $(DATA_DIR)/demo/crawl.db || { echo "no demo database in $(DATA_DIR)/demo: run make demo first" >&2; exit 2; }
+	$(PY) -m modeling.review --db $(DATA_DIR)/demo/crawl.db --images $(DATA_DIR)/demo/images
 
 ## test: lint, then run the test suite
 test: $(STAMP)

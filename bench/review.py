@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--images", str(images), "--image-backbone", args.image_backbone, "--cache-dir",
               str(args.work / "cache"), "--min-products", str(args.min_products), "--seed", str(args.seed),
               "--no-progress"] + (["--categories", args.categories] if args.categories else [])
-    training = ["--out", str(work / "models"), "--keep", "better"]
+    training = ["--keep", "better"]  # each database's models go to its own folder, as modeling.train chooses
     seconds: dict[str, float] = {}
 
     def timed(step: str, function, argv: list[str]) -> None:

@@ -2,11 +2,14 @@
 
 With no option it reports every experiment in the crawl database: per branch (stacked, text, image) the accuracy,
 the coverage at 95% and 98% accuracy with the score threshold that achieves each, the parent-category figures,
-macro-F1 and calibration error, on the test split; then the auto-filing decisions at each target accuracy (the
-thresholds chosen on validation): the share filed at the leaf, at the parent and sent to review, and the accuracy
-each achieved. ``--experiment N`` adds the per-category table and the most
-confused pairs; ``--html`` writes its most confident errors with their photos; ``--plots`` draws the charts and an
-index page; ``--json`` prints the same figures machine-readable; ``--compare A B`` sets two experiments side by side.
+macro-F1 and calibration error, on the test split, with the labels it was scored on; then the auto-filing decisions
+at each target accuracy: each level's threshold and the accuracy it promises (its bound, ``modeling.filing``), the
+share filed at the leaf, at the parent and sent to review, and the accuracy each reached. ``--drift`` sets the
+products crawled since a model was trained against its validation split (``modeling.drift``) and says whether
+filing or the categories moved beyond noise. ``--experiment N`` adds the per-category table and the most confused
+pairs; ``--html`` writes its most confident errors with their photos; ``--plots`` draws the charts and an index page;
+``--json`` prints the same figures machine-readable; ``--compare A B`` sets two experiments side by side, saying so
+when they were scored on different labels (``scored_on``).
 """
 
 from __future__ import annotations
@@ -21,15 +24,21 @@ import pandas as pd
 
 from shopstyle_spider import config, schema
 
-from . import analysis, plots, report
+from . import analysis, champion, drift, plots, registry, report
+from .backbones import BackboneError
+from .data import DataError
 from .metrics import prediction_figures
+from .persistence import ModelFileError
 from .photo_store import is_remote
 
 FIGURE_COLUMNS = ("n", "accuracy", "coverage_95", "threshold_95", "coverage_98", "threshold_98", "parent_accuracy",
                   "parent_coverage_95", "parent_coverage_98", "macro_f1", "ece")
 
-DECISION_COLUMNS = ("target", "leaf_threshold", "parent_threshold", "leaf_share", "leaf_accuracy", "parent_share",
-                    "parent_accuracy", "review_share")
+DECISION_COLUMNS = ("target", "leaf_threshold", "leaf_bound", "leaf_share", "leaf_accuracy", "parent_threshold",
+                    "parent_bound", "parent_share", "parent_accuracy", "review_share")
+# how the thresholds were chosen, as the report says it
+DECISIONS_TITLE = ("auto-filing decisions (thresholds promising each level's accuracy with 95% confidence, computed "
+                   "on out-of-fold and validation predictions; bound: that promise)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder for PNG charts, the error page and an index.html bringing them together")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
     parser.add_argument("--compare", type=int, nargs=2, metavar=("A", "B"), help="two experiments side by side")
+    parser.add_argument("--drift", action="store_true",
+                        help="predict the products first seen since the experiment (--experiment, default the "
+                             "model in service, else the latest) was trained with its model and set them against its "
+                             "validation split: filing at each target, category shares, scores, unseen words, photos "
+                             "(--html writes it as a page)")
+    parser.add_argument("--since", help="with --drift: products first seen after this ISO time (default: when the "
+                                        "experiment was trained)")
     return parser
 
 
@@ -74,14 +90,43 @@ def experiment_tables(experiments: pd.DataFrame, predictions: pd.DataFrame, pare
 def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
                     decisions: dict[int, pd.DataFrame]) -> list[tuple[str, dict]]:
     """The report's tables, the same in ``--plots``' index page and the review app's report: per experiment its
-    figures, then its decisions where it has any."""
+    figures, then its decisions where it has any, then its comparison with the model in service where it had one."""
     sections = []
     for e in experiments.index:
         sections.append((f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(figures[e]))))
         if len(decisions[e]):
-            sections.append((f"Experiment {e}: auto-filing decisions (thresholds chosen on validation)",
+            sections.append((f"Experiment {e}: {DECISIONS_TITLE}",
                              report.table(decisions[e][list(DECISION_COLUMNS)])))
+        comparison = comparison_of(experiments, e)
+        if comparison is not None:
+            sections.append((comparison_title(e, comparison), report.table(champion.comparison_table(comparison))))
     return sections
+
+
+def comparison_of(experiments: pd.DataFrame, e: int) -> dict | None:
+    """The experiment's comparison with the model in service when it was trained (None: none was, or it could
+    not be compared)."""
+    comparison = experiments.at[e, "metrics"].get("champion")
+    return comparison if comparison and "labels" in comparison else None
+
+
+def comparison_title(e: int, comparison: dict) -> str:
+    verdict = "not worse beyond noise" if comparison["promote"] else "; ".join(comparison["reasons"])
+    return (f"Experiment {e} (challenger) against model {comparison['model']} (in service), same test products, "
+            f"McNemar's exact test: {verdict}")
+
+
+def scored_on(parameters: dict) -> str:
+    """Which labels an experiment's figures were scored against: the catalog's own, or the decisions in force when
+    it trained (people's labels change between experiments, so two reviewed experiments can differ too).
+
+    >>> scored_on({}), scored_on({"labels": "reviewed", "reviewed_labels": 3, "relabelled": 1, "excluded": 0})
+    ('crawled labels', 'reviewed labels (3 decided, 1 relabelled, 0 excluded, 0 from files)')
+    """
+    if parameters.get("labels", "crawled") == "crawled":
+        return "crawled labels"
+    return (f"reviewed labels ({parameters.get('reviewed_labels', 0)} decided, {parameters.get('relabelled', 0)} "
+            f"relabelled, {parameters.get('excluded', 0)} excluded, {parameters.get('file_products', 0)} from files)")
 
 
 def recorded_images(parameters: dict) -> Path | None:
@@ -111,22 +156,30 @@ def main(argv: list[str] | None = None) -> int:
     except (analysis.AnalysisError, schema.SchemaError) as error:
         print(f"modeling.analyze: {error}", file=sys.stderr)
         return 2
+    if args.drift:
+        return drift_main(args, experiments, started)
     by_experiment, figures, decisions = experiment_tables(experiments, predictions, parents)
     detail_id = args.experiment if args.experiment is not None else (
         int(experiments.index[-1]) if args.html or args.plots else None)
 
     result: dict = {"db": schema.display_name(args.db), "split": args.split, "experiments": [
         {"id": int(e), "name": experiments.at[e, "name"], "created_at": experiments.at[e, "created_at"],
-         "model": experiments.at[e, "parameters"].get("model"), "figures": figures[e],
+         "model": experiments.at[e, "parameters"].get("model"), "labels": scored_on(experiments.at[e, "parameters"]),
+         "figures": figures[e],
          "decisions": decisions[e].to_dict("records")} for e in experiments.index]}
     lines = []
     for entry in result["experiments"]:
         lines.append(f"experiment {entry['id']}: {entry['name']} ({entry['created_at']}, {entry['model']}), "
-                     f"{args.split} split")
+                     f"{args.split} split scored on {entry['labels']}")
         lines.append(text_table(figures_frame(entry["figures"])) if entry["figures"] else "  no predictions")
         if entry["decisions"]:
-            lines += ["auto-filing decisions (thresholds chosen on validation):",
+            lines += [f"{DECISIONS_TITLE}:",
                       text_table(decisions[entry["id"]][list(DECISION_COLUMNS)])]
+        comparison = comparison_of(experiments, entry["id"])
+        if comparison is not None:
+            entry["champion"] = comparison
+            lines += [f"{comparison_title(entry['id'], comparison)}:",
+                      text_table(champion.comparison_table(comparison))]
         lines.append("")
 
     if detail_id is not None:
@@ -173,9 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         a, b = args.compare
         frame_a, frame_b = figures_frame(figures[a]).set_index("branch"), figures_frame(figures[b]).set_index("branch")
         difference = frame_b.subtract(frame_a, fill_value=None)
+        labels_a, labels_b = (scored_on(experiments.at[e, "parameters"]) for e in (a, b))
         result["compare"] = {"a": a, "b": b, "a_figures": figures[a], "b_figures": figures[b],
+                             "a_labels": labels_a, "b_labels": labels_b, "same_labels": labels_a == labels_b,
                              "difference": json.loads(difference.to_json(orient="index"))}
         lines += [f"experiment {a} vs {b} ({args.split} split)"]
+        if labels_a != labels_b:
+            lines += [f"WARNING: not scored on the same labels: #{a} on {labels_a}, #{b} on {labels_b}; the "
+                      "difference mixes the models' change with the labels' change", ""]
         for branch in frame_a.index.union(frame_b.index):
             side = pd.DataFrame({f"#{a}": frame_a.loc[branch] if branch in frame_a.index else None,
                                  f"#{b}": frame_b.loc[branch] if branch in frame_b.index else None})
@@ -187,6 +245,32 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("\n".join(lines).rstrip())
     print(f"modeling.analyze: {len(predictions)} predictions analysed in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr)
+    return 0
+
+
+def drift_main(args: argparse.Namespace, experiments: pd.DataFrame, started: float) -> int:
+    """``--drift``: the drift of the chosen experiment's model, printed (or as JSON), and as a page with --html."""
+    serving = next((entry.experiment_id for entry in registry.entries(args.db) if entry.in_service), None)
+    chosen = args.experiment if args.experiment is not None else (
+        serving if serving is not None else int(experiments.index[-1]))
+    experiment = experiments.loc[chosen]
+    images = args.images or experiment["parameters"].get("images") or config.images_dir()
+    try:
+        found = drift.drift_report(args.db, experiment, images, since=args.since)
+    except (analysis.AnalysisError, ModelFileError, DataError, BackboneError) as error:
+        print(f"modeling.analyze: {error}", file=sys.stderr)
+        return 2
+    lines = [f"experiment {chosen}: drift of {found['model']}", *drift.drift_lines(found)]
+    if args.html and found["recent_products"]:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(report.index_page(
+            f"Drift of experiment {chosen} since {found['since']}",
+            [(heading, report.table(frame)) for heading, frame in drift.drift_sections(found)], [], None,
+            notes=lines[1:]), encoding="utf-8")
+        lines.append(f"wrote {args.html}")
+    print(json.dumps(found, indent=2, default=str) if args.json else "\n".join(lines))
+    print(f"modeling.analyze: drift of {found['recent_products']} products in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
     return 0
 

@@ -10,9 +10,10 @@ trained on, so it finds fewer suspects among those.
 
 cleanlab then names the suspects (``find_label_issues``), scores every label's quality by self-confidence (the
 probability of the given label; ``get_label_quality_scores``) and finds the pairs of categories the catalog confuses
-(``find_overlapping_classes``). Suspects that share a cleaned name form one group, so one decision can settle every
-copy of a product. The labels audited are the ones in force: a person's decision (``modeling.reviews``) replaces the
-crawled label, excluded products are left out, and a product a person already decided is never a suspect again.
+(``find_overlapping_classes``). Suspects that are copies of one product (``copy_groups``) form one group, so one
+decision can settle every copy. Test-split products are audited but never listed (their labels score the model).
+The labels audited are the ones in force: a person's decision (``modeling.reviews``) replaces the crawled label,
+excluded products are left out, and a product a person already decided is never a suspect again.
 
 Results go to the database (an ``audits`` row and its ``label_issues``, which the review app reads), and on request
 to JSON (``--json``) and an HTML page with photos (``--html``).
@@ -41,22 +42,25 @@ from shopstyle_spider import config, schema
 from . import report, store
 from .backbones import BackboneError
 from .data import DataError, load_products, select_categories, with_reviewed_labels
+from .fields import is_missing
 from .image import ImageEmbedder
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location
+from .registry import RegistryError, serving_path
 from .runtime import RUNTIME_HELP, RUNTIMES
 from .stacking import ProductClassifier
 from .text import clean_text, make_text_pipeline
 
-__all__ = ["AuditResult", "audit_labels", "group_key", "record_audit"]
+__all__ = ["AuditResult", "audit_labels", "copy_groups", "group_key", "record_audit"]
 
 log = logging.getLogger("modeling.audit")
+SERVING = Path("<the model in service>")  # --model without a file
 
 OVERLAPPING_PAIRS = 20  # category pairs kept in an audit's summary
 
 
 def group_key(name: object) -> str:
-    """The key copies of one product share: the cleaned name, lower-cased.
+    """The cleaned name, lower-cased: the first thing copies of one product share (``copy_groups`` says the rest).
 
     >>> group_key("Catwalk  <b>Flats</b>") == group_key("catwalk flats")
     True
@@ -64,6 +68,38 @@ def group_key(name: object) -> str:
     return clean_text(name).lower()
 
 
+def copy_groups(rows: pd.DataFrame) -> list[str]:
+    """Each row's group: copies of one product share it. Copies have the same cleaned name and brand, and the same
+    (non-empty) description or the same photo, so two different products with one generic name ("Northwind Bag", a
+    shoulder bag and a clutch) stay separate cards; a group's key is its cleaned name and its smallest product id.
+
+    >>> rows = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["Bag", "bag", "Bag", "Bag"], "brand": ["N", "N", "N", "O"],
+    ...                      "description": ["soft", "soft", "clutch", "soft"], "image_path": [None, "a", "a", None]})
+    >>> copy_groups(rows)
+    ['bag/1', 'bag/1', 'bag/1', 'bag/4']
+    """
+    parent = list(range(len(rows)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    names = [group_key(name) for name in rows["name"]]
+    brands = [group_key(brand) for brand in rows["brand"]] if "brand" in rows else [""] * len(rows)
+    seen: dict[tuple, int] = {}
+    for i, (name, brand, description, photo) in enumerate(zip(
+            names, brands, rows["description"], rows["image_path"], strict=True)):
+        for kind, value in (("description", group_key(description)), ("photo", None if is_missing(photo) else photo)):
+            if not value:
+                continue
+            first = seen.setdefault((name, brand, kind, value), i)
+            parent[root(i)] = root(first)
+    smallest: dict[int, int] = {}
+    for i, product_id in enumerate(rows["id"]):
+        smallest[root(i)] = min(smallest.get(root(i), product_id), product_id)
+    return [f"{names[i]}/{smallest[root(i)]}" for i in range(len(rows))]
 
 
 class AuditResult:
@@ -85,7 +121,8 @@ def audit_labels(frame: pd.DataFrame, proba: np.ndarray, classes: np.ndarray) ->
     """cleanlab over the given labels (``frame["category"]``) and out-of-fold ``proba`` laid out on ``classes``.
 
     Products whose label is not among ``classes`` cannot be audited and are left out; a product a person decided
-    (``frame["reviewed"]``, where present) is audited with the others but never listed as a suspect.
+    (``frame["reviewed"]``, where present), or one of the test split, is audited with the others but never listed
+    as a suspect.
     """
     known = frame["category"].isin(classes).to_numpy()
     frame, proba = frame[known].reset_index(drop=True), proba[known]
@@ -97,6 +134,8 @@ def audit_labels(frame: pd.DataFrame, proba: np.ndarray, classes: np.ndarray) ->
     ranked = find_label_issues(labels, proba, return_indices_ranked_by="self_confidence", n_jobs=1)
     if "reviewed" in frame:
         ranked = ranked[~frame["reviewed"].to_numpy()[ranked]]
+    if "split" in frame:  # a test product relabelled toward the audit's advice would make test figures flatter it
+        ranked = ranked[frame["split"].to_numpy()[ranked] != "test"]
     others = proba[ranked].copy()
     others[np.arange(len(ranked)), labels[ranked]] = -1.0  # the suggestion is the best label other than the given
     suggested = others.argmax(1)
@@ -105,7 +144,7 @@ def audit_labels(frame: pd.DataFrame, proba: np.ndarray, classes: np.ndarray) ->
         "product_id": rows["id"].to_numpy(), "given_label": classes[labels[ranked]],
         "suggested_label": classes[suggested], "quality": quality[ranked],
         "given_score": proba[ranked, labels[ranked]], "suggested_score": proba[ranked, suggested],
-        "group_key": [group_key(name) for name in rows["name"]], "rank": np.arange(1, len(ranked) + 1),
+        "group_key": copy_groups(rows), "rank": np.arange(1, len(ranked) + 1),
         "name": rows["name"].to_numpy(), "description": rows["description"].to_numpy(),
         "image_path": rows["image_path"].to_numpy(),
     })
@@ -142,9 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--folds", type=int, default=5,
                         help="folds of the stacked model's out-of-fold probabilities (each branch trained this many "
                              "times + 1; every product is predicted by copies that never saw it)")
-    source.add_argument("--model", type=Path,
+    source.add_argument("--model", type=Path, nargs="?", const=SERVING,
                         help="a .joblib model from modeling.train instead of folds (fast; in-sample on the products "
-                             "it was trained on, so it finds fewer suspects among them)")
+                             "it was trained on, so it finds fewer suspects among them); --model alone: the --db's "
+                             "model in service (python -m modeling.models current)")
     parser.add_argument("--image-backbone", default=str(config.mobilenet_v2_backbone()),
                         help="the folds' image backbone, as modeling.train's, or 'none' for text only")
     parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
@@ -187,9 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     progress = not args.no_progress
     try:
-        products = with_reviewed_labels(load_products(args.db, args.images, progress=progress), args.db)
+        products = with_reviewed_labels(load_products(args.db, args.images, progress=progress), args.db, args.images)
         frame = select_categories(products, args.categories, args.min_products)
         if args.model is not None:
+            if args.model == SERVING:
+                args.model = serving_path(args.db)
             model = load_model(args.model, image_runtime=args.image_runtime)
             classes = np.asarray(model.classes_).astype(str)
             proba = model.predict_proba(frame)
@@ -205,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             proba = model.fit_out_of_fold(frame, frame["category"], progress=progress)
             classes = model.classes_
             source = {"folds": args.folds, "image_backbone": args.image_backbone if embedder else None}
-    except (DataError, BackboneError, PhotoStoreError, ModelFileError, schema.SchemaError) as error:
+    except (DataError, BackboneError, PhotoStoreError, ModelFileError, RegistryError, schema.SchemaError) as error:
         print(f"modeling.audit: {error}", file=sys.stderr)
         return 2
     result = audit_labels(frame, proba, classes)

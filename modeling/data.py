@@ -8,19 +8,20 @@ model ever trains on a product another experiment was tested on.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from shopstyle_spider import schema
 
-from . import store
-from .fields import is_missing, optional_text
+from . import identity, store
+from .fields import is_missing, optional_text, photo_path
 from .photo_store import fetch_photos, is_remote
-from .reviews import latest_decisions
+from .reviews import in_force
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ LABELS = ("reviewed", "crawled")
 SPLIT_PERCENT = (80, 10, 10)
 
 PRODUCTS_SQL = """
-SELECT p.id, p.name, p.description, p.category_id AS category, c.parent_id AS parent, c.path,
+SELECT p.id, p.name, p.description, p.brand, p.category_id AS category, c.parent_id AS parent, c.path,
        p.image_path, p.image_status, p.image_checksum
 FROM products AS p LEFT JOIN categories AS c ON c.id = p.category_id
 ORDER BY p.id
@@ -87,23 +88,65 @@ def load_products(db: str | Path, images_dir: str | Path | None = None, *, progr
 
 
 def review_count(db: str | Path) -> int:
-    """How many products have a decision in force (0 before anyone reviewed anything)."""
-    with closing(store.connect(db, readonly=True)) as connection:
-        return len(latest_decisions(connection))
+    """How many products, crawled or from a file, have a decision in force (0 before anyone reviewed anything)."""
+    with closing(store.connect(db)) as connection:  # writable: an older database's reviews gain their identity
+        return len(in_force(connection))
 
 
-def with_reviewed_labels(frame: pd.DataFrame, db: str | Path) -> pd.DataFrame:
-    """``load_products``' frame with the labels people decided: a decided leaf replaces the crawled one (its parent
-    and path follow), an excluded product is left out. ``crawled_category`` keeps what the catalog said and
+def file_product_id(subject: str) -> int:
+    """The id a product from a file takes in a training frame and the ``predictions`` table: negative (crawled ids
+    are not), fixed by its identity.
+
+    >>> key = "file/new.jsonl/5"
+    >>> file_product_id(key) < 0, file_product_id(key) == file_product_id(key)
+    (True, True)
+    """
+    return -1 - int.from_bytes(hashlib.sha256(subject.encode()).digest()[:7], "big")
+
+
+def _file_products(connection, decisions: dict[str, str], images_dir: str | Path | None) -> pd.DataFrame:
+    """The products from files that people filed (decision in force a leaf), as ``load_products`` rows; their split
+    is the hash of their identity, as a crawled product's is of its id."""
+    queue = store.filing_queue
+    rows = []
+    for subject, payload in connection.execute(select(queue.c.subject, queue.c.payload)
+                                               .where(queue.c.product_id.is_(None)).order_by(queue.c.id)):
+        decision = decisions.get(subject)
+        if decision is None or decision == store.EXCLUDE:
+            continue
+        payload = json.loads(payload)
+        photo = photo_path(payload.get("image_path"))
+        if photo is not None and images_dir is not None and not is_remote(images_dir):
+            photo = str(Path(images_dir) / photo)
+        rows.append({"id": file_product_id(subject), "subject": subject, "name": optional_text(payload.get("name")),
+                     "description": optional_text(payload.get("description")), "brand": None,
+                     "category": decision, "image_path": photo if photo and Path(photo).is_file() else None,
+                     "split": split_of(subject)})
+    return pd.DataFrame(rows, columns=["id", "subject", "name", "description", "brand", "category", "image_path",
+                                       "split"])
+
+
+def with_reviewed_labels(frame: pd.DataFrame, db: str | Path, images_dir: str | Path | None = None) -> pd.DataFrame:
+    """``load_products``' frame with the labels people decided (``modeling.reviews.in_force``): a decided leaf
+    replaces the crawled one (its parent and path follow), an excluded product is left out, and the products from
+    files that people filed are added (a negative ``id``, ``file_product_id``; their photo from the image store
+    ``images_dir``). ``crawled_category`` keeps what the catalog said (None for a product from a file) and
     ``reviewed`` says where a decision stands (a confirmation included). The database itself is never changed."""
-    with closing(store.connect(db, readonly=True)) as connection:
-        decisions = latest_decisions(connection)
+    with closing(store.connect(db)) as connection:  # writable: an older database's reviews gain their identity
+        standing = {subject: s.decision for subject, s in in_force(connection).items()}
         tree = pd.read_sql_query(text("SELECT id, parent_id, path FROM categories"), connection).set_index("id")
+        filed = _file_products(connection, standing, images_dir)
+    decisions = {identity.parse(subject).product_id: decision for subject, decision in standing.items()
+                 if subject.startswith("crawl/")}
     frame = frame.assign(crawled_category=frame["category"], reviewed=frame["id"].isin(decisions.keys()))
-    decided = frame["id"].map(decisions)
+    if len(filed):
+        filed = filed.assign(crawled_category=None, reviewed=True, parent=None, path=None)
+        frame = pd.concat([frame, filed[[c for c in filed.columns if c != "subject"]]], ignore_index=True)
+        frame["crawled_category"] = frame["crawled_category"].astype(object)
+    decided = frame["id"].map(decisions).astype(object).where(frame["crawled_category"].notna(), frame["category"])
     frame = frame[decided.ne(store.EXCLUDE) | decided.isna()].copy()
     decided = decided[frame.index]
-    changed = decided.notna() & decided.ne(frame["category"])
+    changed = decided.notna() & (decided.ne(frame["category"]) | frame["crawled_category"].isna())
     unknown = sorted(set(decided[changed]) - set(tree.index))
     if unknown:
         ids = frame.loc[changed & decided.isin(unknown), "id"].head(5).tolist()

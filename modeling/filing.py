@@ -3,9 +3,22 @@
 A model that is 97% right overall is far surer of some products than of others. For a target accuracy the policy
 files a product under its leaf when the leaf's score reaches the leaf threshold; otherwise under its most probable
 parent when that parent's probability (the sum of its leaves' probabilities: "one of the jeans" is surer than any
-one kind of jeans) reaches the parent threshold; otherwise it goes to review. Both thresholds are chosen on the
-validation split by ``choose_thresholds`` and stored in the model card; the test split only reports what they
-achieve (``decision_figures``). A leaf without a parent has no parent probability and is never parent-correct.
+one kind of jeans) reaches the parent threshold; otherwise it goes to review. A leaf without a parent has no parent
+probability and is never parent-correct.
+
+The thresholds carry a guarantee (``choose_thresholds``): each level's filed products are at least the target
+accurate with 95% confidence, both levels at once. Candidate thresholds are tested from the surest products down in
+a fixed sequence, as Learn-then-Test does, each with an exact one-sided binomial (Clopper-Pearson) lower bound on
+the accuracy of the products it files, and the sequence stops at the first candidate whose bound falls short: a
+fixed sequence needs no correction for the number of candidates. The products they are computed on are the model's
+out-of-fold predictions of its training products plus its validation predictions (``modeling.train``), never the
+test split, which only reports what they achieve (``decision_figures``). Too few products to promise a target: that
+level never files, and the card says why.
+
+The bound is ``scipy.stats.beta.ppf`` (the Clopper-Pearson formula, vectorised over every candidate at once; the
+tests check it against ``scipy.stats.binomtest(...).proportion_ci(method="exact")``). MAPIE's risk control was
+not used: it controls one threshold of one binary decision through its own estimator wrappers, not a leaf level
+followed by a parent level over the products the leaf leaves, and it would add a dependency for a few lines.
 
 >>> classes = np.array(["boots", "flats", "heels", "rings"])
 >>> parents = {"boots": "shoes", "flats": "shoes", "heels": "shoes", "rings": None}
@@ -20,17 +33,22 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import beta
 
-from .metrics import coverage_at_accuracy, parent_correct
+from .metrics import parent_correct
 from .persistence import card_path
 
-__all__ = ["DECISIONS", "TARGETS", "FilingPolicyError", "best_parents", "choose_thresholds", "decide",
-           "decision_figures", "load_thresholds", "target_key"]
+__all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound", "best_parents",
+           "choose_thresholds", "decide", "decision_figures", "first_candidate", "guaranteed_threshold",
+           "load_thresholds", "never_files", "target_key"]
 
 # Target accuracies the model card stores thresholds for.
 TARGETS = (0.95, 0.98, 0.99, 0.995)
 DEFAULT_TARGET = 0.98  # what the review app's /api/predict decides at unless told otherwise
 DECISIONS = ("leaf", "parent", "review")
+LEVELS = ("leaf", "parent")
+CONFIDENCE = 0.95  # how sure the promise is: both levels reach the target together at least this often
+STEP = 100  # candidate thresholds are this many products apart, from the surest down
 
 
 class FilingPolicyError(ValueError):
@@ -62,24 +80,119 @@ def best_parents(proba: np.ndarray, classes: np.ndarray,
     return np.array(names, dtype=object)[best], summed[np.arange(len(summed)), best]
 
 
+def accuracy_lower_bound(correct, n, confidence: float) -> np.ndarray:
+    """The exact one-sided (Clopper-Pearson) lower bound on an accuracy seen as ``correct`` right of ``n``: the true
+    accuracy is at least this with probability ``confidence``.
+
+    >>> round(float(accuracy_lower_bound(299, 299, 0.95)), 4), round(float(accuracy_lower_bound(0, 5, 0.95)), 4)
+    (0.99, 0.0)
+    """
+    correct = np.asarray(correct, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore"):
+        bound = beta.ppf(1.0 - confidence, correct, n - correct + 1.0)
+    return np.where(correct > 0, np.nan_to_num(bound), 0.0)
+
+
+def first_candidate(target: float, confidence: float, available: int) -> int | None:
+    """How many products the sequence's first candidate holds: the fewest whose bound would still reach ``target``
+    with half the errors the target allows (None: more than ``available``). A sequence that began where a single
+    error already fails would stop, by chance, among the surest products; beginning here gives the first tests the
+    power to pass. It depends on no label, so the guarantee is untouched.
+
+    >>> first_candidate(0.99, 0.975, 100_000), first_candidate(0.99, 0.975, 500)
+    (1164, None)
+    """
+    for start in range(1, available + 1, 1000):  # a few thousand at most for the targets used: scan in chunks
+        n = np.arange(start, min(start + 1000, available + 1))
+        errors = np.floor(n * (1.0 - target) / 2.0)
+        reaches = np.flatnonzero(accuracy_lower_bound(n - errors, n, confidence) >= target)
+        if len(reaches):
+            return int(n[reaches[0]])
+    return None
+
+
+def guaranteed_threshold(correct, scores, target: float, confidence: float, step: int = STEP) -> dict:
+    """The lowest score threshold whose products are at least ``target`` accurate with ``confidence``, by the fixed
+    sequence: candidates ``step`` products apart from the surest down (ties filed together), beginning at
+    ``first_candidate``, each tested with ``accuracy_lower_bound``, stopping at the first that fails.
+
+    Returns ``threshold`` (None: nothing can be promised), ``bound`` (its lower bound, or the one the first
+    candidate reached), ``products`` (how many it files among these) and ``never`` (why nothing is filed, or None).
+
+    >>> guaranteed_threshold([1] * 1200, np.linspace(1, 0.5, 1200), 0.99, 0.95)["products"]
+    1200
+    >>> guaranteed_threshold([1] * 200, np.linspace(1, 0.5, 200), 0.99, 0.95)["never"]
+    'too few products to promise 99%: 200, where the first test needs 773'
+    """
+    correct = np.asarray(correct, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    first = first_candidate(target, confidence, max(len(scores), 1))
+    if first is None:
+        needed = first_candidate(target, confidence, 100_000)
+        return {"threshold": None, "bound": None, "products": 0,
+                "never": f"too few products to promise {_percent(target)}: {len(scores)}, where the first test "
+                         f"needs {needed}"}
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    right = np.cumsum(correct[order])
+    # candidate cuts every `step` products from the first on, each widened to the end of its run of equal scores
+    cuts = np.unique(np.append(np.arange(first, len(scores) + 1, step), len(scores)))
+    filed = np.unique(np.searchsorted(-sorted_scores, -sorted_scores[cuts - 1], side="right"))
+    bounds = accuracy_lower_bound(right[filed - 1], filed, confidence)
+    failed = np.flatnonzero(bounds < target)
+    passed = failed[0] if len(failed) else len(filed)  # the candidates before the first failure hold
+    if passed == 0:
+        return {"threshold": None, "bound": float(bounds[0]), "products": 0,
+                "never": f"the {filed[0]} surest products are only {bounds[0]:.2%} accurate at "
+                         f"{_percent(confidence)} confidence, below the {_percent(target)} target"}
+    last = filed[passed - 1]
+    return {"threshold": float(sorted_scores[last - 1]), "bound": float(bounds[passed - 1]), "products": int(last),
+            "never": None}
+
+
+def _percent(share: float) -> str:
+    return f"{share:.1%}".replace(".0%", "%")
+
+
 def choose_thresholds(true_leaves, leaves, leaf_scores, predicted_parents, parent_scores,
-                      parents: Mapping[str, str | None], targets=TARGETS) -> dict[str, dict[str, float | None]]:
-    """Per target: the lowest leaf score whose products reach the target accuracy, and among the products left below
-    it, the lowest parent score whose products reach it at the parent level. None: nothing reaches the target, so
-    that level never files. Call it on the validation split, never the test split."""
+                      parents: Mapping[str, str | None], targets=TARGETS, confidence: float = CONFIDENCE,
+                      step: int = STEP) -> dict[str, dict]:
+    """Per target: the leaf threshold that ``guaranteed_threshold`` promises, then among the products left below it
+    (with a parent), the parent threshold it promises at the parent level. Each level is tested at half the risk
+    (1 - ``confidence``), so both promises hold together with ``confidence``. Each target's entry: ``leaf`` and
+    ``parent`` (None: that level never files), ``<level>_bound`` (the lower bound on its accuracy),
+    ``<level>_products`` (the products it files among these), ``<level>_never`` (why it never files), and the
+    ``confidence``. Call it on out-of-fold and validation predictions, never the test split."""
     true_leaves = np.asarray(true_leaves, dtype=object)
     leaf_scores = np.asarray(leaf_scores, dtype=float)
     parent_scores = np.asarray(parent_scores, dtype=float)
     leaf_ok = true_leaves == np.asarray(leaves, dtype=object)
     parent_ok = parent_correct(true_leaves, predicted_parents, parents)
     has_parent = np.array([p is not None for p in predicted_parents], dtype=bool)
+    per_level = 1.0 - (1.0 - confidence) / len(LEVELS)
     chosen = {}
     for target in targets:
-        leaf = coverage_at_accuracy(leaf_ok, leaf_scores, target).threshold
-        below = (leaf_scores < leaf if leaf is not None else np.ones(len(leaf_scores), dtype=bool)) & has_parent
-        parent = coverage_at_accuracy(parent_ok[below], parent_scores[below], target).threshold
-        chosen[target_key(target)] = {"leaf": leaf, "parent": parent}
+        leaf = guaranteed_threshold(leaf_ok, leaf_scores, target, per_level, step)
+        below = (leaf_scores < leaf["threshold"] if leaf["threshold"] is not None
+                 else np.ones(len(leaf_scores), dtype=bool)) & has_parent
+        parent = guaranteed_threshold(parent_ok[below], parent_scores[below], target, per_level, step)
+        entry: dict = {"confidence": confidence}
+        for level, found in (("leaf", leaf), ("parent", parent)):
+            entry.update({level: found["threshold"], f"{level}_bound": found["bound"],
+                          f"{level}_products": found["products"], f"{level}_never": found["never"]})
+        chosen[target_key(target)] = entry
     return chosen
+
+
+def never_files(thresholds: Mapping[str, object]) -> list[str]:
+    """What a card's entry for one target says about the levels that never file, one line per level.
+
+    >>> never_files({"leaf": 0.9, "parent": None, "parent_never": "too few products"})
+    ['the parent level never files: too few products']
+    """
+    return [f"the {level} level never files: {thresholds.get(f'{level}_never') or 'no threshold in the card'}"
+            for level in LEVELS if thresholds.get(level) is None]
 
 
 def decide(leaf_scores, parent_scores, thresholds: Mapping[str, float | None]) -> np.ndarray:
@@ -107,7 +220,8 @@ def decision_figures(true_leaves, leaves, leaf_scores, predicted_parents, parent
     for key, chosen in thresholds.items():
         made = decide(leaf_scores, parent_scores, chosen)
         entry: dict = {"n": int(len(made)), "leaf_threshold": chosen.get("leaf"),
-                       "parent_threshold": chosen.get("parent")}
+                       "parent_threshold": chosen.get("parent"), "leaf_bound": chosen.get("leaf_bound"),
+                       "parent_bound": chosen.get("parent_bound")}
         for decision, correct in (("leaf", leaf_ok), ("parent", parent_ok), ("review", None)):
             rows = made == decision
             entry[f"{decision}_share"] = float(rows.mean()) if len(made) else float("nan")

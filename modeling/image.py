@@ -23,11 +23,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from .backbones import BackboneError, backbone_fingerprint
 from .fields import photo_path
 from .photos import MAX_PIXELS, decode_into, decoded_rows, new_batch, read_photo
+from .progress import progress_bar
 from .runtime import Network, build_network
 
 __all__ = ["MAX_PIXELS", "EmbeddingCache", "ImageEmbedder", "make_image_classifier", "read_photo"]
@@ -199,8 +199,8 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
                                    chunk_size=4 * self.batch_size, runtime=self.runtime)
                   if client is not None else self._embed_here(items, pool))
         embedded: dict[str, np.ndarray] = {}
-        with tqdm(total=len(items), desc=f"embedding photos ({self.backbone})", unit="photo",
-                  disable=not self.progress) as bar:
+        with progress_bar(total=len(items), desc=f"embedding photos ({self.backbone})", unit="photos",
+                          enabled=self.progress) as bar:
             for done, new, problems in chunks:
                 for problem in problems:
                     log.warning("%s", problem)

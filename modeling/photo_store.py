@@ -16,9 +16,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from shopstyle_spider import config
+
+from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ def fetch_photos(uri: str, paths: list[str], checksums: list[str | None], *, pro
 
         try:
             with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
-                found = list(tqdm(pool.map(fetch, stale), total=len(stale), desc="photos from S3", unit="photo",
-                                  disable=not progress))
+                found = list(progress_bar(pool.map(fetch, stale), total=len(stale), desc="photos from S3",
+                                          unit="photos", enabled=progress))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
             raise PhotoStoreError(f"cannot read photos from {uri}: {error}") from None
         for i, ok in zip(stale, found, strict=True):

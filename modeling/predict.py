@@ -29,7 +29,6 @@ from typing import TextIO
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from shopstyle_spider import config, schema
 
@@ -37,9 +36,11 @@ from . import filing_queue
 from .backbones import BackboneError
 from .data import DataError, load_products
 from .fields import is_missing, optional_text, photo_path
-from .filing import TARGETS, FilingPolicyError, best_parents, decide, load_thresholds
+from .filing import LEVELS, TARGETS, FilingPolicyError, best_parents, decide, load_thresholds, never_files
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, images_location, is_remote
+from .progress import progress_bar
+from .registry import RegistryError, serving_path
 from .runtime import RUNTIME_HELP, RUNTIMES
 
 ALTERNATIVES = 3
@@ -49,8 +50,10 @@ CHUNK = 1000  # products predicted together: large enough to batch photos, small
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.predict", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True,
-                        help="a .joblib file written by modeling.train (a pickle: load only models you trust)")
+    parser.add_argument("--model", type=Path,
+                        help="a .joblib file written by modeling.train (a pickle: load only models you trust); "
+                             "default: the model in service (python -m modeling.models current) of the --db, "
+                             f"else of the --queue database, else of {config.crawl_db()}")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, help="products as JSON lines (.jsonl) or CSV with a header (.csv)")
     source.add_argument("--db", type=schema.location,
@@ -64,12 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the auto-filing decision (leaf, parent or review) reaching this accuracy, by the "
                              "thresholds the model card stores (chosen on the validation split); default: no "
                              "decision, so --queue queues every product")
+    parser.add_argument("--levels", choices=("leaf", "leaf,parent"), default="leaf,parent",
+                        help="where --target-accuracy may file a product: 'leaf' files at the leaf or sends to a "
+                             "person, never at the parent; 'leaf,parent' also files at the parent")
     parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
     parser.add_argument("--queue", nargs="?", const="", type=lambda v: schema.location(v) if v else "",
                         metavar="DB",
                         help="also write the products whose decision is 'review' into this crawl database's filing "
                              "queue for the review app; with --db and no value, into that database (products "
-                             "already queued are not added twice)")
+                             "already queued are not added twice; a product from --input is known by the file's "
+                             "name and its id, never confused with a crawled product of the same id)")
+    parser.add_argument("--photo-store", type=Path, default=config.images_dir(),
+                        help="the image store the review app serves (its --images): --queue copies a queued file "
+                             "product's photo into it")
     parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -147,6 +157,18 @@ def prediction_lines(model, rows: list[dict], thresholds: dict[str, float | None
         yield line
 
 
+def filing_thresholds(model_path: Path, target: float, levels: list[str]) -> dict[str, float | None]:
+    """The card's thresholds for ``target``, without the levels left out (their threshold None: they never file);
+    what never files, and why, goes to standard error."""
+    thresholds = dict(load_thresholds(model_path, target))
+    for level in LEVELS:
+        if level not in levels:
+            thresholds.update({level: None, f"{level}_never": "left out by --levels"})
+    for line in never_files(thresholds):
+        print(f"modeling.predict: at {target:.1%} accuracy {line}", file=sys.stderr)
+    return thresholds
+
+
 def db_records(db: Path, images: str | Path, progress: bool) -> Iterator[tuple[int, dict | None, str | None]]:
     """Every product of a crawl database as (row number, record, None), with the local path of its stored photo."""
     frame = load_products(db, images, progress=progress)
@@ -166,7 +188,7 @@ def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: P
     """
     predicted = 0
     errors: Counter = Counter()
-    bar = tqdm(desc="predicting", unit="product", disable=not progress)
+    bar = progress_bar(desc="predicting", unit="products", enabled=progress)
     while chunk := list(islice(records, CHUNK)):
         lines: list[dict | None] = []  # None: the place of a prediction still to make
         rows = []
@@ -209,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--queue needs a database with --input: --queue path/to/crawl.db")
     queue_db = (args.db if args.queue == "" else args.queue) if args.queue is not None else None
     try:
+        if args.model is None:
+            args.model = serving_path(args.db or queue_db or config.crawl_db())
         model = load_model(args.model, image_runtime=args.image_runtime)
-        thresholds = load_thresholds(args.model, args.target_accuracy) if args.target_accuracy else None
+        thresholds = filing_thresholds(args.model, args.target_accuracy, args.levels.split(",")) \
+            if args.target_accuracy else None
         if args.db is not None:
             records = db_records(args.db, args.images or config.images_dir(), progress=not args.no_progress)
             images = None  # the database's photo paths come back resolved
@@ -223,11 +248,14 @@ def main(argv: list[str] | None = None) -> int:
             images = args.images or args.input.resolve().parent
         # queued rows name crawled products only when the queue is in that crawl's own database
         in_crawl = args.db is not None and queue_db == args.db
-        with open_output(args.output) as out, filing_queue.Writer(queue_db, args.model, from_crawl=in_crawl) as queued:
+        origin = args.input.name if args.input is not None else schema.display_name(args.db)
+        writer = filing_queue.Writer(queue_db, args.model, from_crawl=in_crawl, source=origin,
+                                     photo_store=args.photo_store)
+        with open_output(args.output) as out, writer as queued:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress, thresholds=thresholds,
                                     queue=queued.add if queue_db is not None else None)
-    except (FilingPolicyError, ModelFileError, schema.SchemaError, DataError, PhotoStoreError, FileNotFoundError,
-            BackboneError) as error:
+    except (FilingPolicyError, ModelFileError, RegistryError, schema.SchemaError, DataError, PhotoStoreError,
+            FileNotFoundError, BackboneError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
         return 2
     if queue_db is not None:

@@ -34,10 +34,12 @@ HEADINGS = {
     "target": "Target accuracy", "leaf_threshold": "Score to file at the leaf",
     "parent_threshold": "Parent score to file at the parent", "leaf_share": "Filed at the leaf",
     "leaf_accuracy": "Leaf accuracy", "parent_share": "Filed at the parent", "review_share": "Sent to a person",
+    "validation_filed": "Filed (validation split)", "recent_filed": "Filed (recent products)", "p_value": "p-value",
+    "fell": "Fell beyond noise", "validation_share": "Share (validation split)", "recent_share": "Share (recent)",
 }
 PERCENT = {"accuracy", "coverage_95", "coverage_98", "parent_accuracy", "parent_coverage_95", "parent_coverage_98",
            "macro_f1", "ece", "precision", "recall", "f1", "share_of_true", "target", "leaf_share", "leaf_accuracy",
-           "parent_share", "review_share"}
+           "parent_share", "review_share", "validation_filed", "recent_filed", "validation_share", "recent_share"}
 # scores, not shares: three decimals tell neighbours apart
 THRESHOLDS = {"threshold_95", "threshold_98", "leaf_threshold", "parent_threshold"}
 
@@ -96,16 +98,17 @@ def errors_page(errors: pd.DataFrame, images: Path | None, title: str) -> str:
 
 
 def index_context(title: str, sections: Iterable[tuple[str, dict]], charts: Iterable[str],
-                  errors_file: str | None) -> dict:
+                  errors_file: str | None, notes: Iterable[str] = ()) -> dict:
     """What ``report_index.html`` shows, for a file or a page of the app."""
-    return {"title": title, "sections": list(sections), "errors_file": errors_file,
+    return {"title": title, "notes": list(notes), "sections": list(sections), "errors_file": errors_file,
             "charts": [(c, Path(c).stem.replace("_", " ").capitalize()) for c in charts]}
 
 
-def index_page(title: str, sections: Iterable[tuple[str, dict]], charts: Iterable[str], errors_file: str | None) -> str:
-    """Sections of (heading, ``table(...)``), then the charts (file names beside the page), then a link to the
-    errors."""
-    return _render("report_index.html", **index_context(title, sections, charts, errors_file))
+def index_page(title: str, sections: Iterable[tuple[str, dict]], charts: Iterable[str], errors_file: str | None,
+               notes: Iterable[str] = ()) -> str:
+    """Notes (a paragraph each), sections of (heading, ``table(...)``), then the charts (file names beside the
+    page), then a link to the errors."""
+    return _render("report_index.html", **index_context(title, sections, charts, errors_file, notes))
 
 
 def suspects_page(suspects: pd.DataFrame, title: str, images: Path | None = None) -> str:

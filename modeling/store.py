@@ -7,9 +7,11 @@ told lives beside them, declared here on the same SQLAlchemy ``metadata`` so one
 - ``audits`` and ``label_issues``: each ``modeling.audit`` run and the crawled labels it suspects, grouped by
   cleaned name so that one decision can settle every copy of a product.
 - ``reviews``: what a person decided, append-only. The crawler's ``products.category_id`` is never overwritten;
-  the latest review of a product wins, and an undo is a new row.
+  ``modeling.reviews.in_force`` says which decision stands, and an undo is new rows withdrawing a decision's.
 - ``filing_queue``: products the model could not auto-file, waiting for a person, with the prediction they got.
 - ``leases``: which reviewer holds which card, until when, so two people never decide the same card at once.
+- ``models`` and ``promotions``: the model registry (``modeling.registry``): each trained model's file and
+  checksum, and every promotion of one into service, append-only.
 
 ``connect`` creates what is missing when it opens for writing, so a database a crawl made gains these tables the
 first time modeling writes to it, whichever side created the file.
@@ -29,15 +31,21 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
+    cast,
     inspect,
+    literal,
+    select,
+    update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
 from shopstyle_spider import schema
 from shopstyle_spider.schema import SchemaError, metadata
 
-__all__ = ["EXCLUDE", "REVIEW_SOURCES", "TABLES", "audits", "connect", "experiments", "filing_queue", "has_table",
-           "label_issues", "leases", "predictions", "reviews"]
+from . import identity
+
+__all__ = ["EXCLUDE", "REGISTRY_TABLES", "REVIEW_SOURCES", "TABLES", "audits", "connect", "experiments", "filing_queue",
+           "has_table", "label_issues", "leases", "models", "predictions", "promotions", "reviews"]
 
 # A review's decision that takes a product out of training: not a product of this catalog, or unfileable.
 EXCLUDE = "exclude"
@@ -100,9 +108,11 @@ label_issues = Table(
     Index("label_issues_group", "audit_id", "group_key"),
 )
 
-# Products waiting for a person: written by `modeling.predict --queue`, from a crawl database (product_id set) or
-# from a file of new products (only record_id, as the file named it). payload: the product as predict read it
-# (JSON: name, description, image_path); prediction: the line predict wrote for it (JSON).
+# Products waiting for a person: written by `modeling.predict --queue` (or POST /api/queue), from a crawl database
+# (product_id set) or from a file of new products (record_id, as the file named it). subject: the product's identity
+# (``modeling.identity``: a crawled product by id, a file product by its file and record id), one row per subject.
+# payload: the product as predict read it (JSON: name, description, image_path, the photo copied into the image
+# store); prediction: the line predict wrote for it (JSON; empty for a product a restored backup queued).
 filing_queue = Table(
     "filing_queue", metadata,
     Column("id", Integer, primary_key=True),
@@ -112,16 +122,25 @@ filing_queue = Table(
     Column("prediction", Text, nullable=False),
     Column("model_path", Text, nullable=False),
     Column("created_at", Text, nullable=False),
+    Column("subject", Text),  # NULL only in an older database's rows until ``connect`` fills it
     Index("filing_queue_product", "product_id"),
+    Index("filing_queue_subject", "subject"),
 )
 
-# Append-only decisions. decision: a leaf category id, EXCLUDE, or NULL (an undo: no decision stands, the product
-# is back to its crawled label or back in the queue). replaces: the label in force before this row.
+# Append-only decisions, one row per product a decision settles. subject: the product (``modeling.identity``).
+# decision: a leaf category id, EXCLUDE, or NULL. A decision's rows share decision_id (NULL: the row's own id).
+# An undo appends one row per row of the decision it withdraws, decision NULL and withdraws = that decision_id:
+# the withdrawn rows no longer count and what stood before them stands again (``modeling.reviews.in_force``).
+# A NULL decision without withdraws (an older database's undo, or an imported empty decision) clears the product
+# back to its crawled label. replaces: the label in force before this row.
 reviews = Table(
     "reviews", metadata,
     Column("id", Integer, primary_key=True),
-    Column("product_id", BigInteger),  # NULL only for a queued product that is not in the crawl
-    Column("queue_id", Integer, ForeignKey("filing_queue.id")),
+    Column("product_id", BigInteger),  # the crawled product's id; NULL for a product from a file
+    Column("queue_id", Integer, ForeignKey("filing_queue.id")),  # the card it was decided on, if any
+    Column("subject", Text),  # NULL only in an older database's rows until ``connect`` fills it
+    Column("decision_id", Integer),
+    Column("withdraws", Integer),
     Column("decision", Text),
     Column("replaces", Text),
     Column("source", Text, nullable=False),  # one of REVIEW_SOURCES
@@ -129,9 +148,11 @@ reviews = Table(
     Column("created_at", Text, nullable=False),
     Index("reviews_product", "product_id", "id"),
     Index("reviews_queue", "queue_id", "id"),
+    Index("reviews_subject", "subject", "id"),
+    Index("reviews_withdraws", "withdraws"),
 )
 
-# Who holds a card until when (unix seconds). item: "queue:<filing_queue id>" or "audit:<audit id>:<group_key>".
+# Who holds a card until when (unix seconds). item: a card's key (``modeling.review.items``).
 leases = Table(
     "leases", metadata,
     Column("item", Text, primary_key=True),
@@ -139,7 +160,35 @@ leases = Table(
     Column("expires_at", Float, nullable=False),
 )
 
-TABLES = (experiments, predictions, audits, label_issues, filing_queue, reviews, leases)
+# --- the model registry (modeling.registry) ---
+# One row per model modeling.train saved, keyed by its experiment. labels: JSON, the labels it learned (crawled or
+# reviewed, with the counts); sha256: the file's checksum, checked before the model is served.
+models = Table(
+    "models", metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), primary_key=True, autoincrement=False),
+    Column("path", Text, nullable=False),
+    Column("card_path", Text, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+# Append-only: the model in service is the latest row's. replaces: the model in service before it (NULL: none);
+# reason: why (by hand, the first model, or the champion/challenger comparison's verdict).
+promotions = Table(
+    "promotions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.experiment_id"), nullable=False),
+    Column("replaces", Integer, ForeignKey("models.experiment_id")),
+    Column("promoted_at", Text, nullable=False),
+    Column("promoted_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+REGISTRY_TABLES = (models, promotions)
+# --- end of the model registry ---
+
+TABLES = (experiments, predictions, audits, label_issues, filing_queue, reviews, leases, *REGISTRY_TABLES)
 
 
 def connect(target: str | Path, *, readonly: bool = False) -> Connection:
@@ -149,7 +198,8 @@ def connect(target: str | Path, *, readonly: bool = False) -> Connection:
         try:
             with connection.begin():
                 metadata.create_all(connection, tables=list(TABLES))
-                _add_missing_columns(connection)
+                schema.add_missing_columns(connection, TABLES)
+                _fill_subjects(connection)
         except SQLAlchemyError as error:
             connection.close()
             raise SchemaError(f"{schema.display_name(target)}: cannot create modeling's tables "
@@ -157,16 +207,26 @@ def connect(target: str | Path, *, readonly: bool = False) -> Connection:
     return connection
 
 
-def _add_missing_columns(connection: Connection) -> None:
-    """Add the nullable columns a table of an older database lacks (create_all creates tables, never columns), so a
-    database that recorded experiments before a column existed keeps working; its old rows read NULL there."""
-    inspector = inspect(connection)
-    for table in TABLES:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable and not column.primary_key:
-                kind = column.type.compile(dialect=connection.dialect)
-                connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+def _fill_subjects(connection: Connection) -> None:
+    """Give an older database's queue rows and reviews their product's identity: a crawled product by its id, a
+    queued file product (its file was not recorded then) as record ``record_id`` of ``identity.LEGACY_SOURCE``; a
+    review made on a queue card takes its card's. Rows that have one are left alone, and once none lacks it this
+    only reads (no write lock: another process may hold it)."""
+    queue, rows = filing_queue, reviews
+    if not any(connection.execute(select(table.c.subject).where(table.c.subject.is_(None)).limit(1)).first()
+               for table in (queue, rows)):
+        return
+    crawl_key = literal("crawl/") + cast(queue.c.product_id, Text)
+    connection.execute(update(queue).where(queue.c.subject.is_(None), queue.c.product_id.is_not(None))
+                       .values(subject=crawl_key))
+    for queue_id, record_id in connection.execute(select(queue.c.id, queue.c.record_id)
+                                                  .where(queue.c.subject.is_(None))).all():
+        connection.execute(update(queue).where(queue.c.id == queue_id)
+                           .values(subject=identity.filed(identity.LEGACY_SOURCE, record_id)))
+    connection.execute(update(rows).where(rows.c.subject.is_(None), rows.c.product_id.is_not(None))
+                       .values(subject=literal("crawl/") + cast(rows.c.product_id, Text)))
+    connection.execute(update(rows).where(rows.c.subject.is_(None), rows.c.queue_id.is_not(None)).values(
+        subject=select(queue.c.subject).where(queue.c.id == rows.c.queue_id).scalar_subquery()))
 
 
 def has_table(connection: Connection, table: Table) -> bool:

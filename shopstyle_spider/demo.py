@@ -1,18 +1,22 @@
 """``make demo``: the whole job end to end on the built-in synthetic catalog, with no API key or network needed.
 
 It starts the sandbox, crawls it into ``data/demo/`` (database and photos), trains a model on the crawl (text and,
-where ``../shared`` has the offline MobileNetV2, photos), predicts a few products it never saw (queueing the ones the
-model cannot file for a person), writes the report, and says how to open it and the review app (``make review``).
-Each stage runs as the command a user would type, in a subprocess.
+where ``../shared`` has the offline MobileNetV2, photos), predicts a few products it never saw and then the whole
+crawl (queueing what the model cannot file for a person), audits the crawl's labels (text only: a second), writes
+the report, and says how to open it and the review app (``make review``), where both queues then hold cards.
+Each stage runs as the command a user would type, in a subprocess; what TensorFlow's C++ runtime prints on its own
+(its absl INFO lines, which no log level silences) is left out of the demo's output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
@@ -23,6 +27,12 @@ from .runner import run_crawl
 from .sandbox import SandboxProcess
 
 DEMO_KEY = "sandbox-key"
+STEPS = 8
+TARGET = 0.98  # the accuracy the demo files at
+# Lines TensorFlow's C++ runtime writes through absl before any log level applies ("I0000 00:00:... port.cc:153]
+# oneDNN custom operations are on ...", "W0000 ...", and absl's notice about them): noise in a demo.
+LIBRARY_NOISE = re.compile(r"^(?:[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] |WARNING: All log messages before "
+                           r"absl::InitializeLog\(\) is called|To enable the following instructions: )")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with SandboxProcess("--seed", str(args.seed), "--products-per-category", str(args.products_per_category),
                         "--api-key", DEMO_KEY) as sandbox:
-        print(f"1/6 sandbox serving the synthetic catalog at {sandbox.url}", flush=True)
-        print(f"2/6 crawling it into {db} and {images} ...", flush=True)
+        step(1, f"sandbox serving the synthetic catalog at {sandbox.url}")
+        step(2, f"crawling it into {db} and {images} ...")
         started = time.perf_counter()
         result = run_crawl(sandbox.url, db, images, api_key=DEMO_KEY, settings={"STATS_DUMP": False})
     if result.returncode != 0:
@@ -52,21 +62,22 @@ def main(argv: list[str] | None = None) -> int:
 
     backbone = config.mobilenet_v2_backbone()
     backbone_arg = str(backbone) if backbone.is_file() else "none"
-    print(f"\n3/6 training on the crawl (image backbone: {backbone_arg}) ...", flush=True)
+    step(3, f"training on the crawl (image backbone: {backbone_arg}) ...")
     started = time.perf_counter()
     models = out / "models"
     code = run_module("modeling.train", "--db", str(db), "--images", str(images), "--out", str(models),
-                      "--image-backbone", backbone_arg, "--name", "demo")
+                      "--image-backbone", backbone_arg, "--name", "demo", "--promote", "always")
     if code != 0:
         return code
     print(f"    trained in {time.perf_counter() - started:.0f} s")
     model = max(models.glob("*.joblib"), key=lambda p: p.stat().st_mtime)
 
-    print(f"\n4/6 predicting products the model never saw with {model}", flush=True)
+    step(4, f"predicting products the model never saw with {model}")
     source, predictions = out / "new_products.jsonl", out / "predictions.jsonl"
     write_new_products(db, images, source)
     code = run_module("modeling.predict", "--model", str(model), "--input", str(source), "--output",
-                      str(predictions), "--queue", str(db), "--target-accuracy", "0.98", "--no-progress")
+                      str(predictions), "--queue", str(db), "--photo-store", str(images), "--target-accuracy",
+                      str(TARGET), "--no-progress")
     if code != 0:
         return code
     for line in predictions.read_text(encoding="utf-8").splitlines():
@@ -77,20 +88,45 @@ def main(argv: list[str] | None = None) -> int:
         others = ", ".join(f"{a['category']} {a['score']:.2f}" for a in p["alternatives"])
         print(f"  {str(p['id']):<10} {p['category']:<18} {p['score']:.2f}  "
               f"{'photo+text' if p['photo_used'] else 'text only':<10} (then {others})")
+
+    step(5, f"filing the whole crawl at {TARGET:.0%} accuracy; what the model cannot file goes to a person")
+    filed = out / "filed.jsonl"
+    code = run_module("modeling.predict", "--model", str(model), "--db", str(db), "--images", str(images),
+                      "--output", str(filed), "--queue", "--target-accuracy", str(TARGET), "--no-progress")
+    if code != 0:
+        return code
+    decisions = Counter(json.loads(line).get("decision", "error")
+                        for line in filed.read_text(encoding="utf-8").splitlines())
+    print("  " + ", ".join(f"{decisions[d]} {label}" for d, label in
+                           (("leaf", "filed at the leaf"), ("parent", "filed at the parent"),
+                            ("review", "queued for a person")) if decisions[d]))
+
+    step(6, "auditing the crawl's labels (text only): the suspects become the review app's second queue")
+    code = run_module("modeling.audit", "--db", str(db), "--images", str(images), "--image-backbone", "none",
+                      "--no-progress")
+    if code != 0:
+        return code
+
     report = out / "report"
-    print(f"\n5/6 writing the report into {report}", flush=True)
+    step(7, f"writing the report into {report}")
     code = run_module("modeling.analyze", "--db", str(db), "--plots", str(report))
     if code != 0:
         return code
-    print("\n6/6 where to look next", flush=True)
+    step(8, "where to look next")
     print(f"  the report:     open {(report / 'index.html').resolve().as_uri()}")
-    serve = f"{sys.executable} -m modeling.review --db {db} --model {model} --images {images}"
+    serve = f"{sys.executable} -m modeling.review --db {db} --images {images}"  # its model in service
     if out == config.data_dir() / "demo":
         serve = f"make review   (that is: {serve})"
     print(f"  the review app: {serve}")
-    print("                  then open http://127.0.0.1:8000/ and file the products the model was unsure of")
+    print("                  then open http://127.0.0.1:8000/: file the products the model was unsure of, and "
+          "settle the suspect labels")
     print(f"\nrun it again and the crawl finds everything complete: {sys.executable} -m shopstyle_spider.demo")
     return 0
+
+
+def step(number: int, what: str) -> None:
+    """A step's heading, after a blank line once the demo has said something."""
+    print(("\n" if number > 1 else "") + f"{number}/{STEPS} {what}", flush=True)
 
 
 def crawl_summary(log: str) -> list[str]:
@@ -110,7 +146,15 @@ def crawl_summary(log: str) -> list[str]:
 
 
 def run_module(module: str, *args: str) -> int:
-    code = subprocess.run([sys.executable, "-m", module, *args], cwd=config.PROJECT_ROOT).returncode
+    """Run ``python -m module args`` as a user would, its standard error passed on line by line without the
+    library noise (so its progress comes as plain lines: it is not a terminal)."""
+    with subprocess.Popen([sys.executable, "-m", module, *args], cwd=config.PROJECT_ROOT, stderr=subprocess.PIPE,
+                          text=True, errors="replace") as process:
+        for line in process.stderr:
+            if not LIBRARY_NOISE.match(line):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+    code = process.returncode
     if code != 0:
         print(f"python -m {module} failed (exit {code})", file=sys.stderr)
     return code

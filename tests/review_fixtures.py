@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeling import predict, store, train
+from modeling.data import split_of
 
 HOSTILE_NAME = "Silk blouse <script>alert('name')</script>"
 # Entities decode to markup when the description is cleaned: the page must show it as text, escaped once.
@@ -46,8 +47,9 @@ def build(synthetic_crawl, folder: Path) -> ReviewSetup:
         (parameters,), = connection.execute("SELECT parameters FROM experiments")
     assert json.loads(parameters)["images"] == str(images.resolve())
     with sqlite3.connect(db) as connection:
-        crawled = connection.execute("SELECT id, name, description, image_path, category_id FROM products "
-                                     "WHERE image_status = 'ok' ORDER BY id LIMIT 8").fetchall()
+        crawled = [row for row in connection.execute("SELECT id, name, description, image_path, category_id FROM "
+                                                     "products WHERE image_status = 'ok' ORDER BY id LIMIT 40")
+                   if split_of(row[0]) != "test"][:8]  # the suspect queue never shows a test product
     records = [{"id": "new-hostile", "name": HOSTILE_NAME, "description": HOSTILE_DESCRIPTION},
                {"id": "new-plain", "name": "Chunky cable-knit cardigan", "description": ""},
                {"id": "new-outside", "name": "Wrap dress", "description": "a photo path leading out of the store",
@@ -59,7 +61,7 @@ def build(synthetic_crawl, folder: Path) -> ReviewSetup:
     new_products = folder / "new_products.jsonl"
     new_products.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     assert predict.main(["--model", str(model), "--input", str(new_products), "--output", str(folder / "out.jsonl"),
-                         "--queue", str(db), "--no-progress"]) == 0
+                         "--queue", str(db), "--photo-store", str(images), "--no-progress"]) == 0
     # The audit: three groups, worst first; the second holds three copies of one product.
     groups = {"first": [crawled[2][0]], "copies": [crawled[3][0], crawled[4][0], crawled[5][0]],
               "last": [crawled[6][0]]}

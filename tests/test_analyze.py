@@ -41,7 +41,8 @@ def db(tmp_path):
     now = "2026-11-24T00:00:00"
     store.connect(path).close()  # the project's schema, then rows written as any sqlite client would
     with closing(sqlite3.connect(path)) as connection, connection:
-        connection.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?, ?, ?)", [
+        connection.executemany("INSERT INTO categories (id, name, parent_id, is_leaf, path, first_seen, last_seen) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)", [
             ("women", "Women", None, 0, "women", now, now),
             ("jeans", "Jeans", "women", 0, "women/jeans", now, now),
             ("dresses", "Dresses", "women", 0, "women/dresses", now, now),
@@ -188,7 +189,22 @@ def test_compare_sets_two_experiments_side_by_side(db, capsys):
     assert difference["stacked"]["accuracy"] == pytest.approx(0.4)
     assert difference["stacked"]["coverage_95"] == pytest.approx(0.8)
     code, out, _ = run(capsys, "--db", path, "--compare", 1, 2)
-    assert "experiment 1 vs 2" in out and "difference" in out
+    assert "experiment 1 vs 2" in out and "difference" in out and "not scored on the same labels" not in out
+    assert "test split scored on crawled labels" in out
+
+
+def test_compare_says_when_two_experiments_were_scored_on_different_labels(db, capsys):
+    path, _ = db
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("UPDATE experiments SET parameters = ? WHERE id = 2", (json.dumps(
+            {"model": "stacked", "labels": "reviewed", "reviewed_labels": 2, "relabelled": 1, "excluded": 0,
+             "file_products": 1}),))
+    code, out, _ = run(capsys, "--db", path, "--compare", 1, 2)
+    assert code == 0 and "WARNING: not scored on the same labels: #1 on crawled labels, #2 on reviewed labels " \
+                         "(2 decided, 1 relabelled, 0 excluded, 1 from files)" in out
+    code, out, _ = run(capsys, "--db", path, "--compare", 1, 2, "--json")
+    compared = json.loads(out)["compare"]
+    assert compared["same_labels"] is False and compared["b_labels"].startswith("reviewed labels")
 
 
 def test_bad_requests_get_a_clear_error(db, tmp_path, capsys):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from modeling import audit, store, train
-from modeling.data import load_products, with_reviewed_labels
+from modeling.data import load_products, split_of, with_reviewed_labels
 from modeling.reviews import latest_decisions, record_decision
 from shopstyle_spider.config import PROJECT_ROOT
 
@@ -51,8 +51,10 @@ def test_the_audit_finds_injected_flips_and_records_them(crawl_copy, tmp_path, c
                        "--json", "--html", str(page), "--no-progress"]) == 0
     report = json.loads(capsys.readouterr().out)
     suspects = {s["product_id"]: s for s in report["suspects"]}
-    found = set(flips) & set(suspects)
-    assert len(found) >= 0.8 * len(flips), f"found {len(found)} of {len(flips)} flips"
+    assert not any(split_of(p) == "test" for p in suspects)  # test labels score the model: never shown to relabel
+    listable = {p: f for p, f in flips.items() if split_of(p) != "test"}
+    found = set(listable) & set(suspects)
+    assert len(found) >= 0.8 * len(listable), f"found {len(found)} of {len(listable)} flips"
     # the suggestion is the label the flip replaced, for nearly all of them
     assert sum(suspects[p]["suggested_label"] == flips[p][0] for p in found) >= 0.8 * len(found)
     assert all(suspects[p]["given_label"] == flips[p][1] for p in found)
@@ -60,7 +62,7 @@ def test_the_audit_finds_injected_flips_and_records_them(crawl_copy, tmp_path, c
     assert ranks == list(range(1, len(ranks) + 1))
     qualities = [s["quality"] for s in report["suspects"]]
     assert qualities == sorted(qualities)  # worst first: self-confidence rising
-    assert all(s["group_key"] == audit.group_key(s["name"]) for s in report["suspects"])
+    assert all(s["group_key"].startswith(audit.group_key(s["name"]) + "/") for s in report["suspects"])
     summary = report["summary"]
     assert summary["products_audited"] == 27 * 50 and summary["suspects"] == len(suspects)
     pair = summary["overlapping_pairs"][0]
@@ -192,3 +194,23 @@ def test_a_csv_import_reports_each_bad_row_by_line_and_imports_the_others(crawl_
     assert reviews_cli("import", exported, "--db", other).returncode == 0
     with closing(store.connect(other, readonly=True)) as connection:
         assert latest_decisions(connection) == {second: store.EXCLUDE}
+
+
+def test_suspect_groups_are_copies_of_one_product_not_one_name():
+    """Two different "Northwind Bag"s (a shoulder bag without a photo, a clutch with one) are two cards; a copy of
+    the clutch (same photo) joins it; one with the same text but another brand stays apart."""
+    n = 40
+    labels = np.array(["a", "b"] * (n // 2))
+    proba = np.where((labels == "a")[:, None], [0.95, 0.05], [0.05, 0.95])
+    suspect = [0, 2, 4, 6]
+    proba[suspect] = [0.02, 0.98]
+    frame = pd.DataFrame({"id": np.arange(n), "name": [f"Item {i}" for i in range(n)], "brand": "Northwind",
+                          "description": "", "image_path": None, "category": labels})
+    frame.loc[suspect, "name"] = "Northwind  <b>Bag</b>"
+    frame.loc[0, "description"] = "a roomy shoulder bag"
+    frame.loc[[2, 4], "image_path"] = "full/clutch.jpg"
+    frame.loc[6, ["description", "brand"]] = ["a roomy shoulder bag", "Southwind"]
+    result = audit.audit_labels(frame, proba, np.array(["a", "b"]))
+    groups = result.suspects.set_index("product_id")["group_key"]
+    assert groups[2] == groups[4] == "northwind bag/2" and groups[0] == "northwind bag/0"
+    assert groups[6] == "northwind bag/6" and result.summary()["groups"] == 3

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from modeling import predict, store
 from modeling.filing import DECISIONS, DEFAULT_TARGET, load_thresholds
-from modeling.review import cards, create_app
+from modeling.review import cards, create_app, decisions, leases
 from modeling.review.__main__ import main as review_main
 
 from .review_fixtures import HOSTILE_NAME, copy_db
@@ -134,8 +134,12 @@ def test_filing_a_product_is_committed_and_undone_with_the_keys_forms(app_client
 
 
 def test_a_group_decision_settles_every_product_of_the_group(review_setup, app_client, db):
-    first = card_of(app_client.get("/queue/suspect").text)
+    shown = app_client.get("/queue/suspect").text
+    first = card_of(shown)
     assert first["item"] == "audit:1:first" and "keep" in first["choices"]
+    # the current label's own score, and where each score comes from
+    assert re.search(r'id="current-score">10.0%</span> <span class="source">audit \(out-of-fold\)', shown)
+    assert shown.count('class="source">audit (out-of-fold)') == 2 and 'class="source">model' in shown
     assert first["choices"][0] == "bootcut-jeans"  # the audit's suggestion first, then the model's
     assert app_client.post("/queue/suspect/decide", data={**first, "choice": "keep"}).status_code == 303
     page = app_client.get("/queue/suspect").text
@@ -183,10 +187,10 @@ def test_a_lease_expires_and_the_card_goes_to_the_next_reviewer(review_setup, db
         catalogue = cards.Catalogue.load(connection)
         first = cards.next_card(connection, "file", catalogue, "ana", now=1000.0)
         assert cards.next_card(connection, "file", catalogue, "ben", now=1000.0).item != first.item
-        later = 1000.0 + cards.LEASE_SECONDS + 1
+        later = 1000.0 + leases.LEASE_SECONDS + 1
         assert cards.next_card(connection, "file", catalogue, "ben", now=later).item == first.item
-        with pytest.raises(cards.Stale, match="ben has this card open"):
-            cards.decide(connection, "file", catalogue, first.item, "exclude", "ana", 0, later)
+        with pytest.raises(decisions.Stale, match="ben has this card open"):
+            decisions.decide(connection, "file", catalogue, first.item, "exclude", "ana", 0, later)
 
 
 def test_the_api_lists_the_queue_and_records_decisions(app_client, db):
@@ -206,7 +210,7 @@ def test_the_api_lists_the_queue_and_records_decisions(app_client, db):
                                                  "reviewer": "api", "seen": 0}).status_code == 404
 
 
-def test_product_text_is_escaped_once_and_photos_come_only_from_the_store(app_client):
+def test_product_text_is_escaped_once_and_photos_come_only_from_the_store(review_setup, app_client, db):
     page = app_client.get("/queue/file").text
     assert "<script>" not in page and "<img src=x" not in page and "<b onmouseover" not in page  # no markup of theirs
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page  # the entities' markup, shown as text
@@ -214,7 +218,14 @@ def test_product_text_is_escaped_once_and_photos_come_only_from_the_store(app_cl
     assert "&amp;lt;" not in page and "soft &amp; light" in page  # never double-escaped
     assert "Content-Security-Policy" in app_client.get("/").headers
     assert app_client.get("/photos/queue/4").headers["content-type"] == "image/jpeg"  # a crawled photo
-    assert app_client.get("/photos/queue/3").status_code == 404  # a real file, outside the image store
+    # predict --queue copied the file's photo (outside the store) into the store's queued/ folder, by its content
+    (payload,), = rows(db, "SELECT payload FROM filing_queue WHERE id = 3")
+    assert json.loads(payload)["image_path"].startswith("queued/")
+    assert app_client.get("/photos/queue/3").headers["content-type"] == "image/jpeg"
+    with sqlite3.connect(db) as connection:  # a payload naming a real file outside the store is never served
+        connection.execute("UPDATE filing_queue SET payload = ? WHERE id = 3",
+                           (json.dumps({"name": "x", "image_path": str(review_setup.db.parent / "outside.jpg")}),))
+    assert app_client.get("/photos/queue/3").status_code == 404
     assert app_client.get("/photos/queue/1").status_code == 404  # no photo
 
 
@@ -283,9 +294,9 @@ def test_two_decisions_racing_for_one_card_leave_exactly_one(review_setup, db, m
         with store.connect(db) as connection:
             start.wait()
             try:
-                cards.decide(connection, "file", catalogue, "queue:2", decision, reviewer, 0, 1000.0)
+                decisions.decide(connection, "file", catalogue, "queue:2", decision, reviewer, 0, 1000.0)
                 outcomes[reviewer] = "recorded"
-            except cards.Stale as error:
+            except decisions.Stale as error:
                 outcomes[reviewer] = str(error)
 
     threads = [threading.Thread(target=submit, args=args) for args in (("ana", "exclude"), ("ben", "flare-jeans"))]
@@ -326,8 +337,8 @@ def test_a_queue_of_a_whole_crawl_is_read_page_by_page_and_counted_by_the_databa
         (total,), = rows(db, "SELECT count(*) FROM filing_queue")
         decided = [2, 201, 202, 400, total]  # on and around the 200-id pages
         for queue_id in decided:
-            cards.decide(connection, "file", catalogue, f"queue:{queue_id}", "exclude", "ana", 0, 1000.0)
-        cards.decide(connection, "file", catalogue, "queue:201", None, "ana",
+            decisions.decide(connection, "file", catalogue, f"queue:{queue_id}", "exclude", "ana", 0, 1000.0)
+        decisions.decide(connection, "file", catalogue, "queue:201", None, "ana",
                      rows(db, "SELECT max(id) FROM reviews WHERE queue_id = 201")[0][0], 1030.0)  # an undo
         left = [f"queue:{i}" for i in range(1, total + 1) if i not in {2, 202, 400, total}]
         assert list(cards.pending(connection, "file", catalogue)) == left
@@ -365,9 +376,9 @@ def test_a_queued_crawled_product_shows_its_stored_photo_and_only_crawl_leaves_a
     assert "bootcut-jeans" in model.classes_ and "bootcut-jeans" in catalogue.leaves
     with sqlite3.connect(db) as connection:  # a leaf the model knows that this crawl no longer holds
         connection.execute("DELETE FROM categories WHERE id = 'bootcut-jeans'")
-    with store_connection(db) as connection, pytest.raises(cards.DecisionError, match="not a leaf category"):
-        cards.decide(connection, "file", cards.Catalogue.load(connection), f"queue:{queue_id}", "bootcut-jeans", "ana",
-                     0, 0.0)
+    with store_connection(db) as connection, pytest.raises(decisions.DecisionError, match="not a leaf category"):
+        decisions.decide(connection, "file", cards.Catalogue.load(connection), f"queue:{queue_id}", "bootcut-jeans",
+                         "ana", 0, 0.0)
 
 
 def store_connection(db):

@@ -20,6 +20,7 @@ import uvicorn
 from shopstyle_spider import config, schema
 
 from ..filing import DEFAULT_TARGET, TARGETS
+from ..registry import RegistryError, serving_path
 from ..runtime import RUNTIME_HELP, RUNTIMES
 from .app import MAX_BODY_BYTES, create_app
 from .security import LOOPBACK_HOSTS, TokenFileError, is_loopback, reviewer_tokens
@@ -34,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database: its filing queue, the audit's label issues, where reviews go")
-    parser.add_argument("--model", type=Path, required=True,
-                        help="a .joblib model written by modeling.train (a pickle: load only models you trust)")
+    parser.add_argument("--model", type=Path,
+                        help="a .joblib model written by modeling.train (a pickle: load only models you trust); "
+                             "default: the --db's model in service (python -m modeling.models current)")
     parser.add_argument("--images", type=Path, default=config.images_dir(),
                         help="the image store: the only folder photos are served from")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs a token")
@@ -77,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--host {args.host} takes requests for any name: say which it answers (--allowed-host NAME, "
                      "the name other machines reach it by)")
     bound = [] if args.host in WILDCARD_ADDRESSES else [f"[{args.host}]" if ":" in args.host else args.host]
+    if args.model is None:
+        try:
+            args.model = serving_path(args.db)
+        except (RegistryError, schema.SchemaError) as error:
+            print(f"modeling.review: {error}", file=sys.stderr)
+            return 2
     if not args.model.is_file():
         print(f"modeling.review: {args.model}: no model file there (train one with `python -m modeling.train`)",
               file=sys.stderr)

@@ -17,8 +17,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from . import cards
+from .. import identity
+from ..filing_queue import queue_products
+from ..predict import check_record
+from . import cards, decisions, leases
 from .dependencies import ApiReviewer, Database, State, api_access, json_body
+from .items import FileItem
 from .predicting import predict_products, ranked_categories
 
 __all__ = ["DESCRIPTION_MAX_CHARS", "NAME_MAX_CHARS", "router"]
@@ -76,7 +80,8 @@ class Review(BaseModel):
     queue: cards.Queue
     item: str = Field(max_length=200, description="the card, as GET /api/queue names it")
     decision: str | None = Field(max_length=200, description="a leaf category id, 'exclude', 'keep' (each product "
-                                                             "keeps its label), or null to undo the decision in force")
+                                                             "keeps its label), or null to withdraw your own "
+                                                             "decisions in force on this card")
     reviewer: str | None = Field(None, min_length=1, max_length=100,
                                  description="who decides: required with a shared token or none; with a token per "
                                              "reviewer, the token's owner (another name is refused)")
@@ -107,22 +112,57 @@ def predict(products: Annotated[list[Product], Body()], state: State) -> Respons
 
 
 def card_json(card: cards.Card) -> dict:
+    """A card as the API lists it: its product's identity (``modeling.identity``: product_id for a crawled one,
+    record_source and record_id for one from a file), its photo's URL, the current label's own score and where
+    each score comes from."""
+    who = identity.parse(card.subject)
     return {"item": card.item, "seen": card.version, "name": card.name, "description": card.description,
-            "current": card.current, "products": card.size, "decision": card.decision,
+            "product_id": who.product_id, "record_source": who.source, "record_id": who.record_id,
+            "photo_url": f"/photos/{card.photo}" if card.photo else None,
+            "current": card.current, "current_score": card.current_score,
+            "current_score_source": card.current_score_source, "products": card.size, "decision": card.decision,
             "suggestions": [vars(s) for s in card.suggestions]}
 
 
 @router.get("/queue")
-def queue(state: State, db: Database,
+def queue(state: State, db: Database, owner: ApiReviewer,
           queue: Annotated[cards.Queue, Query(description="file: products to file; suspect: suspect labels")] = "file",
-          limit: Annotated[int, Query(ge=1, le=1000, description="how many undecided cards to list")] = 50) -> dict:
-    """The queue's progress and its first undecided cards, with each card's version (``seen``) for a decision."""
-    progress = cards.progress(db, queue, state.catalogue, time.time())
+          limit: Annotated[int, Query(ge=1, le=1000, description="how many undecided cards to list")] = 50,
+          reviewer: Annotated[str | None, Query(max_length=100, description="who asks: cards another reviewer "
+                                                                            "has open are left out (all open cards "
+                                                                            "when not given; with a token per "
+                                                                            "reviewer, the token's owner)")] = None
+          ) -> dict:
+    """The queue's progress and its first undecided cards nobody else has open, with each card's version (``seen``)
+    for a decision."""
+    now = time.time()
+    progress = cards.progress(db, queue, state.catalogue, now)
+    held = leases.held_by_others(db, owner or reviewer, now)
     pending = [cards.cards(db, queue, state.catalogue, item)[0]
-               for item in islice(cards.pending(db, queue, state.catalogue), limit)]
+               for item in islice((i for i in cards.pending(db, queue, state.catalogue) if i not in held), limit)]
     cards.complete_suggestions(pending, state.catalogue,
                                lambda payloads: ranked_categories(state.model, payloads, state.images))
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
+
+
+@router.post("/queue", dependencies=[Depends(json_body)], responses=NOT_JSON)
+def add_to_queue(products: Annotated[list[Product], Body()], state: State, db: Database,
+                 source: Annotated[str, Query(min_length=1, max_length=200,
+                                              description="the name the products' ids belong to (a file, a feed): "
+                                                          "with the id, their identity")] = "api") -> list[dict]:
+    """Add products to the filing queue, as ``modeling.predict --queue`` does for a file (known by ``source`` and
+    their id; one already queued is not added twice): one line per product, in order, with its card's ``item``,
+    or ``{"index", "id", "error"}`` for a product that cannot be predicted (the others are queued)."""
+    lines = predict_products(state.model, products, state.images, state.thresholds)
+    good = [(index, check_record(products[index], state.images.resolve())[0], line)
+            for index, line in enumerate(lines) if "error" not in line]
+    cards.end_reads(db)
+    with db.begin():
+        ids = queue_products(db, [(row, line) for _, row, line in good], source=source,
+                             model_path=str(state.model_path), from_crawl=False, photo_store=state.images)
+    for (index, _, _), queue_id in zip(good, ids, strict=True):
+        lines[index] = {"index": index, "id": lines[index]["id"], "item": str(FileItem(queue_id))}
+    return lines
 
 
 @router.post("/reviews", dependencies=[Depends(json_body)], responses={
@@ -140,11 +180,11 @@ def review(body: Review, state: State, db: Database, owner: ApiReviewer) -> Reco
     if reviewer is None:
         raise HTTPException(422, "say who decides: reviewer")
     try:
-        card, settled = cards.decide(db, body.queue, state.catalogue, body.item, body.decision, reviewer,
-                                     body.seen, time.time())
-    except cards.Stale as error:
+        card, settled = decisions.decide(db, body.queue, state.catalogue, body.item, body.decision, reviewer,
+                                         body.seen, time.time())
+    except decisions.Stale as error:
         raise HTTPException(409, str(error)) from error
-    except cards.DecisionError as error:
+    except decisions.DecisionError as error:
         raise HTTPException(422, str(error)) from error
     except KeyError as error:
         raise HTTPException(404, f"no card {body.item!r} in the {body.queue} queue") from error

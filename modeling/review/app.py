@@ -55,14 +55,17 @@ def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, to
         except FilingPolicyError as error:
             log.warning("%s: /api/predict sends every product to review", error)
             thresholds = None
-        with closing(store.connect(db)) as connection:  # creates modeling's tables in a crawl-only database
+        # creates modeling's tables in a crawl-only database; held open (no transaction) while the app runs, so a
+        # request closing its own sqlite connection is never the last one, which would checkpoint the WAL each time
+        with closing(store.connect(db)) as connection:
             catalogue = Catalogue.load(connection)
-        key_file = config.review_key(db)
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        app.state.review = AppState(db=db, images=Path(images), model=loaded, model_path=Path(model_path),
-                                    thresholds=thresholds,
-                                    catalogue=catalogue, guard=Guard(signing_key(key_file), token, reviewers))
-        yield
+            connection.rollback()
+            key_file = config.review_key(db)
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            app.state.review = AppState(db=db, images=Path(images), model=loaded, model_path=Path(model_path),
+                                        thresholds=thresholds, catalogue=catalogue,
+                                        guard=Guard(signing_key(key_file), token, reviewers))
+            yield
 
     app = FastAPI(title="Catalog review", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(api.router)

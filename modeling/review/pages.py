@@ -20,7 +20,7 @@ from .. import analysis, report, store
 from ..analyze import experiment_tables, report_sections
 from ..fields import is_missing
 from ..templating import environment
-from . import cards
+from . import cards, decisions
 from .dependencies import SIGNED_IN_COOKIE, AppState, Database, PageReviewer, State, page_access
 from .predicting import ranked_categories
 
@@ -123,17 +123,17 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, rev
     decision = other.strip() if choice == "other" else choice
     try:
         if not decision:
-            raise cards.DecisionError("choose a suggestion, keep, exclude, or a category from the search")
-        card, settled = cards.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
-    except (cards.Stale, cards.DecisionError) as error:  # the card stays, as it is now, with the reason beside it
+            raise decisions.DecisionError("choose a suggestion, keep, exclude, or a category from the search")
+        card, settled = decisions.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
+    except (decisions.Stale, decisions.DecisionError) as error:  # the card stays, as it is now, with the reason
         found = cards.cards(db, queue, state.catalogue, item)
         return _card_page(request, state, db, queue, reviewer, found[0] if found else None, list(skip),
-                          status=409 if isinstance(error, cards.Stale) else 422, error=str(error))
+                          status=409 if isinstance(error, decisions.Stale) else 422, error=str(error))
     except KeyError:  # gone from the queue: the next card, with the reason
         card = cards.next_card(db, queue, state.catalogue, reviewer, time.time(), skip=skip)
         return _card_page(request, state, db, queue, reviewer, card, list(skip), status=404,
                           error=f"that card is no longer in this queue ({item})")
-    label = {cards.KEEP: "kept their labels" if settled > 1 else "kept its label",
+    label = {decisions.KEEP: "kept their labels" if settled > 1 else "kept its label",
              store.EXCLUDE: "excluded"}.get(decision, f"filed as {state.catalogue.path(decision)}")
     return _to_queue(request, state, queue, f"{card.name}: {settled} product{'s' if settled != 1 else ''} {label}",
                      skip=list(skip))
@@ -146,8 +146,8 @@ def undo(request: Request, queue: cards.Queue, csrf: Annotated[str, Form()], sta
     if reviewer is None:
         raise HTTPException(400, "say who you are on the home page first")
     try:
-        undone = cards.undo_last(db, queue, state.catalogue, reviewer, time.time())
-    except cards.Stale as error:
+        undone = decisions.undo_last(db, queue, state.catalogue, reviewer, time.time())
+    except decisions.Stale as error:
         return _to_queue(request, state, queue, str(error))
     if undone is None:
         return _to_queue(request, state, queue, "nothing of yours to undo")
