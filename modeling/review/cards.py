@@ -86,12 +86,14 @@ class Catalogue:
     decided: training and the audit read decisions against the crawl's leaves (as ``modeling.reviews import``
     checks), so a class of a model trained elsewhere is shown by its id, never filed under."""
     leaves: dict[str, str]
+    names: dict[str, str] = field(default_factory=dict)  # leaf id -> its name, for the search by name
 
     @classmethod
     def load(cls, connection: Connection) -> Catalogue:
         categories = schema.categories
-        return cls(dict(connection.execute(select(categories.c.id, categories.c.path)
-                                           .where(categories.c.is_leaf == 1).order_by(categories.c.path)).all()))
+        rows = connection.execute(select(categories.c.id, categories.c.path, categories.c.name)
+                                  .where(categories.c.is_leaf == 1).order_by(categories.c.path)).all()
+        return cls({row.id: row.path for row in rows}, {row.id: row.name for row in rows})
 
     def path(self, category: str) -> str:
         return self.leaves.get(category, category)

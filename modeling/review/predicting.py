@@ -15,7 +15,8 @@ from .cards import stored_photo
 __all__ = ["predict_products", "ranked_categories"]
 
 
-def predict_products(model, items: list, images: Path, thresholds: dict[str, float | None] | None = None) -> list[dict]:
+def predict_products(model, items: list[dict], images: Path,
+                     thresholds: dict[str, float | None] | None = None) -> list[dict]:
     """One line per item, in order: its prediction with its ``decision`` by ``thresholds`` (the model card's for the
     app's target accuracy; ``review`` where there are none), or ``{"index", "id", "error"}`` for an item that cannot
     be predicted (the others still are). A photo is looked for in the image store only: a path leading out of it is an
@@ -24,13 +25,12 @@ def predict_products(model, items: list, images: Path, thresholds: dict[str, flo
     lines: list[dict | None] = []
     rows = []
     for index, item in enumerate(items):
-        row, problem = (check_record(item, root) if isinstance(item, dict)
-                        else (None, f"a JSON {type(item).__name__}, not an object"))
+        row, problem = check_record(item, root)
         if row is not None and row["image_path"] is not None and not Path(row["image_path"]).resolve().is_relative_to(
                 root):
             row, problem = None, "image_path leads outside the image store"
         if row is None:
-            lines.append({"index": index, "id": item.get("id") if isinstance(item, dict) else None, "error": problem})
+            lines.append({"index": index, "id": item.get("id"), "error": problem})
         else:
             lines.append(None)
             rows.append(row)
