@@ -36,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database: its filing queue, the audit's label issues, where reviews go")
     parser.add_argument("--model", type=Path,
-                        help="a .joblib model written by modeling.train (a pickle: load only models you trust); "
-                             "default: the --db's model in service (python -m modeling.models current)")
+                        help="a .joblib model written by modeling.train (a pickle: load only models you trust), "
+                             "pinned: the app serves it whatever is promoted; default: the --db's model in service "
+                             "(python -m modeling.models current), followed: a model promoted later is served within "
+                             "a few seconds, without a restart")
     parser.add_argument("--images", type=Path, default=config.images_dir(),
                         help="the image store: the only folder photos are served from")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs a token")
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--host {args.host} takes requests for any name: say which it answers (--allowed-host NAME, "
                      "the name other machines reach it by)")
     bound = [] if args.host in WILDCARD_ADDRESSES else [f"[{args.host}]" if ":" in args.host else args.host]
-    if args.model is None:
+    follow = args.model is None
+    if follow:
         try:
             args.model = serving_path(args.db)
         except (RegistryError, schema.SchemaError) as error:
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = create_app(args.db, args.model, args.images, token=token, reviewers=reviewers,
                      allowed_hosts=[*LOOPBACK_HOSTS, *bound, *args.allowed_host], max_body=args.max_body,
-                     target_accuracy=args.target_accuracy, image_runtime=args.image_runtime)
+                     target_accuracy=args.target_accuracy, image_runtime=args.image_runtime, follow=follow)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

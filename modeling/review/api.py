@@ -21,9 +21,9 @@ from .. import identity
 from ..filing_queue import queue_products
 from ..predict import check_record
 from . import cards, decisions, leases
-from .dependencies import ApiReviewer, Database, State, api_access, json_body
+from .dependencies import ApiReviewer, Database, Model, State, api_access, json_body
 from .items import FileItem
-from .predicting import predict_products, ranked_categories
+from .predicting import predict_products, ranked_categories, rescore
 
 __all__ = ["DESCRIPTION_MAX_CHARS", "NAME_MAX_CHARS", "router"]
 
@@ -94,6 +94,19 @@ class Recorded(BaseModel):
     settled: int = Field(description="how many products the decision settles")
 
 
+class ServedModel(BaseModel):
+    """The model the app serves now (a promotion reaches the app within a few seconds unless --model pinned it)."""
+    experiment_id: int | None = Field(description="its experiment in this database (None: a --model file this "
+                                                  "database's registry does not know)")
+    path: str = Field(description="its file")
+    promoted_at: str | None = Field(description="when it was last put in service (None: never promoted)")
+    promoted_by: str | None
+    pinned: bool = Field(description="given by --model: the app does not follow promotions")
+    thresholds: dict[str, float | int | str | None] | None = Field(
+        description="the auto-filing thresholds /api/predict decides by, at the app's target accuracy (None: the "
+                    "model's card has none, and every product goes to review)")
+
+
 @router.get("/openapi.json", include_in_schema=False)
 def openapi(request: Request) -> dict:
     """The API's schema, behind the token like every other route."""
@@ -103,12 +116,19 @@ def openapi(request: Request) -> dict:
 @router.post("/predict", dependencies=[Depends(json_body)],
              responses={200: {"model": list[PredictionLine | PredictionError],
                               "description": "one line per product, in order"}, **NOT_JSON})
-def predict(products: Annotated[list[Product], Body()], state: State) -> Response:
+def predict(products: Annotated[list[Product], Body()], state: State, served: Model) -> Response:
     """One line per product, in order, as ``python -m modeling.predict`` writes them, ``decision`` included; an
     item that cannot be predicted gets ``{"index", "id", "error"}`` and the others are predicted. The lines are
     written once (orjson): they come from the model, not from a client, so they are not validated again."""
-    lines = predict_products(state.model, products, state.images, state.thresholds)
+    lines = predict_products(served.model, products, state.images, served.thresholds)
     return Response(orjson.dumps(lines), media_type="application/json")
+
+
+@router.get("/model")
+def model(served: Model) -> ServedModel:
+    """The model the app serves: the one ``/api/predict``, the suggestions and the drift page use."""
+    return ServedModel(experiment_id=served.experiment_id, path=str(served.path), promoted_at=served.promoted_at,
+                       promoted_by=served.promoted_by, pinned=served.pinned, thresholds=served.thresholds)
 
 
 def card_json(card: cards.Card) -> dict:
@@ -121,11 +141,11 @@ def card_json(card: cards.Card) -> dict:
             "photo_url": f"/photos/{card.photo}" if card.photo else None,
             "current": card.current, "current_score": card.current_score,
             "current_score_source": card.current_score_source, "products": card.size, "decision": card.decision,
-            "suggestions": [vars(s) for s in card.suggestions]}
+            "suggestions": [vars(s) for s in card.suggestions], "scored_by": card.scored_by}
 
 
 @router.get("/queue")
-def queue(state: State, db: Database, owner: ApiReviewer,
+def queue(state: State, db: Database, served: Model, owner: ApiReviewer,
           queue: Annotated[cards.Queue, Query(description="file: products to file; suspect: suspect labels")] = "file",
           limit: Annotated[int, Query(ge=1, le=1000, description="how many undecided cards to list")] = 50,
           reviewer: Annotated[str | None, Query(max_length=100, description="who asks: cards another reviewer "
@@ -140,26 +160,27 @@ def queue(state: State, db: Database, owner: ApiReviewer,
     held = leases.held_by_others(db, owner or reviewer, now)
     pending = [cards.cards(db, queue, state.catalogue, item)[0]
                for item in islice((i for i in cards.pending(db, queue, state.catalogue) if i not in held), limit)]
+    rescore(db, pending, served, state.catalogue, state.images)
     cards.complete_suggestions(pending, state.catalogue,
-                               lambda payloads: ranked_categories(state.model, payloads, state.images))
+                               lambda payloads: ranked_categories(served.model, payloads, state.images))
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 
 
 @router.post("/queue", dependencies=[Depends(json_body)], responses=NOT_JSON)
-def add_to_queue(products: Annotated[list[Product], Body()], state: State, db: Database,
+def add_to_queue(products: Annotated[list[Product], Body()], state: State, db: Database, served: Model,
                  source: Annotated[str, Query(min_length=1, max_length=200,
                                               description="the name the products' ids belong to (a file, a feed): "
                                                           "with the id, their identity")] = "api") -> list[dict]:
     """Add products to the filing queue, as ``modeling.predict --queue`` does for a file (known by ``source`` and
     their id; one already queued is not added twice): one line per product, in order, with its card's ``item``,
     or ``{"index", "id", "error"}`` for a product that cannot be predicted (the others are queued)."""
-    lines = predict_products(state.model, products, state.images, state.thresholds)
+    lines = predict_products(served.model, products, state.images, served.thresholds)
     good = [(index, check_record(products[index], state.images.resolve())[0], line)
             for index, line in enumerate(lines) if "error" not in line]
     cards.end_reads(db)
     with db.begin():
         ids = queue_products(db, [(row, line) for _, row, line in good], source=source,
-                             model_path=str(state.model_path), from_crawl=False, photo_store=state.images)
+                             model_path=str(served.path), from_crawl=False, photo_store=state.images)
     for (index, _, _), queue_id in zip(good, ids, strict=True):
         lines[index] = {"index": index, "id": lines[index]["id"], "item": str(FileItem(queue_id))}
     return lines

@@ -6,7 +6,6 @@ OpenAPI schema is served at /api/openapi.json, behind the token like the rest of
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -20,17 +19,15 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from shopstyle_spider import config
 
 from .. import store
-from ..filing import DEFAULT_TARGET, FilingPolicyError, load_thresholds
-from ..persistence import load_model
+from ..filing import DEFAULT_TARGET
 from ..templating import STATIC
 from . import api, pages
 from .cards import Catalogue
 from .dependencies import SESSION_COOKIE, AppState, SignInRequired
 from .security import LOOPBACK_HOSTS, BodyLimit, Guard, SessionAndHeaders, signing_key
+from .serving import CHECK_EVERY_S, Serving, serve
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
-
-log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2_000_000  # a batch of a thousand products with long descriptions fits; a runaway upload does not
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -40,30 +37,31 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, token: str | None = None,
                reviewers: dict[str, str] | None = None, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
                max_body: int = MAX_BODY_BYTES, model=None, target_accuracy: float = DEFAULT_TARGET,
-               image_runtime: str = "auto") -> FastAPI:
+               image_runtime: str = "auto", follow: bool = False,
+               check_every_s: float = CHECK_EVERY_S) -> FastAPI:
     """The app for one crawl database, model and image store; ``model`` skips loading ``model_path`` again (the
     benchmark and tests pass the one they hold); ``/api/predict`` decides at ``target_accuracy`` by the model card's
-    thresholds (a model without them sends every product to review). ``token`` is shared by every reviewer,
+    thresholds (a model without them sends every product to review). With ``follow``, ``model_path`` is the model in
+    service when the app starts, and a model promoted later replaces it between requests (``serving.Serving``,
+    looking every ``check_every_s`` seconds); without, the model is pinned. ``token`` is shared by every reviewer,
     ``reviewers`` gives each their own (name -> token); requests naming a host outside ``allowed_hosts`` get 400.
     Nothing is opened until the app starts; the signing key is then read from beside the database, or made there."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = model if model is not None else load_model(model_path, image_runtime=image_runtime)
-        try:
-            thresholds = load_thresholds(model_path, target_accuracy)
-        except FilingPolicyError as error:
-            log.warning("%s: /api/predict sends every product to review", error)
-            thresholds = None
         # creates modeling's tables in a crawl-only database; held open (no transaction) while the app runs, so a
         # request closing its own sqlite connection is never the last one, which would checkpoint the WAL each time
         with closing(store.connect(db)) as connection:
             catalogue = Catalogue.load(connection)
             connection.rollback()
+            served = serve(db, Path(model_path), target_accuracy, pinned=not follow, model=model,
+                           image_runtime=image_runtime)
+            serving = Serving(db, served, follow=follow, check_every_s=check_every_s,
+                              load=lambda path: serve(db, path, target_accuracy, pinned=False,
+                                                      image_runtime=image_runtime))
             key_file = config.review_key(db)
             key_file.parent.mkdir(parents=True, exist_ok=True)
-            app.state.review = AppState(db=db, images=Path(images), model=loaded, model_path=Path(model_path),
-                                        thresholds=thresholds, catalogue=catalogue,
+            app.state.review = AppState(db=db, images=Path(images), serving=serving, catalogue=catalogue,
                                         guard=Guard(signing_key(key_file), token, reviewers))
             yield
 

@@ -18,9 +18,11 @@ from shopstyle_spider import schema
 
 from .cards import Catalogue
 from .security import Guard
+from .serving import Served, Serving
 
-__all__ = ["SESSION_COOKIE", "SIGNED_IN_COOKIE", "ApiReviewer", "AppState", "Database", "PageReviewer",
-           "SignInRequired", "State", "api_access", "app_state", "connection", "json_body", "page_access"]
+__all__ = ["SESSION_COOKIE", "SIGNED_IN_COOKIE", "ApiReviewer", "AppState", "Database", "Model", "PageReviewer",
+           "SignInRequired", "State", "api_access", "app_state", "connection", "json_body", "page_access",
+           "served_model"]
 
 SESSION_COOKIE = "review_session"
 SIGNED_IN_COOKIE = "review_signed_in"
@@ -30,9 +32,7 @@ SIGNED_IN_COOKIE = "review_signed_in"
 class AppState:
     db: str | Path
     images: Path
-    model: object
-    model_path: Path
-    thresholds: dict[str, float | None] | None  # the card's auto-filing thresholds at the app's target accuracy
+    serving: Serving  # the model served, following the model in service unless --model pinned it
     catalogue: Catalogue
     guard: Guard
 
@@ -59,6 +59,16 @@ def connection(state: State) -> Iterator[Connection]:
 
 
 Database = Annotated[Connection, Depends(connection)]
+
+
+def served_model(state: State, db: Database) -> Served:
+    """The model this request uses from start to end (a promotion seen meanwhile waits for the next request). A plain
+    ``def``: the request that notices a promotion loads the new model in FastAPI's thread pool, not on the event
+    loop."""
+    return state.serving.current(db)
+
+
+Model = Annotated[Served, Depends(served_model)]
 
 
 async def api_access(request: Request, state: State) -> str | None:

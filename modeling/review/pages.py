@@ -16,13 +16,15 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from .. import analysis, report, store
+from .. import analysis, drift, report, store
 from ..analyze import experiment_tables, report_sections
+from ..data import DataError
 from ..fields import is_missing
 from ..templating import environment
 from . import cards, decisions
-from .dependencies import SIGNED_IN_COOKIE, AppState, Database, PageReviewer, State, page_access
-from .predicting import ranked_categories
+from .dependencies import SIGNED_IN_COOKIE, AppState, Database, Model, PageReviewer, State, page_access
+from .predicting import ranked_categories, rescore
+from .serving import Served
 
 __all__ = ["router", "templates"]
 
@@ -39,10 +41,12 @@ def _checked_form(request: Request, state: AppState, csrf: str) -> None:
 
 
 def _page(request: Request, state: AppState, template: str, status: int = 200, **context) -> Response:
+    """A page of the app; one given ``served`` names the model it was made with."""
     return templates.TemplateResponse(request, template, {"csrf": state.guard.csrf(request.state.session),
                                                       "token_required": state.guard.required,
                                                       "per_reviewer": state.guard.per_reviewer,
-                                                      "reviewer": None, **context}, status_code=status)
+                                                      "reviewer": None, "served": None, **context},
+                                      status_code=status)
 
 
 def _signed_in_as(request: Request, state: AppState, name: str) -> Response:
@@ -78,19 +82,22 @@ def login(request: Request, name: Annotated[str, Form(min_length=1, max_length=1
 
 
 @guarded.get("/")
-def home(request: Request, state: State, db: Database, reviewer: PageReviewer) -> Response:
+def home(request: Request, state: State, db: Database, served: Model, reviewer: PageReviewer) -> Response:
     now = time.time()
     queues = [(queue, TITLES[queue], cards.progress(db, queue, state.catalogue, now)) for queue in cards.QUEUES]
-    return _page(request, state, "home.html", title="Review", queues=queues, reviewer=reviewer)
+    return _page(request, state, "home.html", title="Review", queues=queues, reviewer=reviewer, served=served)
 
 
-def _card_page(request: Request, state: AppState, db: Database, queue: str, reviewer: str, card: cards.Card | None,
-               skip: list[str], status: int = 200, message: str | None = None, error: str | None = None) -> Response:
-    """The queue's page around ``card`` (None: nothing left), with the model's suggestions and its photo when it lies
-    in the image store, a status message, or an error beside the card."""
+def _card_page(request: Request, state: AppState, db: Database, served: Served, queue: str, reviewer: str,
+               card: cards.Card | None, skip: list[str], status: int = 200, message: str | None = None,
+               error: str | None = None) -> Response:
+    """The queue's page around ``card`` (None: nothing left), with the served model's suggestions (a queued card
+    another model scored is scored again first) and its photo when it lies in the image store, a status message, or
+    an error beside the card."""
     if card is not None:
+        rescore(db, [card], served, state.catalogue, state.images)
         cards.complete_suggestions([card], state.catalogue,
-                                   lambda payloads: ranked_categories(state.model, payloads, state.images))
+                                   lambda payloads: ranked_categories(served.model, payloads, state.images))
         kind, _, key = (card.photo or "").partition("/")
         if card.photo and cards.photo_file(db, kind, int(key), state.images) is None:
             card.photo = None  # outside the image store or gone: never linked, let alone served
@@ -98,22 +105,23 @@ def _card_page(request: Request, state: AppState, db: Database, queue: str, revi
                  skip_url=f"/queue/{queue}?" + urlencode({"skip": [*skip, card.item] if card else skip}, doseq=True),
                  restart_url=f"/queue/{queue}", progress=cards.progress(db, queue, state.catalogue, time.time()),
                  leaves=state.catalogue.leaves, names=state.catalogue.names, reviewer=reviewer, message=message,
-                 error=error)
+                 error=error, served=served)
 
 
 @guarded.get("/queue/{queue}")
-def queue_page(request: Request, queue: cards.Queue, state: State, db: Database, reviewer: PageReviewer,
+def queue_page(request: Request, queue: cards.Queue, state: State, db: Database, served: Model,
+               reviewer: PageReviewer,
                skip: Annotated[list[str], Query()] = (), prefer: str | None = None, message: str | None = None,
                sig: str | None = None) -> Response:
     if reviewer is None:
         return RedirectResponse("/", status_code=303)
     card = cards.next_card(db, queue, state.catalogue, reviewer, time.time(), skip=skip, prefer=prefer)
     shown = message if state.guard.note_ok(request.state.session, message, sig) else None
-    return _card_page(request, state, db, queue, reviewer, card, list(skip), message=shown)
+    return _card_page(request, state, db, served, queue, reviewer, card, list(skip), message=shown)
 
 
 @guarded.post("/queue/{queue}/decide")
-def decide(request: Request, queue: cards.Queue, state: State, db: Database, reviewer: PageReviewer,
+def decide(request: Request, queue: cards.Queue, state: State, db: Database, served: Model, reviewer: PageReviewer,
            item: Annotated[str, Form()], seen: Annotated[int, Form()], csrf: Annotated[str, Form()],
            choice: Annotated[str, Form()] = "", other: Annotated[str, Form()] = "",
            skip: Annotated[list[str], Form()] = ()) -> Response:
@@ -127,11 +135,11 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, rev
         card, settled = decisions.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
     except (decisions.Stale, decisions.DecisionError) as error:  # the card stays, as it is now, with the reason
         found = cards.cards(db, queue, state.catalogue, item)
-        return _card_page(request, state, db, queue, reviewer, found[0] if found else None, list(skip),
+        return _card_page(request, state, db, served, queue, reviewer, found[0] if found else None, list(skip),
                           status=409 if isinstance(error, decisions.Stale) else 422, error=str(error))
     except KeyError:  # gone from the queue: the next card, with the reason
         card = cards.next_card(db, queue, state.catalogue, reviewer, time.time(), skip=skip)
-        return _card_page(request, state, db, queue, reviewer, card, list(skip), status=404,
+        return _card_page(request, state, db, served, queue, reviewer, card, list(skip), status=404,
                           error=f"that card is no longer in this queue ({item})")
     label = {decisions.KEEP: "kept their labels" if settled > 1 else "kept its label",
              store.EXCLUDE: "excluded"}.get(decision, f"filed as {state.catalogue.path(decision)}")
@@ -157,26 +165,50 @@ def undo(request: Request, queue: cards.Queue, csrf: Annotated[str, Form()], sta
 
 
 @guarded.get("/report")
-def report_page(request: Request, state: State, errors: bool = False) -> Response:
+def report_page(request: Request, state: State, served: Model, errors: bool = False) -> Response:
     """The report of ``modeling.analyze --plots`` as a page (test split, no charts), or with ``errors`` its page of the
-    latest experiment's most confident errors, photos from the image store."""
+    served model's experiment's most confident errors (the latest experiment's for a model this database did not
+    train), photos from the image store."""
     try:
         experiments = analysis.load_experiments(state.db)
         predictions = analysis.load_predictions(state.db, "test")
         parents = analysis.load_parents(state.db)
     except analysis.AnalysisError as error:
-        return _page(request, state, "report_index.html", status=404, app=True,
+        return _page(request, state, "report_index.html", status=404, app=True, served=served,
                      **report.index_context(f"Model report: {error}", [], [], None))
-    latest = int(experiments.index[-1])
+    shown = served.experiment_id if served.experiment_id in experiments.index else int(experiments.index[-1])
     if errors:
-        wrong = analysis.most_confident_errors(predictions[predictions["experiment_id"] == latest], 20)
+        wrong = analysis.most_confident_errors(predictions[predictions["experiment_id"] == shown], 20)
         rows = report.error_rows(wrong, lambda product_id, path: None if is_missing(path)
                                  else f"/photos/product/{product_id}")
-        return _page(request, state, "report_errors.html", app=True, rows=rows,
-                     title=f"Experiment {latest}: the {len(rows)} most confident errors (test split)")
+        return _page(request, state, "report_errors.html", app=True, rows=rows, served=served,
+                     title=f"Experiment {shown}: the {len(rows)} most confident errors (test split)")
     sections = report_sections(experiments, *experiment_tables(experiments, predictions, parents)[1:])
-    return _page(request, state, "report_index.html", app=True,
-                 **report.index_context("Model report (test split)", sections, [], "/report?errors=true"))
+    notes = [f"This app serves {served.label}: experiment {shown} below." if served.experiment_id == shown else
+             f"This app serves {served.label}, not an experiment of this database: the errors are experiment "
+             f"{shown}'s."]
+    return _page(request, state, "report_index.html", app=True, served=served, drift_url="/drift",
+                 **report.index_context("Model report (test split)", sections, [], "/report?errors=true", notes))
+
+
+@guarded.get("/drift")
+def drift_page(request: Request, state: State, served: Model) -> Response:
+    """``modeling.analyze --drift`` for the served model, as a page: the products first seen since it was trained
+    against its validation split, and what to do."""
+    try:
+        if served.experiment_id is None:
+            raise analysis.AnalysisError(f"{served.label} was not trained on this database: it has no validation "
+                                         "split here to compare with")
+        experiment = analysis.load_experiments(state.db).loc[served.experiment_id]
+        found = drift.drift_report(state.db, experiment, state.images, model=served.model)
+    except (analysis.AnalysisError, DataError) as error:
+        return _page(request, state, "report_index.html", status=404, app=True, served=served,
+                     **report.index_context(f"Drift: {error}", [], [], None))
+    sections = drift.drift_sections(found) if found["recent_products"] else []
+    return _page(request, state, "report_index.html", app=True, served=served,
+                 **report.index_context(f"Drift of {served.label} since {found['since']}",
+                                        [(heading, report.table(frame)) for heading, frame in sections], [], None,
+                                        notes=drift.drift_lines(found)))
 
 
 @guarded.get("/photos/{kind}/{key}")
