@@ -10,8 +10,10 @@ FastAPI's TestClient, looking for a promotion at every request (``check_every_s=
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +21,7 @@ from fastapi.testclient import TestClient
 from modeling import models, predict, registry, train
 from modeling.filing import DEFAULT_TARGET, load_thresholds
 from modeling.persistence import load_model
-from modeling.review import create_app
+from modeling.review import create_app, serving
 
 from .review_fixtures import copy_db
 
@@ -141,3 +143,39 @@ def test_the_drift_page_shows_the_served_models_drift(review_setup, two_models, 
         assert "products first seen since" in page.text and "Filed automatically" in page.text
     finally:
         client.__exit__(None, None, None)
+
+
+def test_requests_meanwhile_keep_the_old_model_and_a_broken_one_is_not_served(two_models, tmp_path, caplog):
+    """The request that notices a promotion loads the new model; one arriving meanwhile is answered at once with the
+    old model, whole; a promoted file that changed since it was registered is never served. The loader is the
+    app's own (``serving.serve``), held mid-load by an event so the overlap is certain, not timed."""
+    source, first, second = two_models
+    db = copy_db(source, tmp_path / "crawl.db")
+    loading, release = threading.Event(), threading.Event()
+
+    def held(path):
+        loading.set()
+        assert release.wait(60)
+        return serving.serve(db, path, DEFAULT_TARGET, pinned=False)
+
+    following = serving.Serving(db, serving.serve(db, first, DEFAULT_TARGET, pinned=False), follow=True, load=held,
+                                check_every_s=0)
+    assert models.main(["--db", str(db), "promote", "2", "--by", "bo"]) == 0
+    seen = {}
+    noticing = threading.Thread(target=lambda: seen.update(noticing=following.current()))
+    noticing.start()
+    assert loading.wait(60)
+    meanwhile = following.current()  # answered while the other request loads
+    release.set()
+    noticing.join(60)
+    assert meanwhile.experiment_id == 1 and meanwhile.path == first
+    assert seen["noticing"].experiment_id == 2 and following.current().path == second
+    original = first.read_bytes()
+    try:  # model 1 promoted again, but its file changed since it was registered: model 2 stays
+        assert models.main(["--db", str(db), "promote", "1"]) == 0
+        first.write_bytes(original + b"\0")
+        with caplog.at_level(logging.WARNING):
+            assert following.current().experiment_id == 2
+        assert "is not the file that was registered" in caplog.text
+    finally:
+        first.write_bytes(original)

@@ -61,11 +61,11 @@ def connection(state: State) -> Iterator[Connection]:
 Database = Annotated[Connection, Depends(connection)]
 
 
-def served_model(state: State, db: Database) -> Served:
+def served_model(state: State) -> Served:
     """The model this request uses from start to end (a promotion seen meanwhile waits for the next request). A plain
-    ``def``: the request that notices a promotion loads the new model in FastAPI's thread pool, not on the event
-    loop."""
-    return state.serving.current(db)
+    ``def``: the request that checks the promotions, and loads a new model, does it in FastAPI's thread pool, not on
+    the event loop."""
+    return state.serving.current()
 
 
 Model = Annotated[Served, Depends(served_model)]

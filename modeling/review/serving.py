@@ -6,9 +6,10 @@ one until someone restarted it. An app started without ``--model`` follows the p
 latest promotion (one indexed read) at most once every ``CHECK_EVERY_S`` seconds, and when it names another model,
 that request loads it (checked against its registered checksum) and swaps it in. Each request takes one ``Served``
 snapshot (model, file, thresholds, who promoted it) and uses it to its end, and the swap replaces the snapshot in
-one assignment, so no request ever mixes two models' parts. The load is done under a lock taken without waiting:
-while one request loads, the others go on with the model they have. A model that cannot be loaded (its file gone or
-changed) is logged and the app keeps serving the one it has. An explicit ``--model`` pins the model: no following.
+one assignment, so no request ever mixes two models' parts. The check and the load are done under a lock taken
+without waiting: while one request loads, the others go on with the model they have. A model that cannot be loaded
+(its file gone or changed) is logged and the app keeps serving the one it has. An explicit ``--model`` pins the
+model: no following.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import Connection
 
 from shopstyle_spider import schema
 
 from .. import registry
+from ..backbones import BackboneError
 from ..filing import FilingPolicyError, load_thresholds
 from ..persistence import ModelFileError, load_model
 
@@ -90,22 +91,22 @@ class Serving:
         self._lock = threading.Lock()
         self._next_check = time.monotonic() + check_every_s
 
-    def current(self, connection: Connection) -> Served:
-        """The model for this request (read the promotions on ``connection`` when a check is due). A request that
-        finds another model in service loads it before answering; requests meanwhile keep the model they had."""
+    def current(self) -> Served:
+        """The model for this request. When a check is due, the latest promotion is read on a connection of its
+        own (no request pays for one between checks); a request that finds another model in service loads it before
+        answering, while requests meanwhile keep the model they had."""
         served = self._served
         if not self.follow or time.monotonic() < self._next_check or not self._lock.acquire(blocking=False):
             return served
         try:
-            serving = registry.in_service(connection)
+            with closing(schema.connect(self.db, readonly=True)) as connection:
+                serving = registry.in_service(connection)
             if serving is not None and serving != served.experiment_id:
-                try:
-                    self._served = served = self.load(registry.serving_path(self.db))
-                    log.info("now serving %s, promoted by %s at %s", served.label, served.promoted_by,
-                             served.promoted_at)
-                except (registry.RegistryError, ModelFileError, schema.SchemaError, OSError) as error:
-                    log.warning("model %s is in service but cannot be served (%s): still serving %s", serving, error,
-                                served.label)
+                self._served = served = self.load(registry.serving_path(self.db))
+                log.info("now serving %s, promoted by %s at %s", served.label, served.promoted_by,
+                         served.promoted_at)
+        except (registry.RegistryError, ModelFileError, BackboneError, schema.SchemaError, OSError) as error:
+            log.warning("cannot serve the model in service (%s): still serving %s", error, served.label)
         finally:
             self._next_check = time.monotonic() + self.check_every_s
             self._lock.release()
