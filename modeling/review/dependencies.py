@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
 from shopstyle_spider import schema
@@ -61,11 +62,12 @@ def connection(state: State) -> Iterator[Connection]:
 Database = Annotated[Connection, Depends(connection)]
 
 
-def served_model(state: State) -> Served:
-    """The model this request uses from start to end (a promotion seen meanwhile waits for the next request). A plain
-    ``def``: the request that checks the promotions, and loads a new model, does it in FastAPI's thread pool, not on
-    the event loop."""
-    return state.serving.current()
+async def served_model(state: State) -> Served:
+    """The model this request uses from start to end (a promotion seen meanwhile waits for the next request). Between
+    checks it only reads the snapshot, on the event loop; the request whose turn it is to check the promotions (and
+    load a new model) does it in the thread pool, never blocking the loop."""
+    serving = state.serving
+    return await run_in_threadpool(serving.current) if serving.due() else serving.served
 
 
 Model = Annotated[Served, Depends(served_model)]

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from .. import analysis, drift, report, store
 from ..analyze import experiment_tables, report_sections
+from ..backbones import BackboneError
 from ..data import DataError
 from ..fields import is_missing
 from ..templating import environment
@@ -201,7 +202,7 @@ def drift_page(request: Request, state: State, served: Model) -> Response:
                                          "split here to compare with")
         experiment = analysis.load_experiments(state.db).loc[served.experiment_id]
         found = drift.drift_report(state.db, experiment, state.images, model=served.model)
-    except (analysis.AnalysisError, DataError) as error:
+    except (analysis.AnalysisError, DataError, BackboneError) as error:
         return _page(request, state, "report_index.html", status=404, app=True, served=served,
                      **report.index_context(f"Drift: {error}", [], [], None))
     sections = drift.drift_sections(found) if found["recent_products"] else []

@@ -91,12 +91,22 @@ class Serving:
         self._lock = threading.Lock()
         self._next_check = time.monotonic() + check_every_s
 
+    @property
+    def served(self) -> Served:
+        """The model served now, without looking for a promotion."""
+        return self._served
+
+    def due(self) -> bool:
+        """Whether the next ``current`` looks for a promotion (and may load a model: a caller on an event loop then
+        calls it in a thread)."""
+        return self.follow and time.monotonic() >= self._next_check
+
     def current(self) -> Served:
         """The model for this request. When a check is due, the latest promotion is read on a connection of its
         own (no request pays for one between checks); a request that finds another model in service loads it before
         answering, while requests meanwhile keep the model they had."""
         served = self._served
-        if not self.follow or time.monotonic() < self._next_check or not self._lock.acquire(blocking=False):
+        if not self.due() or not self._lock.acquire(blocking=False):
             return served
         try:
             with closing(schema.connect(self.db, readonly=True)) as connection:
