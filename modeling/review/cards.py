@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from shopstyle_spider import schema
 
 from .. import identity, store
-from ..data import split_of
+from ..data import split_of, subject_split
 from ..fields import photo_path
 from ..reviews import in_force, in_force_query, touched
 from ..text import clean_text
@@ -70,6 +70,9 @@ class Card:
     subject: str = ""  # the face product's identity (``modeling.identity``)
     current_score: float | None = None  # the current label's own score, and where it comes from
     current_score_source: str | None = None
+    # a product of the test split: shown without the model's advice, so that a label a person gives it is not the
+    # model's own choice scored against the model (the suspect queue leaves such products out altogether)
+    unadvised: bool = False
 
     @property
     def size(self) -> int:
@@ -135,14 +138,16 @@ def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | N
     made = []
     for row in rows:
         payload, prediction = json.loads(row.payload), json.loads(row.prediction)
+        unadvised = subject_split(row.subject) == "test"
         ranked = ([{"category": prediction["category"], "score": prediction["score"]},
-                   *prediction.get("alternatives", [])] if "category" in prediction else [])[:SUGGESTIONS]
+                   *prediction.get("alternatives", [])] if "category" in prediction and not unadvised
+                  else [])[:SUGGESTIONS]
         card = Card(item=str(FileItem(row.id)), queue="file", name=clean_text(payload.get("name")),
                     description=clean_text(payload.get("description")),
                     photo=f"queue/{row.id}" if photo_path(payload.get("image_path")) else None,
                     current=None, given={}, queue_id=row.id, subject=row.subject,
                     suggestions=[Suggestion(s["category"], s["score"], catalogue.path(s["category"]), MODEL)
-                                 for s in ranked], payload=payload)
+                                 for s in ranked], payload=payload, unadvised=unadvised)
         made.append(_settle(card, standing, versions, {row.subject: row.category_id}))
     return made
 
