@@ -393,3 +393,35 @@ def test_a_stored_photo_is_a_file_inside_the_image_store_or_none(tmp_path):
     assert cards.stored_photo("full/a.jpg", store_folder) == (store_folder / "full" / "a.jpg").resolve()
     for value in ("full/a\x00.jpg", 12, "../outside.jpg", str(tmp_path / "outside.jpg"), None, "", "full/gone.jpg"):
         assert cards.stored_photo(value, store_folder) is None, repr(value)  # never a server error, never outside
+
+
+def test_a_test_split_product_is_queued_without_the_models_advice(review_setup, db, model, app_client):
+    """A person filing a test-split product toward the model's suggestion would score the next model against its own
+    advice: such a card (a crawled product or one from a file) shows no suggestion, and says why."""
+    from modeling import filing_queue
+    from modeling.data import split_of
+
+    with sqlite3.connect(db) as connection:
+        ids = [i for (i,) in connection.execute("SELECT id FROM products ORDER BY id")]
+    crawled = {split: next(i for i in ids if split_of(i) == split) for split in ("test", "train")}
+    record = next(f"r{n}" for n in range(1000) if split_of(f"file/new.jsonl/r{n}") == "test")
+    line = {"category": "bootcut-jeans", "score": 0.6, "alternatives": [{"category": "flare-jeans", "score": 0.3}]}
+    with store_connection(db) as connection, connection.begin():
+        queued = filing_queue.queue_products(
+            connection, [({"id": crawled["test"], "name": "a test product"}, line),
+                         ({"id": crawled["train"], "name": "a training product"}, line)], source="",
+            model_path=str(review_setup.model), from_crawl=True)
+        queued += filing_queue.queue_products(connection, [({"id": record, "name": "a new test product"}, line)],
+                                              source="new.jsonl", model_path=str(review_setup.model),
+                                              from_crawl=False)
+    with store_connection(db) as connection:
+        catalogue = cards.Catalogue.load(connection)
+        found = {q: cards.cards(connection, "file", catalogue, f"queue:{q}")[0] for q in queued}
+    test_card, train_card, file_card = (found[q] for q in queued)
+    assert test_card.unadvised and not test_card.suggestions
+    assert file_card.unadvised and not file_card.suggestions
+    assert not train_card.unadvised and [s.category for s in train_card.suggestions] == ["bootcut-jeans",
+                                                                                          "flare-jeans"]
+    page = app_client.get(f"/queue/file?prefer=queue:{queued[0]}")
+    assert "filed without the model" in page.text
+

@@ -141,7 +141,8 @@ def card_json(card: cards.Card) -> dict:
             "photo_url": f"/photos/{card.photo}" if card.photo else None,
             "current": card.current, "current_score": card.current_score,
             "current_score_source": card.current_score_source, "products": card.size, "decision": card.decision,
-            "suggestions": [vars(s) for s in card.suggestions], "scored_by": card.scored_by}
+            "suggestions": [vars(s) for s in card.suggestions], "unadvised": card.unadvised,
+            "scored_by": card.scored_by}
 
 
 @router.get("/queue")

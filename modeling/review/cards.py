@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from shopstyle_spider import schema
 
 from .. import identity, store
-from ..data import split_of
+from ..data import split_of, subject_split
 from ..fields import photo_path
 from ..reviews import in_force, in_force_query, touched
 from ..text import clean_text
@@ -71,6 +71,9 @@ class Card:
     subject: str = ""  # the face product's identity (``modeling.identity``)
     current_score: float | None = None  # the current label's own score, and where it comes from
     current_score_source: str | None = None
+    # a product of the test split: shown without the model's advice, so that a label a person gives it is not the
+    # model's own choice scored against the model (the suspect queue leaves such products out altogether)
+    unadvised: bool = False
     scored_by: str | None = None  # the file of the model that scored a filing-queue card's suggestions
 
     @property
@@ -138,12 +141,13 @@ def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | N
     made = []
     for row in rows:
         payload = json.loads(row.payload)
+        unadvised = subject_split(row.subject) == "test"
         card = Card(item=str(FileItem(row.id)), queue="file", name=clean_text(payload.get("name")),
                     description=clean_text(payload.get("description")),
                     photo=f"queue/{row.id}" if photo_path(payload.get("image_path")) else None,
                     current=None, given={}, queue_id=row.id, subject=row.subject,
-                    suggestions=queue_suggestions(json.loads(row.prediction), catalogue), payload=payload,
-                    scored_by=row.model_path)
+                    suggestions=[] if unadvised else queue_suggestions(json.loads(row.prediction), catalogue),
+                    payload=payload, scored_by=row.model_path, unadvised=unadvised)
         made.append(_settle(card, standing, versions, {row.subject: row.category_id}))
     return made
 

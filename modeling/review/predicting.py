@@ -74,7 +74,8 @@ def rescore(connection: Connection, found: list[Card], served: Served, catalogue
     and model are replaced, committed, and the cards' suggestions with them. A card's version is its reviews', so a
     card shown before stays open and decidable. The update names the model it replaces: two requests scoring one
     card at once write the same line once."""
-    stale = [c for c in found if c.queue == "file" and c.queue_id is not None and c.scored_by != str(served.path)]
+    stale = [c for c in found if c.queue == "file" and c.queue_id is not None and not c.unadvised
+             and c.scored_by != str(served.path)]
     if not stale:
         return
     ids = []
