@@ -208,16 +208,11 @@ def connect(target: str | Path, *, readonly: bool = False) -> Connection:
 
 
 def _add_missing_columns(connection: Connection) -> None:
-    """Add the nullable columns a table of an older database lacks (create_all creates tables, never columns), so a
-    database that recorded experiments before a column existed keeps working; its old rows read NULL there."""
-    inspector = inspect(connection)
+    """``schema.add_missing_columns`` for modeling's tables, plus the indexes a table of an older database lacks
+    (create_all skips an existing table's new indexes)."""
+    schema.add_missing_columns(connection, TABLES)
     for table in TABLES:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable and not column.primary_key:
-                kind = column.type.compile(dialect=connection.dialect)
-                connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-        for index in table.indexes:  # create_all skips an existing table's new indexes
+        for index in table.indexes:
             index.create(connection, checkfirst=True)
 
 
@@ -241,7 +236,6 @@ def _fill_subjects(connection: Connection) -> None:
                        .values(subject=literal("crawl/") + cast(rows.c.product_id, Text)))
     connection.execute(update(rows).where(rows.c.subject.is_(None), rows.c.queue_id.is_not(None)).values(
         subject=select(queue.c.subject).where(queue.c.id == rows.c.queue_id).scalar_subquery()))
-
 
 def has_table(connection: Connection, table: Table) -> bool:
     """Whether a database opened read-only has this table yet (modeling has not written to it otherwise)."""

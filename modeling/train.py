@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import changes, config, schema
 
 from . import champion, registry, store
 from .backbones import BackboneError
@@ -203,6 +203,14 @@ def evaluate(model: ProductClassifier, frame: pd.DataFrame) -> tuple[dict, pd.Da
     return prediction_figures(rows, model.category_parents), rows
 
 
+def new_since_last_experiment(db: Path, product_ids) -> int | None:
+    """How many of the products the crawl first met after the previous experiment (None for the first one)."""
+    with closing(store.connect(db, readonly=True)) as connection:
+        last = (connection.execute(select(func.max(store.experiments.c.created_at))).scalar()
+                if store.has_table(connection, store.experiments) else None)
+    return None if last is None else changes.first_seen_after(db, product_ids, last)
+
+
 def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict, predictions: pd.DataFrame,
                       labels: dict) -> int:
     """The model pickled first, under a temporary name, so no database lock is held while pickling; then one
@@ -358,6 +366,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
                        "text_alpha": args.text_alpha, "text_C": args.text_C, "stemming": not args.no_stemming,
                        "cv": args.cv, "seed": args.seed, "keep": args.keep, "model": verdict,
                        "train_products": len(train), "train_seconds": round(time.perf_counter() - started, 1),
+                       "new_products": new_since_last_experiment(args.db, frame["id"]),
                        **label_counts},
         "versions": library_versions(),
         "metrics": metrics,

@@ -11,7 +11,7 @@ from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 from sqlalchemy import text
 
-from . import schema
+from . import refresh, schema
 from .redaction import LogRedactor
 
 logger = logging.getLogger(__name__)
@@ -144,9 +144,13 @@ class CrawlSummary:
                 totals = db.execute(text(
                     "SELECT (SELECT count(*) FROM categories), (SELECT count(*) FROM products), "
                     "(SELECT count(*) FROM products WHERE image_status = 'ok'), "
-                    "(SELECT count(*) FROM products WHERE image_status NOT IN ('ok', 'none'))")).fetchone()
+                    "(SELECT count(*) FROM products WHERE image_status NOT IN ('ok', 'none')), "
+                    "(SELECT count(*) FROM products WHERE gone_at IS NOT NULL)")).fetchone()
             lines.append(f"  database {schema.display_name(db_path)}: {totals[0]} categories, {totals[1]} products, "
-                         f"{totals[2]} images stored, {totals[3]} images missing or failed")
+                         f"{totals[2]} images stored, {totals[3]} images missing or failed, "
+                         f"{totals[4]} products gone")
+            if (refresh_id := getattr(spider, "refresh_id", None)) is not None:
+                lines.append(f"  {refresh.describe(db_path, refresh_id)}")
         except schema.SchemaError as error:
             lines.append(f"  database: {error}")
         logger.info("\n".join(lines))

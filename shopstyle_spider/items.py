@@ -47,3 +47,4 @@ class LeafDoneItem:
     total: int
     reached: int
     unreachable: int
+    newest: bool = False  # a refresh=new read only its newest pages: what the last whole read found stays

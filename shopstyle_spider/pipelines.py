@@ -19,9 +19,10 @@ from scrapy.pipelines.files import FSFilesStore
 from scrapy.pipelines.images import ImageException, ImagesPipeline
 from scrapy.pipelines.media import FileException
 from scrapy.utils.defer import deferred_from_coro
+from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from . import schema
+from . import refresh, schema
 from .cleaning import clean_field, has_surrogate
 from .items import CategoryItem, LeafDoneItem, ProductItem
 from .slots import IMAGE_SLOT
@@ -164,8 +165,15 @@ class AtomicFSFilesStore(FSFilesStore):
             super().__init__(basedir)
 
     def persist_file(self, path, buf, info, meta=None, headers=None) -> None:
+        """Write the photo, unless the stored file has these very bytes: a photo downloaded again (past
+        IMAGES_EXPIRES, or by a refresh) is rewritten only when it changed."""
         absolute_path = Path(self.basedir, path)
         absolute_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if absolute_path.stat().st_size == buf.getbuffer().nbytes and absolute_path.read_bytes() == buf.getvalue():
+                return
+        except FileNotFoundError:
+            pass
         partial = absolute_path.with_name(f".{absolute_path.name}.partial")
         partial.write_bytes(buf.getvalue())
         os.replace(partial, absolute_path)
@@ -307,22 +315,31 @@ class DatabaseStorePipeline:
     def ledger(self):
         return self.crawler.spider.ledger
 
+    @property
+    def refresh_id(self) -> int | None:
+        """The refresh this crawl is (``-a refresh``), None for a plain crawl."""
+        return getattr(self.crawler.spider, "refresh_id", None)
+
     def open_spider(self):
         self.db = schema.connect(self.db_path)
 
     def close_spider(self):
         if self.db is not None:  # None: the database could not be opened, the crawl never started
             self.flush()
+            spider = self.crawler.spider
+            if self.refresh_id is not None and not self.stats.get_value("shopstyle/stopped"):
+                refresh.finish(self.db, self.refresh_id, spider.refresh, spider.root, spider.refresh_leaves)
             self.db.close()
 
     def process_item(self, item):
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        seen = {"now": now, "refresh_id": self.refresh_id, "gone_at": None}  # a row met again is not gone
         if isinstance(item, CategoryItem):
-            self._categories.append({**ItemAdapter(item).asdict(), "is_leaf": int(item.is_leaf), "now": now})
+            self._categories.append({**ItemAdapter(item).asdict(), "is_leaf": int(item.is_leaf), **seen})
         elif isinstance(item, ProductItem):
             row = {column: getattr(item, column) for column in schema.PRODUCT_COLUMNS}
             row["in_stock"] = None if item.in_stock is None else int(item.in_stock)
-            self._products.append({**row, "now": now})
+            self._products.append({**row, **seen})
             self._sources.append((item.crawl_leaf, item.crawl_key))
             self.stats.inc_value(f"shopstyle/images/{item.image_status}")
         elif isinstance(item, LeafDoneItem):
@@ -353,8 +370,10 @@ class DatabaseStorePipeline:
                            leaf, progress.failed_pages, progress.errors)
             self.stats.inc_value("shopstyle/leaves/incomplete")
         else:
-            row = {**summary, "completed_at": datetime.now(UTC).isoformat(timespec="seconds")}
-            if not self._write(schema.LEAF_DONE_SQL, [row]):
+            row = {**summary, "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                   "refresh_id": self.refresh_id}
+            sql = schema.LEAF_REFRESHED_SQL if row.pop("newest", False) else schema.LEAF_DONE_SQL
+            if not self._write(sql, [row]):
                 return
             self.stats.inc_value("shopstyle/leaves/completed")
         self.ledger.forget(leaf)
@@ -365,23 +384,21 @@ class DatabaseStorePipeline:
         self._categories, self._products, self._sources = [], [], []
         if not (categories or products):
             return
-        category_sql = schema.upsert_sql("categories", schema.CATEGORY_COLUMNS)
-        product_sql = schema.upsert_sql("products", schema.PRODUCT_COLUMNS)
         try:
-            if not self._write(category_sql, categories, product_sql, products):
+            if not self._write(*self._statements(categories, products)):
                 return
             written = len(products)
         except REFUSED:  # one row or more: write them one by one, so that only those are lost
             for category in categories:
                 try:
-                    if not self._write(category_sql, [category]):
+                    if not self._write(*self._statements([category], [])):
                         return
                 except REFUSED as error:
                     self._refused("category", category["id"], None, error)
             written = 0
             for product, (leaf, _) in zip(products, sources, strict=True):
                 try:
-                    if not self._write(product_sql, [product]):
+                    if not self._write(*self._statements([], [product])):
                         return
                     written += 1
                 except REFUSED as error:
@@ -394,6 +411,16 @@ class DatabaseStorePipeline:
             self.ledger.stored(leaf, leaf_keys)
             self._check_leaf(leaf)
 
+    def _statements(self, categories: list[dict], products: list[dict]) -> tuple:
+        """The (SQL, rows) pairs that store the rows and, first, what they change of the stored ones (computed in
+        the write's transaction: see ``refresh``)."""
+        refresh_id, when = self.refresh_id, datetime.now(UTC).isoformat(timespec="seconds")
+        return (insert(schema.category_changes), lambda: refresh.category_changes(self.db, categories, refresh_id,
+                                                                                  when),
+                schema.upsert_sql("categories", (*schema.CATEGORY_COLUMNS, "gone_at", "refresh_id")), categories,
+                insert(schema.product_changes), lambda: refresh.product_changes(self.db, products, refresh_id, when),
+                schema.upsert_sql("products", (*schema.PRODUCT_COLUMNS, "gone_at", "refresh_id")), products)
+
     def _refused(self, what: str, row_id, leaf: str | None, error: Exception) -> None:
         """Count and name one row the database refused (the batch's other rows are written)."""
         cause = getattr(error, "orig", None) or error
@@ -403,13 +430,16 @@ class DatabaseStorePipeline:
                        str(cause).splitlines()[0][:300] if str(cause) else "")
 
     def _write(self, *statements_and_rows) -> bool:
-        """Run (SQL, rows) pairs in one transaction; False, and the crawl stopped, when the database cannot be
-        written; a row it refuses raises one of ``REFUSED`` (the transaction rolled back whole)."""
+        """Run (SQL, rows) pairs in one transaction (rows may be a function giving them, called in turn); False, and
+        the crawl stopped, when the database cannot be written; a row it refuses raises one of ``REFUSED`` (the
+        transaction rolled back whole)."""
         if self.stats.get_value("shopstyle/stopped"):
             return False
         try:
             with self.db.begin():  # one transaction: a failed write rolls back whole
                 for sql, rows in zip(statements_and_rows[::2], statements_and_rows[1::2], strict=True):
+                    if callable(rows):
+                        rows = rows()
                     if rows:
                         self.db.execute(sql, rows)
             return True

@@ -40,8 +40,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 # 2: experiments and predictions; 3: the version in a table (PostgreSQL has no user_version); 4: modeling's label
-# audit, reviews and filing queue (modeling.store)
-SCHEMA_VERSION = 4
+# audit, reviews and filing queue (modeling.store); 5: refreshes (the refreshes, product_changes and
+# category_changes tables; gone_at and refresh_id columns, added to an existing database by
+# ``add_missing_columns``)
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 
 metadata = MetaData()
@@ -55,6 +57,8 @@ categories = Table(
     Column("path", Text, nullable=False),  # ids from the crawl's root down, joined by '/'
     Column("first_seen", Text, nullable=False),
     Column("last_seen", Text, nullable=False),
+    Column("gone_at", Text),  # when a refresh found it gone from the tree; NULL while it is there
+    Column("refresh_id", Integer),  # the last refresh that saw it (refreshes.id); NULL: a plain crawl did
 )
 
 products = Table(
@@ -76,6 +80,9 @@ products = Table(
     Column("image_error", Text),
     Column("first_seen", Text, nullable=False),
     Column("last_seen", Text, nullable=False),
+    # when a refresh=all found it gone from its leaf; never deleted, so that a model trained on it stays reproducible
+    Column("gone_at", Text),
+    Column("refresh_id", Integer),  # the last refresh that saw it (refreshes.id); NULL: a plain crawl did
     Index("products_category", "category_id"),
 )
 
@@ -87,6 +94,43 @@ leaves = Table(
     Column("reached", Integer, nullable=False),  # distinct products the crawl could read
     Column("unreachable", Integer, nullable=False),  # total - reached where the API's result cap hid the rest
     Column("completed_at", Text, nullable=False),
+    Column("refresh_id", Integer),  # the refresh that last completed it; NULL: a plain crawl did
+)
+
+# One row per `scrapy crawl shopstyle -a refresh=...`: a killed refresh is resumed by the next one of its mode.
+refreshes = Table(
+    "refreshes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mode", Text, nullable=False),  # new (newest pages of each leaf) | all (every leaf again)
+    Column("started_at", Text, nullable=False),
+    Column("finished_at", Text),  # NULL while in progress (or killed: the next refresh of its mode resumes it)
+    Column("summary", Text),  # JSON counts of what changed, once finished
+)
+
+# What refreshes found changed, appended, never updated: a product added, re-filed (category_id), gone (gone_at),
+# its price, stock or photo (image_checksum) changed; old and new as text, NULL for none.
+product_changes = Table(
+    "product_changes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("product_id", BigInteger, nullable=False),
+    Column("field", Text, nullable=False),  # added | category_id | gone_at | price | in_stock | image_checksum
+    Column("old", Text),
+    Column("new", Text),
+    Column("changed_at", Text, nullable=False),
+    Column("refresh_id", Integer),
+    Index("product_changes_at", "changed_at"),
+)
+
+# The same for the category tree: a category added, moved (parent_id) or gone (gone_at).
+category_changes = Table(
+    "category_changes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("category_id", Text, nullable=False),
+    Column("field", Text, nullable=False),  # added | parent_id | gone_at
+    Column("old", Text),
+    Column("new", Text),
+    Column("changed_at", Text, nullable=False),
+    Column("refresh_id", Integer),
 )
 
 # The schema's version, one row (sqlite files from before version 3 kept it in PRAGMA user_version).
@@ -197,6 +241,7 @@ def _create(connection: Connection, target: str | Path) -> None:
         try:
             with connection.begin():
                 metadata.create_all(connection)
+                add_missing_columns(connection, metadata.sorted_tables)
                 connection.execute(delete(schema_version))
                 connection.execute(insert(schema_version).values(version=SCHEMA_VERSION))
             return
@@ -206,6 +251,20 @@ def _create(connection: Connection, target: str | Path) -> None:
                 raise SchemaError(f"{display_name(target)}: cannot create the schema ({error.orig or error})") \
                     from error
             time.sleep(0.05)
+
+
+def add_missing_columns(connection: Connection, tables) -> None:
+    """Add to ``tables`` of an older database the nullable columns this version declares and they lack
+    (``create_all`` creates missing tables, never missing columns), so that its old rows read NULL there."""
+    inspector = inspect(connection)
+    for table in tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable and not column.primary_key:
+                kind = column.type.compile(dialect=connection.dialect)
+                connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
 
 def upsert_sql(table: str, columns: tuple[str, ...]) -> TextClause:
@@ -218,10 +277,15 @@ def upsert_sql(table: str, columns: tuple[str, ...]) -> TextClause:
 
 
 LEAF_DONE_SQL = text(
-    "INSERT INTO leaves (category_id, total, reached, unreachable, completed_at) "
-    "VALUES (:category_id, :total, :reached, :unreachable, :completed_at) ON CONFLICT (category_id) DO UPDATE SET "
-    "total = excluded.total, reached = excluded.reached, unreachable = excluded.unreachable, "
-    "completed_at = excluded.completed_at")
+    "INSERT INTO leaves (category_id, total, reached, unreachable, completed_at, refresh_id) "
+    "VALUES (:category_id, :total, :reached, :unreachable, :completed_at, :refresh_id) ON CONFLICT (category_id) "
+    "DO UPDATE SET total = excluded.total, reached = excluded.reached, unreachable = excluded.unreachable, "
+    "completed_at = excluded.completed_at, refresh_id = excluded.refresh_id")
+# A leaf whose newest pages a refresh=new read: what the last whole read found stays, the refresh is recorded.
+LEAF_REFRESHED_SQL = text(
+    "INSERT INTO leaves (category_id, total, reached, unreachable, completed_at, refresh_id) "
+    "VALUES (:category_id, :total, :reached, :unreachable, :completed_at, :refresh_id) ON CONFLICT (category_id) "
+    "DO UPDATE SET completed_at = excluded.completed_at, refresh_id = excluded.refresh_id")
 
 
 def completed_leaves(target: str | Path, max_per_category: int) -> set[str]:

@@ -24,6 +24,11 @@ SHOPSTYLE_RESULT_CAP = 5000
 # filter of these whose /products/histogram covers most of it; a slice still over the cap is cut again by another.
 # Products in no slice (no price, no brand...) stay out of reach and are reported. Empty: no slicing.
 SHOPSTYLE_SLICE_FILTERS = ["Price", "Brand", "Retailer", "Color"]
+# -a refresh=new reads each leaf newest first (sort=Recency) and stops after the page on which it met this many
+# known products in a row (stored in that leaf before the refresh): everything older is known. More than one
+# guards against products listed a little out of date order; a page (SHOPSTYLE_PAGE_SIZE) or less keeps a leaf
+# without news to one request.
+SHOPSTYLE_REFRESH_OVERLAP = 10
 
 # --- Where results go -----------------------------------------------------------------------------------------
 # The database of categories, products and crawl state (shared with `modeling`): a sqlite file, or a PostgreSQL

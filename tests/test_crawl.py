@@ -20,6 +20,7 @@ from shopstyle_spider import schema
 from shopstyle_spider.config import PROJECT_ROOT
 from shopstyle_spider.runner import crawl_command, crawl_env, run_crawl
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
+from shopstyle_spider.spiders.shopstyle import _best_cut
 
 from .apiclient import KEY
 
@@ -145,19 +146,45 @@ def test_a_leaf_over_the_cap_is_read_in_slices_cut_again_where_still_over(tmp_pa
 
 
 def test_slices_reach_only_what_the_filters_cover(tmp_path):
-    """Without slicing a leaf over the cap reaches the cap and reports the rest; the colour filter alone (which the
-    synthetic catalog does not have) covers nothing: the same, said once more."""
+    """Without slicing a leaf over the cap reaches the cap and reports the rest. Colours overlap (a product of two
+    colours is in two slices) and some products have none: cut by colour alone, one page of the colours' union
+    says how many they reach; short of the leaf, the leaf's own pages are read too, each product is stored once,
+    and only uncoloured products past the cap stay out of reach. With prices to cut by, whose counts are exact,
+    every product is read (summed, colour counts covered more than the leaf, so the colour cut won, the
+    uncoloured products were never read and the leaf was recorded complete without them)."""
+    catalog = load_catalog("synthetic", seed=0, products_per_category=50)
+    boots = catalog.query("boots")
+    reachable = {p.id for p in boots if p.colors} | {p.id for p in boots[:20]}
+    assert len(reachable) < 50
     with SandboxProcess("--products-per-category", "50", "--rate-limit", "0", "--result-cap", "20") as sandbox:
-        for filters in ([], ["Color"]):
+        for filters, reached in (([], 20), (["Color"], len(reachable)), (["Color", "Price"], 50)):
             db = tmp_path / f"crawl{len(filters)}.db"
             result = run_crawl(sandbox.url, db, tmp_path / "images", api_key=KEY,
                                spider_args={"categories": "boots"},
                                settings={"SHOPSTYLE_RESULT_CAP": 20, "SHOPSTYLE_PAGE_SIZE": 10,
                                          "SHOPSTYLE_SLICE_FILTERS": ",".join(filters)}, timeout=300)
             assert result.returncode == 0, result.stderr[-3000:]
-            assert rows(db, "SELECT total, reached, unreachable FROM leaves") == [(50, 20, 30)]
-            assert "leaf boots: 30 of its 50 products stayed out of the API's reach" in result.stderr
-        assert "leaf boots: 50 of its 50 products are in no slice the API can filter" in result.stderr
+            assert rows(db, "SELECT total, reached, unreachable FROM leaves") == [(50, reached, 50 - reached)]
+            assert f"'shopstyle/products_written': {reached}," in result.stderr  # stored once, not per slice
+            if filters == ["Color"]:  # the colours' union counted exactly what they reach, the rest was read
+                uncoloured = sum(not p.colors for p in boots)
+                assert f"boots: {uncoloured} of its 50 products are in no slice the API can filter" in result.stderr
+                assert {r[0] for r in rows(db, "SELECT id FROM products")} == reachable
+                assert int(re.search(r"'shopstyle/slices/overlap': (\d+)", result.stderr).group(1)) > 0
+            if reached < 50:
+                assert f"leaf boots: {50 - reached} of its 50 products stayed out of the API's reach" in result.stderr
+            else:
+                assert "out of the API's reach" not in result.stderr
+
+
+def test_overlapping_colour_counts_never_pass_for_the_whole_leaf():
+    """The issue's leaf: 6,000 products, colour counts summing to 7,000, 500 products without a colour. The price
+    cut, whose counts are exact, wins; cut by colour alone, only the largest colour is sure."""
+    body = {"metadata": {"total": 6000},
+            "colorHistogram": [{"id": "1", "count": 3000}, {"id": "2", "count": 2500}, {"id": "3", "count": 1500}],
+            "priceHistogram": [{"id": "1", "count": 2000}, {"id": "2", "count": 4000}]}
+    assert _best_cut(body, ["Color", "Price"], 5000) == ("Price", [("p1", 2000), ("p2", 4000)], 6000)
+    assert _best_cut(body, ["Color"], 5000)[2] == 3000
 
 
 def test_the_key_never_reaches_logs_database_or_file_names(synthetic_sandbox, tmp_path):
@@ -315,18 +342,23 @@ def test_fashion_catalog_big_leaf_in_slices_and_missing_photos(fashion_sandbox, 
         ("accessories-watches", "clothes-shoes-and-jewelry/accessories/accessories-watches/watches")]
 
 
-def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, synthetic_crawl, tmp_path):
-    db, images = tmp_path / "crawl.db", tmp_path / "images"
-    env = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"} | {"SHOPSTYLE_API_KEY": KEY}
-    crawl = subprocess.Popen(crawl_command(synthetic_sandbox.url, db, images), cwd=PROJECT_ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_9_once(command: list[str], db, table: str, rows_wanted: int) -> None:
+    """Run a crawl command and ``kill -9`` it once ``table`` (a table, or a table and a WHERE clause) holds
+    ``rows_wanted`` rows; fails when the crawl ended on its own first (it was not killed mid-way)."""
+    crawl = subprocess.Popen(command, cwd=PROJECT_ROOT, env=crawl_env(KEY), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and crawl.poll() is None:
-        if stored(db, "leaves") >= 3:
+        if stored(db, table) >= rows_wanted:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     crawl.send_signal(signal.SIGKILL)
     assert crawl.wait() == -signal.SIGKILL  # killed mid-crawl, not after it ended on its own
+
+
+def test_kill_9_and_resume_ends_as_an_uninterrupted_crawl(synthetic_sandbox, synthetic_crawl, tmp_path):
+    db, images = tmp_path / "crawl.db", tmp_path / "images"
+    kill_9_once(crawl_command(synthetic_sandbox.url, db, images), db, "leaves", 3)
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
     complete = rows(db, "SELECT count(*) FROM leaves")[0][0]
     assert 3 <= complete < 27  # some leaves were done, others not

@@ -137,3 +137,26 @@ def test_a_row_postgresql_refuses_is_dropped_alone(synthetic_sandbox, postgres_u
     assert rows(url, "SELECT category_id, reached FROM leaves ORDER BY 1") == [("boots", 50), ("pumps", 50)]
     assert "'shopstyle/dropped/store_CheckViolation': 2" in result.stderr
     assert "98 products written" in result.stderr and PASSWORD not in result.stderr
+
+
+def test_a_refresh_into_postgresql_marks_what_left_and_records_what_changed(postgres_url, tmp_path):
+    """The refresh's tables and queries on PostgreSQL: a crawl as of a day, refresh=all a month later, in a database
+    of its own."""
+    from datetime import date
+
+    from shopstyle_spider.sandbox import SandboxProcess, load_catalog
+
+    with psycopg.connect(postgres_url.replace(f":{PASSWORD}", ""), autocommit=True) as connection:
+        connection.execute("CREATE DATABASE refreshed")
+    url = postgres_url.rsplit("/", 1)[0] + "/refreshed"
+    day, later = date(2025, 6, 13), date(2025, 7, 13)
+    catalog = ("--seed", "5", "--products-per-category", "10", "--rate-limit", "0")
+    for when, args in ((day, {}), (later, {"refresh": "all"})):
+        with SandboxProcess(*catalog, as_of=when) as sandbox:
+            result = run_crawl(sandbox.url, url, tmp_path / "images", api_key=KEY, spider_args=args, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    before, after = ({p.id for p in load_catalog("synthetic", seed=5, products_per_category=10, as_of=when)
+                      .products()} for when in (day, later))
+    assert {r[0] for r in rows(url, "SELECT id FROM products WHERE gone_at IS NOT NULL")} == before - after
+    assert {r[0] for r in rows(url, "SELECT product_id FROM product_changes WHERE field = 'added'")} == after - before
+    assert "refresh 1 (all) finished" in result.stderr

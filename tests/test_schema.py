@@ -52,3 +52,24 @@ def test_a_url_is_shown_without_its_password():
     assert schema.display_name(url) == "postgresql://crawler:***@db.internal:5432/catalog"
     assert schema.password_of(url) == "s3cret"
     assert schema.location(url) == url and schema.location("data/crawl.db").name == "crawl.db"
+
+
+def test_a_version_4_database_gets_the_refresh_columns_keeping_its_rows(tmp_path):
+    """Version 5 adds columns to existing tables: create_all makes missing tables only, so they are added."""
+    path = tmp_path / "crawl.db"
+    schema.connect(path).close()
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("INSERT INTO leaves (category_id, total, reached, unreachable, completed_at) "
+                           "VALUES ('boots', 50, 50, 0, '2026-11-01T00:00:00')")
+        for table in ("products", "categories"):
+            connection.execute(f"ALTER TABLE {table} DROP COLUMN gone_at")
+        for table in ("products", "categories", "leaves"):
+            connection.execute(f"ALTER TABLE {table} DROP COLUMN refresh_id")
+        connection.execute("DROP TABLE product_changes")
+        connection.execute("UPDATE schema_version SET version = 4")
+    schema.connect(path).close()
+    assert schema.completed_leaves(path, 1000) == {"boots"}
+    with closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("SELECT category_id, refresh_id FROM leaves").fetchall() == [("boots", None)]
+        assert {"gone_at", "refresh_id"} <= {row[1] for row in connection.execute("PRAGMA table_info(products)")}
+        assert connection.execute("SELECT count(*) FROM product_changes").fetchone() == (0,)

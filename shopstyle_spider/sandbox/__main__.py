@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from .catalog import CatalogError
@@ -28,7 +29,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="what to serve: 'synthetic' (generated, deterministic for --seed), "
                              "'fashion:PATH' (the layout of shared/datasets/fashion) or 'jsonl:PATH' "
                              "(records like shared/datasets/shopstyle-sample/products.jsonl)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalog")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the synthetic catalog and of every catalog's timeline (--as-of)")
+    parser.add_argument("--as-of", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                        help="serve the catalog as it stood at the end of that day: products arrive over 2025, "
+                             "about 3%% a month leave, a few are re-filed, prices and stock move, now and then a "
+                             "leaf appears (see shopstyle_spider.sandbox.timeline); default: every product the "
+                             "catalog ever held, frozen, without dates")
     parser.add_argument("--products-per-category", type=int, default=60,
                         help="products in each leaf of the synthetic catalog")
     parser.add_argument("--no-photo-rate", type=float, default=Gaps.no_photo,
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         catalog = load_catalog(args.catalog, seed=args.seed, products_per_category=args.products_per_category,
-                               categories_file=args.categories_file, gaps=args.gaps)
+                               categories_file=args.categories_file, gaps=args.gaps, as_of=args.as_of)
     except (CatalogError, OSError) as error:
         print(f"sandbox: cannot load catalog: {error}", file=sys.stderr)
         return 2

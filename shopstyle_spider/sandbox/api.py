@@ -75,8 +75,8 @@ def product_json(catalog: Catalog, product: Product, images_url: str) -> dict:
         body["brand"] = {"id": catalog.brand_id(product.brand), "name": product.brand}
     if product.retailer is not None:
         body["retailer"] = {"id": catalog.retailer_id(product.retailer), "name": product.retailer}
-    if product.color is not None:
-        body["colors"] = [{"name": product.color}]
+    if product.colors:
+        body["colors"] = [{"name": color} for color in product.colors]
     if product.price is not None:
         body["price"] = product.price
         body["priceLabel"] = f"${product.price:,.2f}"

@@ -60,14 +60,17 @@ class Product:
     price: float | None = None
     currency: str | None = None
     in_stock: bool | None = None
-    color: str | None = None
+    colors: tuple[str, ...] = ()  # as on the real API, a product may carry several (or none)
     has_image: bool = True  # False: the catalog offers no photo at all, and the API leaves ``image`` out
+    added: float | None = None  # days since the timeline's start (sandbox.timeline); None: a catalog without dates
 
 
-def date_added(product: Product) -> int:
-    """When the catalog got the product, as an order: the catalogs we serve carry no date, so a hash of the id
-    stands in. Unrelated to the default order (ascending id), like the real API's dates."""
-    return int.from_bytes(hashlib.sha256(f"added:{product.id}".encode()).digest()[:8], "big")
+def date_added(product: Product) -> tuple[float, int]:
+    """When the catalog got the product, as an order: its ``added`` day where the catalog has a timeline (a hash of
+    the id breaks ties), else the hash alone. Unrelated to the default order (ascending id), like the real API's
+    dates."""
+    tie = int.from_bytes(hashlib.sha256(f"added:{product.id}".encode()).digest()[:8], "big")
+    return (product.added or 0.0, tie)
 
 
 def _price_range(price: float | None) -> int | None:
@@ -135,17 +138,21 @@ class Catalog:
         # filter ids: price ranges have theirs; brands, retailers and colours are numbered in name order
         self._labels: dict[str, dict[str, str]] = {"Price": {str(i): label for i, label, _, _ in PRICE_RANGES}}
         self._ids: dict[str, dict[str, str]] = {}
-        for name, field in (("Brand", "brand"), ("Retailer", "retailer"), ("Color", "color")):
-            values = sorted({getattr(p, field) for p in self._products} - {None})
+        named = {"Brand": {p.brand for p in self._products}, "Retailer": {p.retailer for p in self._products},
+                 "Color": {color for p in self._products for color in p.colors}}
+        for name, found in named.items():
+            values = sorted(found - {None})
             self._ids[name] = {value: str(number) for number, value in enumerate(values, 1)}
             self._labels[name] = {number: value for value, number in self._ids[name].items()}
 
-    def facet(self, product: Product, name: str) -> str | None:
-        """The id the product has under filter ``name`` (``Brand``, ``Retailer``, ``Price``, ``Color``), if any."""
+    def facets(self, product: Product, name: str) -> set[str]:
+        """The ids the product has under filter ``name`` (``Brand``, ``Retailer``, ``Price``, ``Color``): one at
+        most, but for colours, of which a product may carry several."""
         if name == "Price":
             range_id = _price_range(product.price)
-            return None if range_id is None else str(range_id)
-        return self._ids[name].get(getattr(product, name.lower()))
+            return set() if range_id is None else {str(range_id)}
+        values = product.colors if name == "Color" else (getattr(product, name.lower()),)
+        return {self._ids[name][value] for value in values if value in self._ids[name]}
 
     def brand_id(self, name: str) -> str | None:
         return self._ids["Brand"].get(name)
@@ -155,21 +162,24 @@ class Catalog:
 
     def matching(self, products: Sequence[Product], filters: dict[str, set[str]]) -> list[Product]:
         """The products that have, under every filter named, one of its ids (``fl`` values of one kind are ORed,
-        kinds ANDed, as on the API)."""
-        return [p for p in products if all(self.facet(p, name) in ids for name, ids in filters.items())]
+        kinds ANDed, as on the API): a product of two colours matches either."""
+        return [p for p in products if all(self.facets(p, name) & ids for name, ids in filters.items())]
 
     def histogram(self, products: Sequence[Product], name: str) -> list[dict]:
-        """How many of ``products`` have each id under filter ``name``: ``{"id", "name", "count"}``, by id."""
+        """How many of ``products`` have each id under filter ``name``: ``{"id", "name", "count"}``, by id. A
+        product of two colours counts under both, as on the real API: colour counts overlap."""
         counts: dict[str, int] = {}
         for product in products:
-            facet = self.facet(product, name)
-            if facet is not None:
+            for facet in self.facets(product, name):
                 counts[facet] = counts.get(facet, 0) + 1
         return [{"id": facet, "name": self._labels[name][facet], "count": count}
                 for facet, count in sorted(counts.items(), key=lambda item: int(item[0]))]
 
     def __len__(self) -> int:
         return len(self._products)
+
+    def categories(self) -> list[Category]:
+        return list(self._categories.values())
 
     def category(self, category_id: str) -> Category | None:
         return self._categories.get(category_id)

@@ -114,7 +114,7 @@ def load_fashion(folder: Path) -> Catalog:
             branded_name=row["productDisplayName"],
             description=describe(row),
             category_id=slug(row["articleType"]),
-            color=row["baseColour"] or None,
+            colors=(row["baseColour"],) if row["baseColour"] else (),
         )
         for row in rows
     ]

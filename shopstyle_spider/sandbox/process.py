@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import date
 from types import TracebackType
 
 from ..runner import terminate
@@ -19,10 +20,11 @@ URL_PREFIX = "SANDBOX_URL="
 
 
 class SandboxProcess:
-    """``with SandboxProcess("--catalog", "synthetic") as sandbox: sandbox.url`` -> ``http://127.0.0.1:PORT/api/v2``."""
+    """``with SandboxProcess("--catalog", "synthetic") as sandbox: sandbox.url`` -> ``http://127.0.0.1:PORT/api/v2``;
+    ``as_of`` serves the catalog as it stood that day (``--as-of``)."""
 
-    def __init__(self, *args: str, stderr=subprocess.DEVNULL):
-        self.args = list(args)
+    def __init__(self, *args: str, stderr=subprocess.DEVNULL, as_of: date | None = None):
+        self.args = [*args, *(("--as-of", as_of.isoformat()) if as_of is not None else ())]
         self.stderr = stderr
         self.process: subprocess.Popen | None = None
         self.url = ""

@@ -210,6 +210,19 @@ def _description(rng: random.Random, leaf: Leaf) -> str:
     return " ".join(sentences) + "<br>" + " ".join(care)
 
 
+# How many colours a product carries, and how often: as on the real API some carry none and some several, so that
+# the colour histogram's counts overlap (a product of two colours is counted under both).
+COLOUR_COUNTS = ((0, 0.10), (1, 0.60), (2, 0.22), (3, 0.08))
+
+
+def _colours(rng: random.Random, name: str) -> tuple[str, ...]:
+    """The product's colours: the one its name says first, if it says one."""
+    count = rng.choices([n for n, _ in COLOUR_COUNTS], weights=[w for _, w in COLOUR_COUNTS])[0]
+    named = [colour for colour in COLOURS if colour in name.lower().split()]
+    others = rng.sample([colour for colour in COLOURS if colour not in named], 3)
+    return tuple((named + others)[:count])
+
+
 def generate(seed: int = 0, products_per_category: int = 60, gaps: Gaps | None = None) -> Catalog:
     """The catalog of ``seed``: ``products_per_category`` products in each leaf, incomplete as ``gaps`` (default
     ``Gaps()``) says."""
@@ -228,6 +241,7 @@ def generate(seed: int = 0, products_per_category: int = 60, gaps: Gaps | None =
     rng.shuffle(drafts)  # ids interleave categories, as a real catalog's do
     products, next_id, broken = [], FIRST_PRODUCT_ID, set()
     gap_rng = random.Random(f"{seed}:gaps")  # its own stream: the shares change nothing else
+    colour_rng = random.Random(f"{seed}:colours")  # so does this one
     for draft in drafts:
         next_id += rng.randint(1, 40)
         photo_roll, description_roll = gap_rng.random(), gap_rng.random()
@@ -235,7 +249,8 @@ def generate(seed: int = 0, products_per_category: int = 60, gaps: Gaps | None =
             broken.add(next_id)
         if description_roll < gaps.no_description:
             draft["description"] = None
-        products.append(Product(id=next_id, has_image=photo_roll >= gaps.no_photo, **draft))
+        products.append(Product(id=next_id, has_image=photo_roll >= gaps.no_photo,
+                                colors=_colours(colour_rng, draft["name"]), **draft))
     photos = {product.id: product.category_id for product in products
               if product.has_image and product.id not in broken}
     return Catalog("synthetic", _tree(), products, SyntheticImages(seed, photos))
