@@ -140,27 +140,31 @@ def module(name: str, *args: str) -> list[str]:
 class Cycle:
     """What the steps need: the cycle's row and how it was started."""
     id: int
+    started_at: str
     since: str
     options: dict
     db: str | Path
 
 
 def open_cycle(db: str | Path, options: dict, since: str | None) -> tuple[Cycle, bool]:
-    """The unfinished cycle to resume (True), or a new one (False) whose ``since`` is ``since``, else the start of
-    the last finished cycle, else its own start (only what its refresh meets is new)."""
+    """The unfinished cycle to resume (True), or a new one (False) whose ``since`` is ``since``, else when the last
+    finished predict step began, else its own start (only what its refresh meets is new)."""
     with closing(store.connect(db)) as connection, connection.begin():
         table = store.cycles
         row = connection.execute(select(table).where(table.c.status != "done").order_by(table.c.id.desc())
                                  .limit(1)).mappings().first()
         if row is not None:
             connection.execute(update(table).where(table.c.id == row["id"]).values(status="running"))
-            return Cycle(row["id"], row["since"], json.loads(row["options"]), db), True
+            return Cycle(row["id"], row["started_at"], row["since"], json.loads(row["options"]), db), True
         started = now()
-        last = connection.execute(select(func.max(table.c.started_at)).where(table.c.status == "done")).scalar()
+        steps = store.cycle_steps
+        # what a finished predict step met was changed before it began: the next cycle's work starts there
+        last = connection.execute(select(func.max(steps.c.started_at)).where(
+            steps.c.step == "predict", steps.c.status == "done")).scalar()
         since = since or last or started
         cycle_id = connection.execute(insert(table).values(started_at=started, status="running", since=since,
                                                            options=json.dumps(options))).inserted_primary_key[0]
-    return Cycle(cycle_id, since, options, db), False
+    return Cycle(cycle_id, started, since, options, db), False
 
 
 def done_steps(db: str | Path, cycle_id: int) -> set[str]:
@@ -188,9 +192,17 @@ def finish_cycle(db: str | Path, cycle_id: int, status: str) -> None:
             status=status, finished_at=now() if status == "done" else None))
 
 
-def changed_count(db: str | Path, since: str) -> int:
-    with closing(store.connect(db, readonly=True)) as connection:
-        return len(filings.changed_since(connection, since))
+def work_of(cycle: Cycle) -> int:
+    """How many products this cycle has to file: first seen or changed since its ``since``, less those filed before
+    it began (timestamps are whole seconds, so the second a cycle's predict began is looked at again by the next)."""
+    with closing(store.connect(cycle.db, readonly=True)) as connection:
+        changed = filings.changed_since(connection, cycle.since)
+        if not changed or not store.has_table(connection, store.filings):
+            return len(changed)
+        table = store.filings
+        filed = set(connection.execute(select(table.c.product_id).where(table.c.filed_at < cycle.started_at,
+                                                                        table.c.filed_at >= cycle.since)).scalars())
+        return len(changed - filed)
 
 
 def crawl_progress(line: str) -> bool:
@@ -205,7 +217,7 @@ def step_refresh(cycle: Cycle) -> tuple[str, str]:
                             spider_args, {"STATS_DUMP": False})
     _, log = run_command(command, env=crawl_env(os.environ.get("SHOPSTYLE_API_KEY")), relayed=crawl_progress)
     print("\n".join(crawl_summary("\n".join(log))), file=sys.stderr, flush=True)
-    return "done", f"{changed_count(cycle.db, cycle.since)} products new or changed since {cycle.since}"
+    return "done", f"{work_of(cycle)} products new or changed since {cycle.since}"
 
 
 def step_predict(cycle: Cycle) -> tuple[str, str]:
@@ -224,7 +236,7 @@ def step_predict(cycle: Cycle) -> tuple[str, str]:
 
 def step_audit(cycle: Cycle) -> tuple[str, str]:
     o = cycle.options
-    if o["audit"] == "never" or (o["audit"] == "changed" and not changed_count(cycle.db, cycle.since)):
+    if o["audit"] == "never" or (o["audit"] == "changed" and not work_of(cycle)):
         return "skipped", f"not run (--audit {o['audit']}" + (", nothing changed)" if o["audit"] == "changed" else ")")
     lines, _ = run_command(module("modeling.audit", "--db", str(cycle.db), "--images", str(o["images"]),
                                "--image-backbone", "none", "--top", "5", "--no-progress"))
@@ -311,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the retraining's image backbone, as modeling.train's; 'none' for text only")
     parser.add_argument("--since", metavar="DATE",
                         help="a new cycle's work: products first seen or changed from this ISO time on (default: "
-                             "since the last finished cycle started; the first cycle: what its refresh meets)")
+                             "since the last cycle's predict step began; the first cycle: what its refresh meets)")
     parser.add_argument("--out", type=Path,
                         help="where the cycles write their filed products and the report (default: "
                              f"{config.data_dir() / 'cycles'}/<the database's models folder name>)")
