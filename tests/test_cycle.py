@@ -195,14 +195,13 @@ def test_the_lock_refuses_a_second_cycle_and_a_dead_holders_lock_is_taken_over(t
     assert f"another cycle is running on {db} (pid {os.getpid()} since " in refused.stderr
     assert not db.exists()  # refused before touching the database
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from modeling.cycle import cycle_lock\n"
-                               f"with cycle_lock({str(db)!r}):\n print('held', flush=True); sys.stdin.read()"],
-                              cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline() == "held\n"
-    with pytest.raises(cycle.CycleLocked, match=f"pid {holder.pid} since"), cycle.cycle_lock(db):
-        pass
-    holder.kill()
-    holder.wait()
+    with subprocess.Popen([sys.executable, "-c", "import sys; from modeling.cycle import cycle_lock\n"
+                           f"with cycle_lock({str(db)!r}):\n print('held', flush=True); sys.stdin.read()"],
+                          cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(cycle.CycleLocked, match=f"pid {holder.pid} since"), cycle.cycle_lock(db):
+            pass
+        holder.kill()
     assert f"pid {holder.pid}" in cycle.lock_path(db).read_text()  # the dead holder's file is still there
     with cycle.cycle_lock(db) as path:  # and taken over
         assert path.read_text().startswith(f"pid {os.getpid()} ")
