@@ -280,7 +280,8 @@ def step_retrain(cycle: Cycle) -> tuple[str, str]:
                            f"{o['retrain_after']}; no drift)")
     lines, _ = run_command(module("modeling.train", "--db", str(cycle.db), "--images", str(o["images"]),
                                "--image-backbone", o["image_backbone"], "--promote", "if-better",
-                               "--name", f"cycle {cycle.id}", *(["--no-progress"] if o["no_progress"] else [])))
+                               "--name", f"cycle {cycle.id}", *(["--cv", o["cv"]] if o.get("cv") else []),
+                               *(["--no-progress"] if o["no_progress"] else [])))
     promoted = next((line for line in reversed(lines) if line.startswith("model ")), "trained")
     return "done", f"{why}: {promoted}"
 
@@ -321,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="people's decisions since the model in service was trained that call for retraining")
     parser.add_argument("--image-backbone", default=str(config.mobilenet_v2_backbone()),
                         help="the retraining's image backbone, as modeling.train's; 'none' for text only")
+    parser.add_argument("--cv", help="the retraining's --cv (folds, or a held-out fraction), as modeling.train's "
+                                     "(default: train's own)")
     parser.add_argument("--since", metavar="DATE",
                         help="a new cycle's work: products first seen or changed from this ISO time on (default: "
                              "since the last cycle's predict step began; the first cycle: what its refresh meets)")
@@ -336,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"api_url": args.api_url, "crawl_arg": args.crawl_arg, "images": str(args.images),
                "target_accuracy": args.target_accuracy, "levels": args.levels, "audit": args.audit,
                "retrain": args.retrain, "retrain_after": args.retrain_after, "image_backbone": args.image_backbone,
+               "cv": args.cv,
                "out": str(args.out or config.data_dir() / "cycles" / registry.folder_name(args.db)),
                "no_progress": args.no_progress}
     bad = [arg for arg in args.crawl_arg if "=" not in arg]
