@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from modeling import cycle, filings, identity, registry, reviews, store, train
+from modeling import cycle, filings, identity, predict, registry, reviews, store, train
 from shopstyle_spider import schema
 from shopstyle_spider.config import PROJECT_ROOT
 from shopstyle_spider.runner import run_crawl
@@ -206,3 +207,32 @@ def test_the_lock_refuses_a_second_cycle_and_a_dead_holders_lock_is_taken_over(t
     assert f"pid {holder.pid}" in cycle.lock_path(db).read_text()  # the dead holder's file is still there
     with cycle.cycle_lock(db) as path:  # and taken over
         assert path.read_text().startswith(f"pid {os.getpid()} ")
+
+
+def test_a_product_filed_twice_keeps_both_rows_and_the_newest_is_in_force(review_setup, tmp_path):
+    """predict --input --queue DB stores a file's products under their identity; filed again (leaf level only this
+    time), each keeps both rows and the export shows the newest; a record that could not be read is never stored."""
+    db = copy_db(review_setup.db, tmp_path / "crawl.db")
+    common = ["--model", str(review_setup.model), "--input", str(review_setup.new_products), "--queue", str(db),
+              "--photo-store", str(tmp_path / "photos"), "--no-progress"]
+    assert predict.main([*common, "--target-accuracy", TARGET, "--output", str(tmp_path / "first.jsonl")]) == 0
+    assert predict.main([*common, "--target-accuracy", "0.98", "--levels", "leaf", "--output",
+                         str(tmp_path / "second.jsonl")]) == 0
+    second = [json.loads(line) for line in (tmp_path / "second.jsonl").read_text().splitlines()]
+    decided = {line["id"]: line for line in second if "decision" in line}
+    assert "bad" not in decided and len(decided) == 5
+    rows = table(db, select(store.filings.c.id, store.filings.c.subject, store.filings.c.decision,
+                            store.filings.c.model_id, store.filings.c.target))
+    name = review_setup.new_products.name
+    assert sorted(r[1] for r in rows) == sorted(2 * [identity.filed(name, i) for i in decided])
+    assert {r[3] for r in rows} == {1}  # the registered model that filed them
+    assert [r[4] for r in rows] == 5 * [0.95] + 5 * [0.98]
+    assert all(r[2] != "parent" for r in rows[5:])  # --levels leaf: the second filing never at the parent
+    out = io.StringIO()
+    with closing(store.connect(db, readonly=True)) as connection:
+        assert filings.export_csv(connection, out, ["leaf", "parent", "review"]) == 5
+    exported = {r["subject"]: r for r in csv.DictReader(io.StringIO(out.getvalue()))}
+    for record_id, line in decided.items():
+        row = exported[identity.filed(name, record_id)]
+        assert row["decision"] == line["decision"] and row["product_id"] == "" and row["target"] == "0.98"
+        assert row["category"] == line["category"] and float(row["score"]) == line["score"]
