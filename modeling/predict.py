@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --db: only the products first seen, re-filed by the shop or with a new photo at "
                              "or after this ISO time, less those this model has filed since then (default: every "
                              "product)")
+    parser.add_argument("--no-filings", action="store_true",
+                        help="do not store the decisions in the database's filings table (predict --db then only "
+                             "reads the database)")
     parser.add_argument("--photo-store", type=Path, default=config.images_dir(),
                         help="the image store the review app serves (its --images): --queue copies a queued file "
                              "product's photo into it")
@@ -272,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         origin = args.input.name if args.input is not None else schema.display_name(args.db)
         writer = filing_queue.Writer(queue_db, args.model, from_crawl=in_crawl, source=origin,
                                      photo_store=args.photo_store)
-        recorder = filings.Writer(args.db or queue_db, args.model, args.target_accuracy, from_crawl=args.db is not None,
-                                  source=origin)
+        recorder = filings.Writer(None if args.no_filings else args.db or queue_db, args.model, args.target_accuracy,
+                                  from_crawl=args.db is not None, source=origin)
         with open_output(args.output) as out, writer as queued, recorder as recorded:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress, thresholds=thresholds,
                                     queue=queued.add if queue_db is not None else None, filed=recorded.add)

@@ -227,6 +227,9 @@ def test_a_product_filed_twice_keeps_both_rows_and_the_newest_is_in_force(review
     assert sorted(r[1] for r in rows) == sorted(2 * [identity.filed(name, i) for i in decided])
     assert {r[3] for r in rows} == {1}  # the registered model that filed them
     assert [r[4] for r in rows] == 5 * [0.95] + 5 * [0.98]
+    assert predict.main([*common, "--target-accuracy", "0.98", "--no-filings", "--output",
+                         str(tmp_path / "third.jsonl")]) == 0
+    assert len(table(db, select(store.filings.c.id))) == 10  # --no-filings stores nothing
     assert all(r[2] != "parent" for r in rows[5:])  # --levels leaf: the second filing never at the parent
     out = io.StringIO()
     with closing(store.connect(db, readonly=True)) as connection:
