@@ -43,6 +43,7 @@ from pathlib import Path
 from sqlalchemy import func, insert, select, update
 
 from shopstyle_spider import config, schema, settings
+from shopstyle_spider.changes import since_argument
 from shopstyle_spider.demo import LIBRARY_NOISE, crawl_summary
 from shopstyle_spider.runner import crawl_command, crawl_env
 
@@ -324,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the retraining's image backbone, as modeling.train's; 'none' for text only")
     parser.add_argument("--cv", help="the retraining's --cv (folds, or a held-out fraction), as modeling.train's "
                                      "(default: train's own)")
-    parser.add_argument("--since", metavar="DATE",
+    parser.add_argument("--since", metavar="DATE", type=since_argument,
                         help="a new cycle's work: products first seen or changed from this ISO time on (default: "
                              "since the last cycle's predict step began; the first cycle: what its refresh meets)")
     parser.add_argument("--out", type=Path,
