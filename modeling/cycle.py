@@ -148,15 +148,18 @@ class Cycle:
 
 
 def open_cycle(db: str | Path, options: dict, since: str | None) -> tuple[Cycle, bool]:
-    """The unfinished cycle to resume (True), or a new one (False) whose ``since`` is ``since``, else when the last
-    finished predict step began, else its own start (only what its refresh meets is new)."""
+    """The unfinished cycle to resume (True: its window and finished steps kept, run with this run's options), or a
+    new one (False) whose ``since`` is ``since``, else when the last finished predict step began, else its own start
+    (only what its refresh meets is new)."""
     with closing(store.connect(db)) as connection, connection.begin():
         table = store.cycles
         row = connection.execute(select(table).where(table.c.status != "done").order_by(table.c.id.desc())
                                  .limit(1)).mappings().first()
         if row is not None:
-            connection.execute(update(table).where(table.c.id == row["id"]).values(status="running"))
-            return Cycle(row["id"], row["started_at"], row["since"], json.loads(row["options"]), db), True
+            # this run's options: a step that failed for a wrong one (an API address) is fixed by running again
+            connection.execute(update(table).where(table.c.id == row["id"]).values(status="running",
+                                                                                   options=json.dumps(options)))
+            return Cycle(row["id"], row["started_at"], row["since"], options, db), True
         started = now()
         steps = store.cycle_steps
         # what a finished predict step met was changed before it began: the next cycle's work starts there

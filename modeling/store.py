@@ -211,7 +211,7 @@ filings = Table(
 )
 
 # One row per weekly cycle. since: products first seen or changed from then on are its work; status: running, failed
-# or done; options: JSON, how it was started (a resumed cycle keeps its own).
+# or done; options: JSON, the options of the run that last worked on it.
 cycles = Table(
     "cycles", metadata,
     Column("id", Integer, primary_key=True),

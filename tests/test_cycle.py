@@ -90,10 +90,16 @@ def test_a_week_later_the_cycle_files_what_arrived_and_queues_the_rest(week_zero
     db, images = project
     before = crawled(week_zero[0])
     with SandboxProcess(*CATALOG, as_of=WEEK) as sandbox:
-        first = run_cycle(db, images, sandbox.url)
+        keyless = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"}  # the crawl refuses to start
+        failed = subprocess.run(cycle_command(db, images, sandbox.url), cwd=PROJECT_ROOT, env=keyless,
+                                capture_output=True, text=True, timeout=600)
+        assert failed.returncode == 1 and "cycle 1 stopped at refresh" in failed.stderr
+        assert table(db, select(store.cycles.c.status)) == [("failed",)]
+        first = run_cycle(db, images, sandbox.url)  # the key given: the same cycle resumes
         again = run_cycle(db, images, sandbox.url)  # nothing new since: nothing predicted twice
     for number, step in enumerate(cycle.STEPS, start=1):
         assert f"{number}/5 {step}: " in first.stdout  # each step's summary on the way
+    assert "cycle 1 resumed" in first.stdout
     assert "refresh 1 (new) finished" in first.stderr  # the crawl's own summary, passed on
 
     after = crawled(db)
@@ -113,7 +119,7 @@ def test_a_week_later_the_cycle_files_what_arrived_and_queues_the_rest(week_zero
 
     assert table(db, select(store.cycles.c.id, store.cycles.c.status)) == [(1, "done"), (2, "done")]
     steps = table(db, select(store.cycle_steps.c.cycle_id, store.cycle_steps.c.step, store.cycle_steps.c.status))
-    assert [s for s in steps if s[0] == 1] == [(1, "refresh", "done"), (1, "predict", "done"),
+    assert [s for s in steps if s[0] == 1] == [(1, "refresh", "failed"), (1, "refresh", "done"), (1, "predict", "done"),
                                                (1, "audit", "done"), (1, "retrain", "skipped"), (1, "report", "done")]
     assert "0 products predicted" in again.stdout and (2, "audit", "skipped") in steps
     assert len(table(db, select(store.filings.c.id))) == len(rows)
