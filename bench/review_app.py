@@ -53,7 +53,8 @@ def build_crawl(folder: Path) -> tuple[Path, Path]:
         pass
     store.connect(db).close()
     with closing(sqlite3.connect(db)) as connection, connection:
-        connection.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?, ?, ?)", [
+        connection.executemany("INSERT INTO categories (id, name, parent_id, is_leaf, path, first_seen, last_seen) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)", [
             ("women", "Women", None, 0, "women", NOW, NOW),
             *((leaf, leaf, "women", 1, f"women/{leaf}", NOW, NOW) for leaf in LEAVES)])
         connection.executemany(

@@ -250,22 +250,13 @@ def connect(target: str | Path, *, readonly: bool = False) -> Connection:
         try:
             with connection.begin():
                 metadata.create_all(connection, tables=list(TABLES))
-                _add_missing_columns(connection)
+                schema.add_missing_columns(connection, TABLES)
                 _fill_subjects(connection)
         except SQLAlchemyError as error:
             connection.close()
             raise SchemaError(f"{schema.display_name(target)}: cannot create modeling's tables "
                               f"({error.orig or error})") from error
     return connection
-
-
-def _add_missing_columns(connection: Connection) -> None:
-    """``schema.add_missing_columns`` for modeling's tables, plus the indexes a table of an older database lacks
-    (create_all skips an existing table's new indexes)."""
-    schema.add_missing_columns(connection, TABLES)
-    for table in TABLES:
-        for index in table.indexes:
-            index.create(connection, checkfirst=True)
 
 
 def _fill_subjects(connection: Connection) -> None:
@@ -288,6 +279,7 @@ def _fill_subjects(connection: Connection) -> None:
                        .values(subject=literal("crawl/") + cast(rows.c.product_id, Text)))
     connection.execute(update(rows).where(rows.c.subject.is_(None), rows.c.queue_id.is_not(None)).values(
         subject=select(queue.c.subject).where(queue.c.id == rows.c.queue_id).scalar_subquery()))
+
 
 def has_table(connection: Connection, table: Table) -> bool:
     """Whether a database opened read-only has this table yet (modeling has not written to it otherwise)."""

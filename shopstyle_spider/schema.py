@@ -254,8 +254,8 @@ def _create(connection: Connection, target: str | Path) -> None:
 
 
 def add_missing_columns(connection: Connection, tables) -> None:
-    """Add to ``tables`` of an older database the nullable columns this version declares and they lack
-    (``create_all`` creates missing tables, never missing columns), so that its old rows read NULL there."""
+    """Add to ``tables`` of an older database the nullable columns and the indexes this version declares and they
+    lack (``create_all`` creates missing tables, never missing columns), so that its old rows read NULL there."""
     inspector = inspect(connection)
     for table in tables:
         if not inspector.has_table(table.name):
@@ -265,6 +265,8 @@ def add_missing_columns(connection: Connection, tables) -> None:
             if column.name not in present and column.nullable and not column.primary_key:
                 kind = column.type.compile(dialect=connection.dialect)
                 connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+        for index in table.indexes:  # create_all skips an existing table's new indexes
+            index.create(connection, checkfirst=True)
 
 
 def upsert_sql(table: str, columns: tuple[str, ...]) -> TextClause:

@@ -41,7 +41,8 @@ def db(tmp_path):
     now = "2026-11-24T00:00:00"
     store.connect(path).close()  # the project's schema, then rows written as any sqlite client would
     with closing(sqlite3.connect(path)) as connection, connection:
-        connection.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?, ?, ?)", [
+        connection.executemany("INSERT INTO categories (id, name, parent_id, is_leaf, path, first_seen, last_seen) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)", [
             ("women", "Women", None, 0, "women", now, now),
             ("jeans", "Jeans", "women", 0, "women/jeans", now, now),
             ("dresses", "Dresses", "women", 0, "women/dresses", now, now),

@@ -170,7 +170,8 @@ def test_training_stops_before_fitting_when_a_split_it_reports_on_is_empty(tmp_p
     ids = [i for i in range(1, 400) if split_of(i) == "train"][:24]
     now = "2026-12-01T00:00:00"
     with closing(sqlite3.connect(db)) as connection, connection:
-        connection.executemany("INSERT INTO categories VALUES (?, ?, 'women', 1, ?, ?, ?)",
+        connection.executemany("INSERT INTO categories (id, name, parent_id, is_leaf, path, first_seen, last_seen) "
+                               "VALUES (?, ?, 'women', 1, ?, ?, ?)",
                                [(leaf, leaf, f"women/{leaf}", now, now) for leaf in ("boots", "dresses")])
         connection.executemany(
             "INSERT INTO products (id, name, category_id, image_status, first_seen, last_seen) "
