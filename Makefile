@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[modeling,dev,scale]'
 	@touch $@
 
-.PHONY: help install demo review test lint bench clean
+.PHONY: help install demo review cycle test lint bench clean
 
 ## help: list the targets
 help:
@@ -30,6 +30,10 @@ demo: $(STAMP)
 review: $(STAMP)
 	@test -f $(DATA_DIR)/demo/crawl.db || { echo "no demo database in $(DATA_DIR)/demo: run make demo first" >&2; exit 2; }
 	$(PY) -m modeling.review --db $(DATA_DIR)/demo/crawl.db --images $(DATA_DIR)/demo/images
+
+## cycle: one weekly cycle on data/crawl.db (refresh, predict, file, queue, audit, retrain if called for, report); CYCLE_ARGS adds options
+cycle: $(STAMP)
+	$(PY) -m modeling.cycle --db $(DATA_DIR)/crawl.db --images $(DATA_DIR)/images $(CYCLE_ARGS)
 
 ## test: lint, then run the test suite
 test: $(STAMP)

@@ -95,8 +95,8 @@ def reviewer(url: str, name: str, decisions: int, times: list[float], refused: l
     """One person: sign in as ``name``, then decide ``decisions`` cards in a row, timing each round trip."""
     with httpx.Client(base_url=url, follow_redirects=True, timeout=60) as client:
         home = client.get("/")
-        client.post("/reviewer", data={"name": name, "csrf": re.search(r'name="csrf" value="([^"]+)"',
-                                                                         home.text).group(1)})
+        client.post("/login", data={"name": name, "csrf": re.search(r'name="csrf" value="([^"]+)"',
+                                                                      home.text).group(1)})
         card = card_of(client.get("/queue/file").text)
         start.wait()
         for _ in range(decisions):

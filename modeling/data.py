@@ -55,6 +55,17 @@ def split_of(product_id: int | str) -> str:
     raise AssertionError("split percentages do not add up to 100")
 
 
+def subject_split(subject: str) -> str:
+    """The split of a reviewed product (``modeling.identity``): its id's for a crawled product, its identity's for
+    one from a file, as training splits them.
+
+    >>> subject_split("crawl/5") == split_of(5), subject_split("file/new.jsonl/5") == split_of("file/new.jsonl/5")
+    (True, True)
+    """
+    found = identity.parse(subject)
+    return split_of(found.product_id if found.product_id is not None else subject)
+
+
 def load_products(db: str | Path, images_dir: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
     """Every crawled product with its leaf, parent, path, text, local image path (None without a photo) and split.
 

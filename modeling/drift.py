@@ -241,15 +241,16 @@ def drift_sections(report: dict) -> list[tuple[str, pd.DataFrame]]:
 
 
 def drift_report(db: str | Path, experiment: pd.Series, images: str | Path | None, since: str | None = None,
-                 image_runtime: str = "auto") -> dict:
+                 image_runtime: str = "auto", model=None) -> dict:
     """Drift of the products first seen after ``since`` (default: when ``experiment`` was trained) against that
-    experiment's validation split, predicted by its model (photos from ``images``, the crawl's store)."""
+    experiment's validation split, predicted by its model (photos from ``images``, the crawl's store); ``model`` is
+    that model already loaded (the review app's), else it is loaded from the experiment's file."""
     model_path = experiment["model_path"]
     if not model_path or not Path(model_path).is_file():
         raise AnalysisError(f"experiment {experiment['id']}: its model {model_path or '(none recorded)'} is not "
                             "there to predict with")
     since = since or experiment["created_at"]
-    model = load_model(model_path, image_runtime=image_runtime)
+    model = model if model is not None else load_model(model_path, image_runtime=image_runtime)
     predictions = load_predictions(db, "validation", int(experiment["id"]))
     if predictions.empty:
         raise AnalysisError(f"experiment {experiment['id']}: no validation predictions to compare with")

@@ -11,7 +11,10 @@ line naming it (line number and id) and every other record is still predicted. A
 summary on standard error counts the records that failed and names the most common reason; the exit status is 1
 when every record failed, 2 when the model or the input cannot be opened. ``--queue`` also writes the products the
 model could not file on its own into the filing queue of a crawl database, where the review app shows them to a
-person (``python -m modeling.review``).
+person (``python -m modeling.review``). With ``--target-accuracy`` and a database (``--db`` or ``--queue``), every
+decision is also stored in its ``filings`` table (``modeling.filings``: what was filed where, by which model, when).
+``--changed-since`` limits ``--db`` to the products the crawl met or saw change since then, less those this model
+has filed since: the weekly cycle's (``modeling.cycle``) predict step.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import TextIO
@@ -32,7 +35,7 @@ import pandas as pd
 
 from shopstyle_spider import config, schema
 
-from . import filing_queue
+from . import filing_queue, filings, store
 from .backbones import BackboneError
 from .data import DataError, load_products, photo_summary
 from .fields import is_missing, optional_text, photo_path
@@ -77,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "queue for the review app; with --db and no value, into that database (products "
                              "already queued are not added twice; a product from --input is known by the file's "
                              "name and its id, never confused with a crawled product of the same id)")
+    parser.add_argument("--changed-since", metavar="DATE",
+                        help="with --db: only the products first seen, re-filed by the shop or with a new photo at "
+                             "or after this ISO time, less those this model has filed since then (default: every "
+                             "product)")
+    parser.add_argument("--no-filings", action="store_true",
+                        help="do not store the decisions in the database's filings table (predict --db then only "
+                             "reads the database)")
     parser.add_argument("--photo-store", type=Path, default=config.images_dir(),
                         help="the image store the review app serves (its --images): --queue copies a queued file "
                              "product's photo into it")
@@ -169,9 +179,11 @@ def filing_thresholds(model_path: Path, target: float, levels: list[str]) -> dic
     return thresholds
 
 
-def db_records(frame: pd.DataFrame) -> Iterator[tuple[int, dict | None, str | None]]:
-    """Every product of a crawl database (``load_products``' frame) as (row number, record, None), with the local
-    path of its stored photo (None where it has none, or it cannot be read)."""
+def db_records(frame: pd.DataFrame, only: set[int] | None = None) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Every product of a crawl database (``load_products``' frame; of ``only``, when given) as (row number, record,
+    None), with the local path of its stored photo (None where it has none, or it cannot be read)."""
+    if only is not None:
+        frame = frame[frame["id"].isin(only)]
     for number, (product_id, name, description, image_path) in enumerate(
             frame[["id", "name", "description", "image_path"]].itertuples(index=False, name=None), start=1):
         yield number, {"id": int(product_id), "name": name, "description": description,
@@ -180,11 +192,12 @@ def db_records(frame: pd.DataFrame) -> Iterator[tuple[int, dict | None, str | No
 
 def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: Path | None, out,
         progress: bool, thresholds: dict[str, float | None] | None = None,
-        queue: Callable[[list[tuple[dict, dict]]], object] | None = None) -> tuple[int, Counter]:
+        queue: Callable[[list[tuple[dict, dict]]], object] | None = None,
+        filed: Callable[[list[tuple[dict, dict]]], object] | None = None) -> tuple[int, Counter]:
     """Predict in chunks, writing lines in input order as each chunk is done; returns (predicted, errors by reason).
 
     ``thresholds`` add each line's decision; ``queue`` receives each chunk's (checked row, line) pairs whose decision
-    is 'review', once its lines are written.
+    is 'review', once its lines are written; ``filed`` receives every pair of the chunk.
     """
     predicted = 0
     errors: Counter = Counter()
@@ -209,6 +222,8 @@ def run(model, records: Iterator[tuple[int, dict | None, str | None]], images: P
             out.write(json.dumps(line if line is not None else next(unmade), default=str) + "\n")
         if queue is not None:
             queue([(row, line) for row, line in zip(rows, made, strict=True) if decision_of(line) == "review"])
+        if filed is not None:
+            filed(list(zip(rows, made, strict=True)))
         predicted += len(rows)
         bar.update(len(chunk))
     bar.close()
@@ -229,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.queue == "" and args.db is None:
         parser.error("--queue needs a database with --input: --queue path/to/crawl.db")
+    if args.changed_since is not None and args.db is None:
+        parser.error("--changed-since needs --db")
     queue_db = (args.db if args.queue == "" else args.queue) if args.queue is not None else None
     try:
         if args.model is None:
@@ -237,11 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         thresholds = filing_thresholds(args.model, args.target_accuracy, args.levels.split(",")) \
             if args.target_accuracy else None
         if args.db is not None:
+            only = None
+            if args.changed_since is not None:
+                with closing(store.connect(args.db, readonly=True)) as connection:
+                    only = filings.changed_since(connection, args.changed_since, args.model)
             frame = load_products(args.db, crawl_images(args.db, args.images), progress=not args.no_progress)
             photos, photos_loud = photo_summary(frame)
             if photos_loud:
                 print(f"modeling.predict: WARNING: {photos}", file=sys.stderr)
-            records = db_records(frame)
+            records = db_records(frame, only)
             images = None  # the database's photo paths come back resolved
         else:
             if not args.input.is_file():
@@ -255,9 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         origin = args.input.name if args.input is not None else schema.display_name(args.db)
         writer = filing_queue.Writer(queue_db, args.model, from_crawl=in_crawl, source=origin,
                                      photo_store=args.photo_store)
-        with open_output(args.output) as out, writer as queued:
+        recorder = filings.Writer(None if args.no_filings else args.db or queue_db, args.model, args.target_accuracy,
+                                  from_crawl=args.db is not None, source=origin)
+        with open_output(args.output) as out, writer as queued, recorder as recorded:
             predicted, errors = run(model, records, images, out, progress=not args.no_progress, thresholds=thresholds,
-                                    queue=queued.add if queue_db is not None else None)
+                                    queue=queued.add if queue_db is not None else None, filed=recorded.add)
     except (FilingPolicyError, ModelFileError, RegistryError, schema.SchemaError, DataError, PhotoStoreError,
             FileNotFoundError, BackboneError) as error:
         print(f"modeling.predict: {error}", file=sys.stderr)
@@ -265,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     if queue_db is not None:
         print(f"modeling.predict: {queued.added} products queued for review in {schema.display_name(queue_db)} "
               f"({queued.already} were already there)", file=sys.stderr)
+    if recorded.written:
+        print(f"modeling.predict: {recorded.written} filing decisions stored in "
+              f"{schema.display_name(args.db or queue_db)}", file=sys.stderr)
     failed = sum(errors.values())
     summary = f"modeling.predict: {predicted} products predicted, {failed} records with errors"
     if failed:

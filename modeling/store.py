@@ -44,8 +44,9 @@ from shopstyle_spider.schema import SchemaError, metadata
 
 from . import identity
 
-__all__ = ["EXCLUDE", "REGISTRY_TABLES", "REVIEW_SOURCES", "TABLES", "audits", "connect", "experiments", "filing_queue",
-           "has_table", "label_issues", "leases", "models", "predictions", "promotions", "reviews"]
+__all__ = ["CYCLE_TABLES", "EXCLUDE", "REGISTRY_TABLES", "REVIEW_SOURCES", "TABLES", "audits", "connect", "cycle_steps",
+           "cycles", "experiments", "filing_queue", "filings", "has_table", "label_issues", "leases", "models",
+           "predictions", "promotions", "reviews"]
 
 # A review's decision that takes a product out of training: not a product of this catalog, or unfileable.
 EXCLUDE = "exclude"
@@ -188,7 +189,58 @@ promotions = Table(
 REGISTRY_TABLES = (models, promotions)
 # --- end of the model registry ---
 
-TABLES = (experiments, predictions, audits, label_issues, filing_queue, reviews, leases, *REGISTRY_TABLES)
+# --- the weekly cycle (modeling.cycle, modeling.filings) ---
+# Append-only: one row each time predict files a product (decision leaf, parent or review: a person's) at a target.
+# subject: the product's identity (modeling.identity); model_id: the registered model (NULL: a file given with
+# --model that the registry does not hold); category: where it was filed (the leaf, the parent, or for review the
+# model's best leaf); score: the filed level's score. A product filed twice keeps both rows: the newest decides.
+filings = Table(
+    "filings", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("product_id", BigInteger),  # the crawled product's id; NULL for a product from a file
+    Column("model_id", Integer),
+    Column("model_path", Text, nullable=False),
+    Column("target", Float, nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("filed_at", Text, nullable=False),
+    Index("filings_subject", "subject", "id"),
+    Index("filings_at", "filed_at"),
+)
+
+# One row per weekly cycle. since: products first seen or changed from then on are its work; status: running, failed
+# or done; options: JSON, the options of the run that last worked on it.
+cycles = Table(
+    "cycles", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started_at", Text, nullable=False),
+    Column("finished_at", Text),
+    Column("status", Text, nullable=False),
+    Column("since", Text, nullable=False),
+    Column("options", Text, nullable=False),
+)
+
+# One row per step a cycle ran (a resumed step gets a new row): status running, failed, done or skipped; pid: the
+# process that ran it (a row left 'running' by a dead process is a step killed mid-way); summary: its line.
+cycle_steps = Table(
+    "cycle_steps", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cycle_id", Integer, ForeignKey("cycles.id"), nullable=False),
+    Column("step", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Text, nullable=False),
+    Column("finished_at", Text),
+    Column("summary", Text),
+)
+
+CYCLE_TABLES = (filings, cycles, cycle_steps)
+# --- end of the weekly cycle ---
+
+TABLES = (experiments, predictions, audits, label_issues, filing_queue, reviews, leases, *REGISTRY_TABLES,
+          *CYCLE_TABLES)
 
 
 def connect(target: str | Path, *, readonly: bool = False) -> Connection:

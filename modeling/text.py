@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from w3lib.html import replace_tags
 
+from . import wordmemory
 from .fields import is_missing
 from .tfidf import FastTfidfVectorizer
 
@@ -68,17 +68,15 @@ def clean_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
 class StemmingTokenizer:
     """Words as scikit-learn's default pattern finds them, lower-cased and Snowball-stemmed (no nltk data needed).
 
-    Each distinct word is stemmed once and remembered (up to ``STEMS_KEPT`` words, the least recently seen forgotten
-    first): a catalog repeats a small vocabulary, and the Snowball stemmer, called on every word of every product,
-    was 77% of text-only prediction time. The stems, so the model, are the same as without the memory.
+    Each distinct word is stemmed once and remembered (in ``wordmemory.STEMS_BYTES``, the least recently seen
+    forgotten first): a catalog repeats a small vocabulary, and the Snowball stemmer, called on every word of every
+    product, was 77% of text-only prediction time. The stems, so the model, are the same as without the memory.
     A class rather than a closure so that a fitted pipeline pickles (without the memory).
     """
 
-    STEMS_KEPT = 1 << 18
-
     def __init__(self, language: str = "english"):
         self.language = language
-        self._stem = lru_cache(maxsize=self.STEMS_KEPT)(SnowballStemmer(language).stem)
+        self._stem = wordmemory.remembered(SnowballStemmer(language).stem, wordmemory.STEMS_BYTES)
 
     def __call__(self, text: str) -> list[str]:
         stem = self._stem
@@ -115,18 +113,17 @@ class WordCharNgrams:
     ``char_wb`` takes n-grams within words only (each word padded with a space), so a text's n-grams are its words'
     n-grams in order: the same list, from scikit-learn's own analyzer applied to each new word, so the same features
     and model. Cutting a name into n-grams in Python was a quarter of text-only prediction time once stems were
-    remembered. Up to ``WORDS_KEPT`` words are remembered, the least recently seen forgotten first.
+    remembered. They are remembered in ``wordmemory.CHAR_NGRAMS_BYTES``, the least recently seen forgotten first.
 
     >>> WordCharNgrams((2, 3))("Silk  silk")
     [' s', 'si', 'il', 'lk', 'k ', ' si', 'sil', 'ilk', 'lk ', ' s', 'si', 'il', 'lk', 'k ', ' si', 'sil', 'ilk', 'lk ']
     """
 
-    WORDS_KEPT = 1 << 18
-
     def __init__(self, ngram_range: tuple[int, int] = (2, 5)):
         self.ngram_range = tuple(ngram_range)
         analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range).build_analyzer()
-        self._of_word = lru_cache(maxsize=self.WORDS_KEPT)(lambda word: tuple(analyzer(word)))
+        self._of_word = wordmemory.remembered(lambda word: tuple(analyzer(word)),
+                                             wordmemory.CHAR_NGRAMS_BYTES)
 
     def __call__(self, text: str) -> list[str]:
         of_word = self._of_word

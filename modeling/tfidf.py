@@ -22,6 +22,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
+from . import wordmemory
+
 __all__ = ["FastTfidfVectorizer"]
 
 
@@ -29,11 +31,14 @@ class _WordTable:
     """What each word seen so far contributes: its features' indices (``features[pointers[i]:pointers[i + 1]]`` for
     word ``i``) and, for word n-grams, the id of its term among the terms that occur in bigram features (-1: in
     none). Built from the fitted vocabulary, seeded with the training texts' words and grown a batch at a time;
-    ``lock`` serialises growth, so threads of a server may share one vectorizer. Pickles without its lock."""
+    ``lock`` serialises growth, so threads of a server may share one vectorizer. ``bytes`` counts what the words
+    hold (``wordmemory.size_of`` of each word, its features, its bookkeeping); the first ``seeded`` words (holding
+    ``seed_bytes``) are the training texts', part of the fitted model. Pickles without its lock."""
 
     def __init__(self, vocabulary: dict[str, int], pairs: bool):
         self.vocabulary = vocabulary
         self.index: dict[str, int] = {}
+        self.bytes = self.seed_bytes = self.seeded = 0
         self.pointers = np.zeros(1, dtype=np.int64)
         self.features = self.pair_ids = np.zeros(0, dtype=np.int64)
         self.lock = threading.Lock()
@@ -61,6 +66,7 @@ class _WordTable:
             terms = tuple(terms_of(word))
             index[word] = len(index)
             columns = [vocabulary[t] for t in terms if t in vocabulary]
+            self.bytes += wordmemory.size_of(word) + wordmemory.ENTRY_OVERHEAD + 8 * (len(columns) + 2)
             features.extend(columns)
             lengths.append(len(columns))
             pair_ids.append(term_ids.get(terms[0], -1) if len(terms) == 1 else -1)
@@ -69,11 +75,27 @@ class _WordTable:
             self.features = np.concatenate([self.features, np.asarray(features, dtype=np.int64)])
             self.pair_ids = np.concatenate([self.pair_ids, np.asarray(pair_ids, dtype=np.int64)])
 
+    def seal_seed(self) -> None:
+        """Mark every word so far as the training texts': what ``seed_only`` keeps."""
+        self.seeded, self.seed_bytes = len(self.index), self.bytes
+
+    def seed_only(self) -> _WordTable:
+        """A new table holding the seed's words only (ids and arrays are prefixes: the seed's words came first)."""
+        table = _WordTable.__new__(_WordTable)
+        table.__dict__.update(self.__getstate__(), lock=threading.Lock(), bytes=self.seed_bytes,
+                              index={word: i for word, i in self.index.items() if i < self.seeded},
+                              pointers=self.pointers[:self.seeded + 1], pair_ids=self.pair_ids[:self.seeded],
+                              features=self.features[:self.pointers[self.seeded]])
+        return table
+
     def __getstate__(self) -> dict:
         return {name: value for name, value in self.__dict__.items() if name != "lock"}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, lock=threading.Lock())
+        """A table pickled before its bytes were counted (a model saved by an earlier release) keeps every word it
+        holds as its seed and counts what it grows by from there."""
+        self.__dict__.update({"bytes": 0, "seed_bytes": 0, "seeded": len(state["index"])}, lock=threading.Lock())
+        self.__dict__.update(state)
 
 
 class FastTfidfVectorizer(TfidfVectorizer):
@@ -89,11 +111,10 @@ class FastTfidfVectorizer(TfidfVectorizer):
       terms in order (``modeling.text.WordCharNgrams``).
 
     Others are refused when fitting. The training texts' words are remembered from the start and pickled with the
-    vectorizer (a few MB for a catalog's vocabulary), so a reloaded model transforms at full speed at once; up to
-    ``WORDS_KEPT`` distinct words are remembered in all, and past that the memory starts again from the vocabulary.
+    vectorizer (2-3.5 MB each for the fashion catalog's 36,000 products), so a reloaded model transforms at full
+    speed at once. Words met later add at most ``wordmemory.WORD_TABLE_BYTES`` between transforms: a batch that
+    takes them past the bound is transformed, then the memory starts again from the training texts' words.
     """
-
-    WORDS_KEPT = 1 << 20
 
     def fit(self, raw_documents, y=None) -> FastTfidfVectorizer:
         self.fit_transform(raw_documents, y)
@@ -119,6 +140,7 @@ class FastTfidfVectorizer(TfidfVectorizer):
         table = self._table()
         with table.lock:
             table.add(words, terms_of)
+            table.seal_seed()
 
     def _freeze_weighting(self) -> None:
         """The TF-IDF weighting as fitted: like scikit-learn's, a transform keeps it whatever ``set_params`` changes
@@ -163,7 +185,7 @@ class FastTfidfVectorizer(TfidfVectorizer):
 
     def _table(self) -> _WordTable:
         table = self.__dict__.get("_word_table")
-        if table is None or table.vocabulary is not self.vocabulary_ or len(table.index) > self.WORDS_KEPT:
+        if table is None or table.vocabulary is not self.vocabulary_:
             table = self._word_table = _WordTable(self.vocabulary_, pairs=self.analyzer == "word"
                                                   and self.ngram_range[1] == 2)
         return table
@@ -189,6 +211,8 @@ class FastTfidfVectorizer(TfidfVectorizer):
                 table.add(compress(words, new), terms_of)
                 ids[new] = np.fromiter(map(table.index.__getitem__, compress(words, new)), dtype=np.int64)
             pointers, features, pair_ids = table.pointers, table.features, table.pair_ids
+            if table.bytes - table.seed_bytes > wordmemory.WORD_TABLE_BYTES:  # this batch reads its snapshot
+                self._word_table = table.seed_only()
         document = np.repeat(np.arange(len(per_document)), lengths)
         starts, counts = pointers[ids], pointers[ids + 1] - pointers[ids]
         # each word's run of features, laid end to end: feature k of the output is features[start of its word + j]

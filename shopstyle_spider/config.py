@@ -55,3 +55,12 @@ def shopstyle_sample_dir() -> Path:
 
 def mobilenet_v2_backbone() -> Path:
     return shared_dir() / "models" / "mobilenet_v2_imagenet.keras"
+
+
+def review_key(db: str | Path) -> Path:
+    """The review app's signing key (its sign-ins, forms and status messages outlive a restart): a file beside a
+    sqlite crawl database, in the data folder for a PostgreSQL one; never in the database itself."""
+    if "://" in str(db):
+        return data_dir() / "review.key"
+    path = Path(db)
+    return path.with_name(path.name + ".review-key")

@@ -80,3 +80,19 @@ def review_setup(synthetic_crawl, tmp_path_factory):
     from .review_fixtures import build
 
     return build(synthetic_crawl, tmp_path_factory.mktemp("review"))
+
+
+@pytest.fixture(scope="module")
+def model(review_setup):
+    """The review tests' trained model (``review_setup``), loaded once per module."""
+    from modeling.persistence import load_model
+
+    return load_model(review_setup.model)
+
+
+@pytest.fixture
+def db(review_setup, tmp_path):
+    """A fresh copy of the review tests' crawl database, for a test to write to."""
+    from .review_fixtures import copy_db
+
+    return copy_db(review_setup.db, tmp_path / "crawl.db")

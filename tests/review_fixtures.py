@@ -8,6 +8,7 @@ queue is written by ``modeling.predict --queue`` itself; the audit's rows are wr
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,11 @@ def copy_db(source: Path, target: Path) -> Path:
 
 
 def build(synthetic_crawl, folder: Path) -> ReviewSetup:
-    source, images, _ = synthetic_crawl
+    source, crawled_images, _ = synthetic_crawl
     db = copy_db(source, folder / "crawl.db")
+    # an image store of its own: queueing a file product copies its photo into the store, and the session's crawl
+    # is the reference the crawler's tests compare their photos with
+    images = Path(shutil.copytree(crawled_images, folder / "images"))
     models = folder / "models"
     assert train.main(["--db", str(db), "--images", str(images), "--image-backbone", "none", "--out", str(models),
                        "--min-products", "5", "--no-progress", "--name", "review test"]) == 0

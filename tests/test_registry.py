@@ -100,6 +100,8 @@ def test_the_review_app_serves_the_model_in_service_when_not_given_one(two_datab
     expected = next(predict.prediction_lines(load_model(first_model), [{**product, "image_path": None}]))
     with ReviewProcess("--db", first, "--images", images) as app:
         answer = httpx.post(app.url + "/api/predict", json=[product])
+        served = httpx.get(app.url + "/api/model").json()  # without --model it follows promotions
+    assert served["experiment_id"] == 1 and served["path"] == str(first_model) and served["pinned"] is False
     assert answer.status_code == 200 and answer.json()[0]["category"] == expected["category"]
     assert answer.json()[0]["score"] == pytest.approx(expected["score"], abs=1e-6)
     untrained = copy_db(synthetic_crawl[0], tmp_path / "untrained.db")

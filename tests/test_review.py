@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 
 from modeling import predict, store
 from modeling.filing import DECISIONS, DEFAULT_TARGET, load_thresholds
-from modeling.persistence import load_model
 from modeling.review import cards, create_app, decisions, leases
 from modeling.review.__main__ import main as review_main
 
@@ -22,23 +21,18 @@ from .review_fixtures import HOSTILE_NAME, copy_db
 TOKEN = "s3cret-review-token"
 
 
-@pytest.fixture(scope="module")
-def model(review_setup):
-    return load_model(review_setup.model)
-
-
-@pytest.fixture
-def db(review_setup, tmp_path):
-    return copy_db(review_setup.db, tmp_path / "crawl.db")
-
-
-def client_for(review_setup, db, model, name: str | None = "ana", **options) -> TestClient:
+def client_for(review_setup, db, model, name: str | None = "ana", sign_in_token: str | None = None,
+               **options) -> TestClient:
+    """A browser of the app (at http://localhost, a name the app answers), signed in as ``name`` with
+    ``sign_in_token`` (by default the app's shared token, if it has one)."""
+    token = sign_in_token or options.get("token")
     client = TestClient(create_app(db, review_setup.model, review_setup.images, model=model, **options),
-                        follow_redirects=False)
+                        base_url="http://localhost", follow_redirects=False)
     client.__enter__()
     if name:
-        client.get("/login" if options.get("token") else "/")
-        assert client.post("/reviewer", data={"name": name, "csrf": csrf_of(client)}).status_code == 303
+        signed = client.post("/login", data={"name": name, "csrf": csrf_of(client),
+                                             **({"token": token} if token else {})})
+        assert signed.status_code == 303, signed.text
     return client
 
 
@@ -86,7 +80,7 @@ def test_predict_queue_writes_each_product_needing_review_once(review_setup, db,
 def test_api_predict_answers_the_lines_predict_writes_with_an_error_at_each_bad_index(review_setup, app_client,
                                                                                       model):
     good = {"id": "a", "name": "Flare jeans in washed denim", "description": "<p>Stretch</p>"}
-    items = [good, {"id": "b", "description": "no name"}, "not an object",
+    items = [good, {"id": "b", "description": "no name"}, {"name": "no id"},
              {"id": "c", "name": "Maxi dress", "image_path": "../../etc/passwd"}, {**good, "id": "d"}]
     answer = app_client.post("/api/predict", json=items)
     assert answer.status_code == 200
@@ -96,9 +90,11 @@ def test_api_predict_answers_the_lines_predict_writes_with_an_error_at_each_bad_
                                                      predict.check_record({**good, "id": "d"}, None)[0]], thresholds))
     assert lines[0] == expected[0] and lines[4] == expected[1] and expected[0]["decision"] in DECISIONS
     assert lines[1] == {"index": 1, "id": "b", "error": "no name (a non-empty string is required)"}
-    assert lines[2] == {"index": 2, "id": None, "error": "a JSON str, not an object"}
+    assert lines[2] == {"index": 2, "id": None, "error": "no id"}
     assert lines[3] == {"index": 3, "id": "c", "error": "image_path leads outside the image store"}
     assert app_client.post("/api/predict", json={"not": "a list"}).status_code == 422
+    refused = app_client.post("/api/predict", json=[good, "not an object"])  # the request model says where
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", 1]
 
 
 def test_the_api_has_an_openapi_schema_and_no_cdn_docs_pages(app_client):
@@ -242,14 +238,12 @@ def test_a_token_guards_every_page_write_and_api_call(review_setup, db, model):
         assert client.post("/api/predict", json=[]).status_code == 401
         assert client.post("/api/predict", json=[], headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         csrf = csrf_of(client)
-        assert client.post("/login", data={"token": "wrong", "csrf": csrf}).status_code == 403
-        assert client.post("/login", data={"token": TOKEN, "csrf": "forged"}).status_code == 403
-        signed = client.post("/login", data={"token": TOKEN, "csrf": csrf})
-        assert signed.status_code == 303 and TOKEN not in signed.headers["set-cookie"]
-        assert client.get("/").status_code == 200
-        refused = client.post("/reviewer", data={"name": "ana", "csrf": "forged"})
+        assert client.post("/login", data={"name": "ana", "token": "wrong", "csrf": csrf}).status_code == 403
+        refused = client.post("/login", data={"name": "ana", "token": TOKEN, "csrf": "forged"})
         assert refused.status_code == 403 and "this form has expired or did not come from this app" in refused.text
-        assert client.post("/reviewer", data={"name": "ana", "csrf": csrf}).status_code == 303
+        signed = client.post("/login", data={"name": "ana", "token": TOKEN, "csrf": csrf})
+        assert signed.status_code == 303 and TOKEN not in signed.headers["set-cookie"]
+        assert "Signed in as <strong>ana</strong>" in client.get("/").text
         card = card_of(client.get("/queue/file").text)
         forged = {**card, "csrf": "forged", "choice": "exclude"}
         assert client.post("/queue/file/decide", data=forged).status_code == 403
@@ -399,3 +393,35 @@ def test_a_stored_photo_is_a_file_inside_the_image_store_or_none(tmp_path):
     assert cards.stored_photo("full/a.jpg", store_folder) == (store_folder / "full" / "a.jpg").resolve()
     for value in ("full/a\x00.jpg", 12, "../outside.jpg", str(tmp_path / "outside.jpg"), None, "", "full/gone.jpg"):
         assert cards.stored_photo(value, store_folder) is None, repr(value)  # never a server error, never outside
+
+
+def test_a_test_split_product_is_queued_without_the_models_advice(review_setup, db, model, app_client):
+    """A person filing a test-split product toward the model's suggestion would score the next model against its own
+    advice: such a card (a crawled product or one from a file) shows no suggestion, and says why."""
+    from modeling import filing_queue
+    from modeling.data import split_of
+
+    with sqlite3.connect(db) as connection:
+        ids = [i for (i,) in connection.execute("SELECT id FROM products ORDER BY id")]
+    crawled = {split: next(i for i in ids if split_of(i) == split) for split in ("test", "train")}
+    record = next(f"r{n}" for n in range(1000) if split_of(f"file/new.jsonl/r{n}") == "test")
+    line = {"category": "bootcut-jeans", "score": 0.6, "alternatives": [{"category": "flare-jeans", "score": 0.3}]}
+    with store_connection(db) as connection, connection.begin():
+        queued = filing_queue.queue_products(
+            connection, [({"id": crawled["test"], "name": "a test product"}, line),
+                         ({"id": crawled["train"], "name": "a training product"}, line)], source="",
+            model_path=str(review_setup.model), from_crawl=True)
+        queued += filing_queue.queue_products(connection, [({"id": record, "name": "a new test product"}, line)],
+                                              source="new.jsonl", model_path=str(review_setup.model),
+                                              from_crawl=False)
+    with store_connection(db) as connection:
+        catalogue = cards.Catalogue.load(connection)
+        found = {q: cards.cards(connection, "file", catalogue, f"queue:{q}")[0] for q in queued}
+    test_card, train_card, file_card = (found[q] for q in queued)
+    assert test_card.unadvised and not test_card.suggestions
+    assert file_card.unadvised and not file_card.suggestions
+    assert not train_card.unadvised and [s.category for s in train_card.suggestions] == ["bootcut-jeans",
+                                                                                          "flare-jeans"]
+    page = app_client.get(f"/queue/file?prefer=queue:{queued[0]}")
+    assert "filed without the model" in page.text
+

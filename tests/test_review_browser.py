@@ -1,7 +1,8 @@
 """The review app in a real browser: Debian's Chromium, headless, driven by Playwright against the app served by
 uvicorn in a subprocess. Decisions are made with the keys, undone, checked in the database, and survive the
-server being killed; hostile product text never runs. Screenshots of each page are saved (set
-``SHOPSTYLE_SCREENSHOTS=docs/screenshots`` to refresh the README's)."""
+server being killed; hostile product text never runs; a refused decision keeps its card and the keys; the leaf
+search finds names and paths; a page of another host name resolved to 127.0.0.1 cannot decide. Screenshots of each
+page are saved (set ``SHOPSTYLE_SCREENSHOTS=docs/screenshots`` to refresh the README's)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from modeling.review.process import ReviewProcess
 from .review_fixtures import copy_db
 
 CHROMIUM = os.environ.get("SHOPSTYLE_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REBOUND = "rebound.attacker.example"  # a DNS rebinding attack's name, resolved by Chromium to 127.0.0.1
+FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1"]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
                                 reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; .ci/run does)")
@@ -113,9 +116,124 @@ def test_a_reviewer_files_and_settles_cards_with_the_keys(review_setup, tmp_path
     assert audit_rows[1:] == [(pid, suggestion) for pid in copies] and audit_rows[0][0] == review_setup.groups[
         "first"][0]
     assert errors == []
+    keep_screenshots(shots)
+
+
+def keep_screenshots(shots: Path) -> None:
+    """Copy the screenshots to $SHOPSTYLE_SCREENSHOTS when set, in a 256-colour palette (small committed files)."""
     target = os.environ.get("SHOPSTYLE_SCREENSHOTS")
-    if target:  # a 256-colour palette keeps the committed files small
+    if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         for shot in shots.iterdir():
             with Image.open(shot) as image:
                 image.convert("RGB").quantize(256).save(Path(target) / shot.name, optimize=True)
+
+
+def sign_in(page, url: str, name: str = "ana") -> None:
+    page.goto(url + "/")
+    page.fill("input[name=name]", name)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def test_an_error_keeps_the_card_and_the_keys_and_the_search_finds_names(review_setup, tmp_path, browser_page):
+    """A leaf that does not exist is refused beside its card, whose keys then decide it (before, the error page
+    left only u, which undid an earlier decision); the search finds a leaf by its name and the arrows pick it."""
+    page, errors = browser_page
+    db = copy_db(review_setup.db, tmp_path / "crawl.db")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with ReviewProcess("--db", db, "--model", review_setup.model, "--images", review_setup.images) as app:
+        sign_in(page, app.url)
+        page.goto(app.url + "/queue/file")
+        page.keyboard.press("x")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")  # queue:1 excluded: an earlier decision that u would undo
+        assert page.locator("#card").get_attribute("data-item") == "queue:2"
+        page.keyboard.press("/")
+        page.keyboard.type("cashmx")  # matches no leaf: sent as typed
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.locator("#card").get_attribute("data-item") == "queue:2"
+        assert "'cashmx' is not a leaf category" in page.locator("#card #error").inner_text()
+        page.screenshot(path=shots / "review-error.png")
+        page.keyboard.press("x")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id") == [(1, "exclude"), (2, "exclude")]
+
+        page.keyboard.press("/")
+        page.keyboard.type("sneakers")  # the leaf's name: its id is womens-sneakers
+        options = page.locator("#leaf-list [role=option]:not([hidden])")
+        assert options.count() >= 1 and "Sneakers" in options.first.inner_text()
+        page.keyboard.type(" shoes")  # and a word of its path
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowUp")
+        chosen = page.locator("#leaf-list [aria-selected=true]").get_attribute("data-leaf")
+        assert chosen == "womens-sneakers"
+        page.screenshot(path=shots / "review-search.png")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id")[2:] == [(3, "womens-sneakers")]
+    assert set(errors) == {f"422 {app.url}/queue/file/decide",  # the refused leaf, and nothing else
+                           "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"}
+    keep_screenshots(shots)
+
+
+def test_a_page_of_a_rebound_host_name_cannot_decide(review_setup, tmp_path):
+    """DNS rebinding: the attacker's page at rebound.attacker.example, whose name now resolves to 127.0.0.1, is in the
+    same origin as the app's port; its script reads the queue and posts a decision: both refused, nothing written.
+    Chromium's own local network checks are off here, as in browsers without them (Firefox, Safari): the app
+    must refuse by itself."""
+    from playwright.sync_api import sync_playwright
+
+    db = copy_db(review_setup.db, tmp_path / "crawl.db")
+    with ReviewProcess("--db", db, "--model", review_setup.model, "--images", review_setup.images) as app, \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            *FLAGS, "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests"])
+        page = browser.new_page()
+        attack = f"http://{REBOUND}:{app.url.rsplit(':', 1)[1]}/cute-cats"
+        page.route(attack, lambda route: route.fulfill(status=200, content_type="text/html",
+                                                       body="<title>cute cats</title>"))  # the attacker's server
+        page.goto(attack)
+        statuses = page.evaluate("""async () => {
+            const queue = await fetch("/api/queue");
+            const cards = queue.ok ? (await queue.json()).cards : [];
+            const decision = await fetch("/api/reviews", {method: "POST", headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({queue: "file", item: cards.length ? cards[0].item : "queue:1",
+                                      decision: "exclude", reviewer: "ana", seen: 0})});
+            return [queue.status, decision.status];
+        }""")
+        browser.close()
+    assert statuses == [400, 400]
+    assert rows(db, "SELECT count(*) FROM reviews") == [(0,)]
+
+
+def test_the_sign_in_page_asks_each_reviewer_for_their_own_token(review_setup, tmp_path, browser_page):
+    page, errors = browser_page
+    db = copy_db(review_setup.db, tmp_path / "crawl.db")
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("ana=ana-token-0123456789\nbob=bob-token-9876543210\n")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with ReviewProcess("--db", db, "--model", review_setup.model, "--images", review_setup.images,
+                       "--tokens", tokens) as app:
+        page.goto(app.url + "/")
+        assert page.url == app.url + "/login"
+        assert page.evaluate("document.activeElement.name") == "name"  # type at once
+        page.keyboard.type("ana")
+        page.keyboard.press("Tab")
+        page.keyboard.type("bob-token-9876543210")  # bob's token does not make anyone ana
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert "not this reviewer's token" in page.locator("#error").inner_text()
+        page.screenshot(path=shots / "review-login.png")
+        page.fill("input[name=token]", "ana-token-0123456789")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert "Signed in as ana" in page.locator(".reviewer").inner_text()
+        assert "ana-token" not in "\n".join(app.log)  # never logged
+    assert set(errors) == {f"403 {app.url}/login",  # bob's token, and nothing else
+                           "Failed to load resource: the server responded with a status of 403 (Forbidden)"}
+    keep_screenshots(shots)

@@ -14,7 +14,7 @@ from modeling.review import cards
 
 from .review_fixtures import copy_db
 from .test_audit import reviews_cli
-from .test_review import app_client, db, model  # noqa: F401 (fixtures)
+from .test_review import app_client  # noqa: F401 (a fixture; db and model are conftest.py's)
 
 
 def _file_card(client, record_id: str) -> dict:

@@ -12,10 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from nltk.stem.snowball import SnowballStemmer
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
 
+from modeling import wordmemory
 from modeling.text import TextSGDClassifier, clean_text, make_text_pipeline
 from modeling.tfidf import FastTfidfVectorizer
 
@@ -71,15 +73,20 @@ def test_threads_sharing_one_vectorizer_each_get_their_own_rows(catalog_text):
         assert (result != expected[start:start + 50]).nnz == 0
 
 
-def test_the_word_memory_starts_again_past_its_size(catalog_text, monkeypatch):
+def test_the_word_memory_starts_again_past_its_bytes(catalog_text, monkeypatch):
     fitted_on, held_out, _ = catalog_text
     fast = clone(make_text_pipeline().named_steps["features"].transformers[0][1]).fit(fitted_on)
     reference = TfidfVectorizer(**fast.get_params()).fit(fitted_on)
     seeded = fast.__dict__["_word_table"]
-    assert len(seeded.index) > 100  # every word of the training texts
-    monkeypatch.setattr(FastTfidfVectorizer, "WORDS_KEPT", 100)
-    assert_same_matrix(fast.transform(held_out), reference.transform(held_out))
-    assert fast.__dict__["_word_table"] is not seeded
+    assert len(seeded.index) > 100 and seeded.bytes == seeded.seed_bytes  # the training texts' words
+    training_words = set(seeded.index)
+    monkeypatch.setattr(wordmemory, "WORD_TABLE_BYTES", 10_000)
+    huge = ["x" * 200_000 + str(i) for i in range(3)]  # over the bound: transformed, then forgotten
+    assert_same_matrix(fast.transform(held_out + huge), reference.transform(held_out + huge))
+    again = fast.__dict__["_word_table"]
+    assert again is not seeded and set(again.index) == training_words and again.bytes == seeded.seed_bytes
+    assert_same_matrix(fast.transform(held_out[::-1]), reference.transform(held_out[::-1]))  # from the seed again
+    assert fast.__dict__["_word_table"].bytes - seeded.seed_bytes <= wordmemory.WORD_TABLE_BYTES
 
 
 def test_configurations_that_are_not_word_by_word_are_refused():
@@ -155,3 +162,27 @@ def test_a_tokenizer_reads_lower_cased_text_when_lowercase_is_on(catalog_text):
         params = {"tokenizer": CaseKeeping(), "token_pattern": None, "lowercase": lowercase}
         fast, reference = FastTfidfVectorizer(**params).fit(fitted_on), TfidfVectorizer(**params).fit(fitted_on)
         assert_same_matrix(fast.transform(held_out), reference.transform(held_out))
+
+
+def test_the_per_word_memories_keep_long_words_within_their_bytes(monkeypatch):
+    """Long words, each new: their stems and n-grams are returned as before, but what the memories keep stays within
+    their bounds in bytes (measured by tracemalloc; a memory bounded in words kept them all)."""
+    import tracemalloc
+
+    from modeling.text import StemmingTokenizer, WordCharNgrams
+
+    monkeypatch.setattr(wordmemory, "STEMS_BYTES", 100_000)
+    monkeypatch.setattr(wordmemory, "CHAR_NGRAMS_BYTES", 2_000_000)
+    stems, ngrams = StemmingTokenizer(), WordCharNgrams((2, 5))
+    words = [f"{i:04d}" + "abcdefghij" * 500 for i in range(10)]  # ~1.2 MB of n-grams each, ~10 KB of stems
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for word in words * 2:
+            assert stems.terms_of(word) == (SnowballStemmer("english").stem(word),)
+            assert len(ngrams.terms_of(word)) == 4 * len(word) - 2
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept <= wordmemory.STEMS_BYTES + wordmemory.CHAR_NGRAMS_BYTES, kept  # bounded in words: ~11 MB
+    assert stems.terms_of("dresses") == ("dress",) and ngrams.terms_of("ab") == (" a", "ab", "b ", " ab", "ab ", " ab ")

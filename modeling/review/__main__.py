@@ -1,7 +1,11 @@
 """``python -m modeling.review``: serve the review app (pages and JSON API) for a crawl database and a model.
 
-It binds 127.0.0.1 unless told otherwise; any other address needs a token (--token or SHOPSTYLE_REVIEW_TOKEN),
-and every page, write and API call then needs it. The token is never printed or logged.
+It binds 127.0.0.1 unless told otherwise; any other address needs a token, and every page, write and API call then
+needs it: one shared by every reviewer (--token or SHOPSTYLE_REVIEW_TOKEN), or better one per reviewer (--tokens
+FILE or SHOPSTYLE_REVIEW_TOKENS: name=token lines), so each signs in as themselves and no one can decide as another.
+Tokens are never printed, logged or stored. It answers only requests for its own host names (the loopback names,
+--host when it names one address, and each --allowed-host). Its signing key is kept beside the database
+(DB.review-key, mode 0600), so sign-ins and open forms outlive a restart.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from ..photo_store import crawl_images, is_remote
 from ..registry import RegistryError, serving_path
 from ..runtime import RUNTIME_HELP, RUNTIMES
 from .app import MAX_BODY_BYTES, create_app
-from .security import is_loopback
+from .security import LOOPBACK_HOSTS, TokenFileError, is_loopback, reviewer_tokens
 
 TOKEN_VARIABLE = "SHOPSTYLE_REVIEW_TOKEN"
+TOKENS_VARIABLE = "SHOPSTYLE_REVIEW_TOKENS"
+WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,15 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database: its filing queue, the audit's label issues, where reviews go")
     parser.add_argument("--model", type=Path,
-                        help="a .joblib model written by modeling.train (a pickle: load only models you trust); "
-                             "default: the --db's model in service (python -m modeling.models current)")
+                        help="a .joblib model written by modeling.train (a pickle: load only models you trust), "
+                             "pinned: the app serves it whatever is promoted; default: the --db's model in service "
+                             "(python -m modeling.models current), followed: a model promoted later is served within "
+                             "a few seconds, without a restart")
     parser.add_argument("--images", type=Path,
                         help="the image store: the only folder photos are served from (default: the folder the "
                              f"--db's crawl recorded it stored its photos in, else {config.images_dir()})")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs a token")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (0: any free port)")
-    parser.add_argument("--token", help=f"the token every page and API call must carry (None: ${TOKEN_VARIABLE} "
-                                        "if set, which is better: other users see a command line in ps)")
+    parser.add_argument("--token", help=f"a token shared by every reviewer (None: ${TOKEN_VARIABLE} if set, which is "
+                                        "better: other users see a command line in ps)")
+    parser.add_argument("--tokens", type=Path, help="a file of name=token lines, a token per reviewer: each signs "
+                                                    f"in as the name of their token (None: ${TOKENS_VARIABLE}, the "
+                                                    "same lines, if set)")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a host name the app answers besides " + ", ".join(LOOPBACK_HOSTS) + " and --host "
+                             "(repeat it; the name a proxy in front of the app forwards)")
     parser.add_argument("--max-body", type=int, default=MAX_BODY_BYTES, help="largest request body, in bytes")
     parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=DEFAULT_TARGET,
                         help="the accuracy /api/predict's decisions reach, by the model card's thresholds")
@@ -51,9 +65,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
-    if not is_loopback(args.host) and not token:
-        parser.error(f"--host {args.host} lets other machines in: give a token (--token or ${TOKEN_VARIABLE})")
-    if args.model is None:
+    try:
+        if args.tokens is not None:
+            reviewers = reviewer_tokens(args.tokens.read_text(encoding="utf-8"), str(args.tokens))
+        elif os.environ.get(TOKENS_VARIABLE):
+            reviewers = reviewer_tokens(os.environ[TOKENS_VARIABLE], f"${TOKENS_VARIABLE}")
+        else:
+            reviewers = None
+    except (OSError, TokenFileError) as error:
+        parser.error(str(error))
+    if token and reviewers:
+        parser.error("a shared token (--token) or a token per reviewer (--tokens), not both")
+    if not is_loopback(args.host) and not (token or reviewers):
+        parser.error(f"--host {args.host} lets other machines in: give tokens (--tokens, --token or "
+                     f"${TOKEN_VARIABLE})")
+    if args.host in WILDCARD_ADDRESSES and not args.allowed_host:
+        parser.error(f"--host {args.host} takes requests for any name: say which it answers (--allowed-host NAME, "
+                     "the name other machines reach it by)")
+    bound = [] if args.host in WILDCARD_ADDRESSES else [f"[{args.host}]" if ":" in args.host else args.host]
+    follow = args.model is None
+    if follow:
         try:
             args.model = serving_path(args.db)
         except (RegistryError, schema.SchemaError) as error:
@@ -71,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modeling.review: {args.model}: no model file there (train one with `python -m modeling.train`)",
               file=sys.stderr)
         return 2
-    app = create_app(args.db, args.model, args.images, token=token, max_body=args.max_body,
-                     target_accuracy=args.target_accuracy, image_runtime=args.image_runtime)
+    app = create_app(args.db, args.model, args.images, token=token, reviewers=reviewers,
+                     allowed_hosts=[*LOOPBACK_HOSTS, *bound, *args.allowed_host], max_body=args.max_body,
+                     target_accuracy=args.target_accuracy, image_runtime=args.image_runtime, follow=follow)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

@@ -1,49 +1,134 @@
 """The JSON API beside the pages: predictions as ``modeling.predict`` writes them, the queues, and decisions.
 
-Every route needs the app's token when it has one (``Authorization: Bearer TOKEN``). Routes are plain ``def``:
-FastAPI runs them in its thread pool, so predicting a batch never blocks the server's event loop.
+Every route needs the app's token when it has one (``Authorization: Bearer TOKEN``), and with a token per reviewer a
+decision is recorded for the token's owner. Bodies are read only when sent as ``application/json`` (415 otherwise).
+Routes are plain ``def``: FastAPI runs them in its thread pool, so predicting a batch never blocks the event loop.
 """
 
 from __future__ import annotations
 
 import time
 from itertools import islice
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+import orjson
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from .. import identity
 from ..filing_queue import queue_products
 from ..predict import check_record
 from . import cards, decisions, leases
-from .dependencies import Database, State, api_access
+from .dependencies import ApiReviewer, Database, Model, State, api_access, json_body
 from .items import FileItem
-from .predicting import predict_products, ranked_categories
+from .predicting import predict_products, ranked_categories, rescore
 
-__all__ = ["router"]
+__all__ = ["DESCRIPTION_MAX_CHARS", "NAME_MAX_CHARS", "router"]
 
-router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_access)])
+NAME_MAX_CHARS = 1_000  # the real catalogs' longest names have under 100
+DESCRIPTION_MAX_CHARS = 20_000  # the ShopStyle sample's longest description (HTML) has 5,156
 
 
+class Detail(BaseModel):
+    detail: str
+
+
+NOT_JSON = {415: {"model": Detail, "description": "the body was not sent as Content-Type: application/json"}}
+
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_access)],
+                   responses={401: {"model": Detail, "description": "the app's token is missing or wrong"}})
+
+
+class Product(TypedDict, total=False):
+    """A product to predict, as ``python -m modeling.predict`` reads a record; a product it cannot predict (no id or
+    name, a photo outside the image store) gets an error line of its own and the others are predicted. A TypedDict:
+    pydantic validates it into the dict ``predict`` reads, with no model object made and dumped again."""
+    id: str | int | None
+    name: Annotated[str | None, Field(max_length=NAME_MAX_CHARS)]
+    description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX_CHARS)]
+    image_path: Annotated[str | None, Field(description="a photo inside the app's image store")]
+
+
+class Alternative(BaseModel):
+    category: str
+    score: float
+
+
+class PredictionLine(BaseModel):
+    """A product's prediction, as ``python -m modeling.predict`` writes it."""
+    id: str | int
+    category: str
+    score: float
+    parent: str | None
+    parent_score: float
+    alternatives: list[Alternative]
+    photo_used: bool
+    decision: Literal["leaf", "parent", "review"] = Field(description="file it at its leaf, at its parent, or send "
+                                                                      "it to a person, at the app's target accuracy")
+
+
+class PredictionError(BaseModel):
+    """A product that could not be predicted, at its index in the request."""
+    index: int
+    id: str | int | None
+    error: str
 
 
 class Review(BaseModel):
     queue: cards.Queue
-    item: str = Field(description="the card, as GET /api/queue names it")
-    decision: str | None = Field(description="a leaf category id, 'exclude', 'keep' (each product keeps its label), "
-                                             "or null to withdraw your own decisions in force on this card")
-    reviewer: str = Field(min_length=1, max_length=100)
+    item: str = Field(max_length=200, description="the card, as GET /api/queue names it")
+    decision: str | None = Field(max_length=200, description="a leaf category id, 'exclude', 'keep' (each product "
+                                                             "keeps its label), or null to withdraw your own "
+                                                             "decisions in force on this card")
+    reviewer: str | None = Field(None, min_length=1, max_length=100,
+                                 description="who decides: required with a shared token or none; with a token per "
+                                             "reviewer, the token's owner (another name is refused)")
     seen: int = Field(description="the card's version when it was read: a card that changed since is refused")
 
 
-@router.post("/predict")
-def predict(products: Annotated[list[Any], Body(description="products as modeling.predict reads them: id, name, "
-                                                           "description, image_path (inside the image store)")],
-            state: State) -> list[dict]:
+class Recorded(BaseModel):
+    item: str
+    decision: str | None
+    settled: int = Field(description="how many products the decision settles")
+
+
+class ServedModel(BaseModel):
+    """The model the app serves now (a promotion reaches the app within a few seconds unless --model pinned it)."""
+    experiment_id: int | None = Field(description="its experiment in this database (None: a --model file this "
+                                                  "database's registry does not know)")
+    path: str = Field(description="its file")
+    promoted_at: str | None = Field(description="when it was last put in service (None: never promoted)")
+    promoted_by: str | None
+    pinned: bool = Field(description="given by --model: the app does not follow promotions")
+    thresholds: dict[str, float | int | str | None] | None = Field(
+        description="the auto-filing thresholds /api/predict decides by, at the app's target accuracy (None: the "
+                    "model's card has none, and every product goes to review)")
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request) -> dict:
+    """The API's schema, behind the token like every other route."""
+    return request.app.openapi()
+
+
+@router.post("/predict", dependencies=[Depends(json_body)],
+             responses={200: {"model": list[PredictionLine | PredictionError],
+                              "description": "one line per product, in order"}, **NOT_JSON})
+def predict(products: Annotated[list[Product], Body()], state: State, served: Model) -> Response:
     """One line per product, in order, as ``python -m modeling.predict`` writes them, ``decision`` included; an
-    item that cannot be predicted gets ``{"index", "id", "error"}`` and the others are predicted."""
-    return predict_products(state.model, products, state.images, state.thresholds)
+    item that cannot be predicted gets ``{"index", "id", "error"}`` and the others are predicted. The lines are
+    written once (orjson): they come from the model, not from a client, so they are not validated again."""
+    lines = predict_products(served.model, products, state.images, served.thresholds)
+    return Response(orjson.dumps(lines), media_type="application/json")
+
+
+@router.get("/model")
+def model(served: Model) -> ServedModel:
+    """The model the app serves: the one ``/api/predict``, the suggestions and the drift page use."""
+    return ServedModel(experiment_id=served.experiment_id, path=str(served.path), promoted_at=served.promoted_at,
+                       promoted_by=served.promoted_by, pinned=served.pinned, thresholds=served.thresholds)
 
 
 def card_json(card: cards.Card) -> dict:
@@ -56,62 +141,73 @@ def card_json(card: cards.Card) -> dict:
             "photo_url": f"/photos/{card.photo}" if card.photo else None,
             "current": card.current, "current_score": card.current_score,
             "current_score_source": card.current_score_source, "products": card.size, "decision": card.decision,
-            "suggestions": [vars(s) for s in card.suggestions]}
+            "suggestions": [vars(s) for s in card.suggestions], "unadvised": card.unadvised,
+            "scored_by": card.scored_by}
 
 
 @router.get("/queue")
-def queue(state: State, db: Database,
+def queue(state: State, db: Database, served: Model, owner: ApiReviewer,
           queue: Annotated[cards.Queue, Query(description="file: products to file; suspect: suspect labels")] = "file",
           limit: Annotated[int, Query(ge=1, le=1000, description="how many undecided cards to list")] = 50,
           reviewer: Annotated[str | None, Query(max_length=100, description="who asks: cards another reviewer "
                                                                             "has open are left out (all open cards "
-                                                                            "when not given)")] = None) -> dict:
+                                                                            "when not given; with a token per "
+                                                                            "reviewer, the token's owner)")] = None
+          ) -> dict:
     """The queue's progress and its first undecided cards nobody else has open, with each card's version (``seen``)
     for a decision."""
     now = time.time()
     progress = cards.progress(db, queue, state.catalogue, now)
-    held = leases.held_by_others(db, reviewer, now)
+    held = leases.held_by_others(db, owner or reviewer, now)
     pending = [cards.cards(db, queue, state.catalogue, item)[0]
                for item in islice((i for i in cards.pending(db, queue, state.catalogue) if i not in held), limit)]
+    rescore(db, pending, served, state.catalogue, state.images)
     cards.complete_suggestions(pending, state.catalogue,
-                               lambda payloads: ranked_categories(state.model, payloads, state.images))
+                               lambda payloads: ranked_categories(served.model, payloads, state.images))
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 
 
-@router.post("/queue")
-def add_to_queue(products: Annotated[list[Any], Body(description="products as modeling.predict reads them: id, "
-                                                                "name, description, image_path (inside the image "
-                                                                "store)")],
-                 state: State, db: Database,
+@router.post("/queue", dependencies=[Depends(json_body)], responses=NOT_JSON)
+def add_to_queue(products: Annotated[list[Product], Body()], state: State, db: Database, served: Model,
                  source: Annotated[str, Query(min_length=1, max_length=200,
                                               description="the name the products' ids belong to (a file, a feed): "
                                                           "with the id, their identity")] = "api") -> list[dict]:
     """Add products to the filing queue, as ``modeling.predict --queue`` does for a file (known by ``source`` and
     their id; one already queued is not added twice): one line per product, in order, with its card's ``item``,
     or ``{"index", "id", "error"}`` for a product that cannot be predicted (the others are queued)."""
-    lines = predict_products(state.model, products, state.images, state.thresholds)
+    lines = predict_products(served.model, products, state.images, served.thresholds)
     good = [(index, check_record(products[index], state.images.resolve())[0], line)
             for index, line in enumerate(lines) if "error" not in line]
     cards.end_reads(db)
     with db.begin():
         ids = queue_products(db, [(row, line) for _, row, line in good], source=source,
-                             model_path=str(state.model_path), from_crawl=False, photo_store=state.images)
+                             model_path=str(served.path), from_crawl=False, photo_store=state.images)
     for (index, _, _), queue_id in zip(good, ids, strict=True):
         lines[index] = {"index": index, "id": lines[index]["id"], "item": str(FileItem(queue_id))}
     return lines
 
 
-@router.post("/reviews")
-def review(body: Review, state: State, db: Database) -> dict:
-    """Record a decision on one card; 409 with the reason when the card changed since ``seen`` or another reviewer
-    holds it. Committed before the answer."""
+@router.post("/reviews", dependencies=[Depends(json_body)], responses={
+    403: {"model": Detail, "description": "the body names another reviewer than the token's owner"},
+    404: {"model": Detail, "description": "no such card in the queue"},
+    409: {"model": Detail, "description": "the card changed since `seen`, or another reviewer holds it: nothing "
+                                          "was changed, and the detail says by whom"},
+    **NOT_JSON})
+def review(body: Review, state: State, db: Database, owner: ApiReviewer) -> Recorded:
+    """Record a decision on one card, committed before the answer; 409 with the reason when the card changed since
+    ``seen`` or another reviewer holds it."""
+    if owner is not None and body.reviewer not in (None, owner):
+        raise HTTPException(403, f"this token is {owner}'s: it cannot decide as {body.reviewer}")
+    reviewer = owner or body.reviewer
+    if reviewer is None:
+        raise HTTPException(422, "say who decides: reviewer")
     try:
-        card, settled = decisions.decide(db, body.queue, state.catalogue, body.item, body.decision, body.reviewer,
-                                     body.seen, time.time())
+        card, settled = decisions.decide(db, body.queue, state.catalogue, body.item, body.decision, reviewer,
+                                         body.seen, time.time())
     except decisions.Stale as error:
         raise HTTPException(409, str(error)) from error
     except decisions.DecisionError as error:
         raise HTTPException(422, str(error)) from error
     except KeyError as error:
         raise HTTPException(404, f"no card {body.item!r} in the {body.queue} queue") from error
-    return {"item": card.item, "decision": body.decision, "settled": settled}
+    return Recorded(item=card.item, decision=body.decision, settled=settled)

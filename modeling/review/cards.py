@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from shopstyle_spider import schema
 
 from .. import identity, store
-from ..data import split_of
+from ..data import split_of, subject_split
 from ..fields import photo_path
 from ..reviews import in_force, in_force_query, touched
 from ..text import clean_text
@@ -36,7 +36,8 @@ from . import leases
 from .items import FileItem, Queue, SuspectItem, parse
 
 __all__ = ["QUEUES", "Card", "Catalogue", "Progress", "Queue", "Suggestion", "cards", "complete_suggestions",
-           "end_reads", "latest_audit", "next_card", "pending", "photo_file", "progress", "stored_photo"]
+           "end_reads", "latest_audit", "next_card", "pending", "photo_file", "progress", "queue_suggestions",
+           "stored_photo"]
 
 QUEUES = {"file": "unsure", "suspect": "audit"}  # queue -> the review source its decisions are recorded under
 RATE_WINDOW_S = 600  # decisions per minute are counted over the last ten minutes
@@ -70,6 +71,10 @@ class Card:
     subject: str = ""  # the face product's identity (``modeling.identity``)
     current_score: float | None = None  # the current label's own score, and where it comes from
     current_score_source: str | None = None
+    # a product of the test split: shown without the model's advice, so that a label a person gives it is not the
+    # model's own choice scored against the model (the suspect queue leaves such products out altogether)
+    unadvised: bool = False
+    scored_by: str | None = None  # the file of the model that scored a filing-queue card's suggestions
 
     @property
     def size(self) -> int:
@@ -86,12 +91,14 @@ class Catalogue:
     decided: training and the audit read decisions against the crawl's leaves (as ``modeling.reviews import``
     checks), so a class of a model trained elsewhere is shown by its id, never filed under."""
     leaves: dict[str, str]
+    names: dict[str, str] = field(default_factory=dict)  # leaf id -> its name, for the search by name
 
     @classmethod
     def load(cls, connection: Connection) -> Catalogue:
         categories = schema.categories
-        return cls(dict(connection.execute(select(categories.c.id, categories.c.path)
-                                           .where(categories.c.is_leaf == 1).order_by(categories.c.path)).all()))
+        rows = connection.execute(select(categories.c.id, categories.c.path, categories.c.name)
+                                  .where(categories.c.is_leaf == 1).order_by(categories.c.path)).all()
+        return cls({row.id: row.path for row in rows}, {row.id: row.name for row in rows})
 
     def path(self, category: str) -> str:
         return self.leaves.get(category, category)
@@ -122,7 +129,8 @@ def _settle(card: Card, standing: dict, versions: dict, crawled: dict[str, str |
 
 def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | None = None) -> list[Card]:
     table, products = store.filing_queue, schema.products
-    query = (select(table.c.id, table.c.subject, table.c.payload, table.c.prediction, products.c.category_id)
+    query = (select(table.c.id, table.c.subject, table.c.payload, table.c.prediction, table.c.model_path,
+                    products.c.category_id)
              .outerjoin(products, products.c.id == table.c.product_id).order_by(table.c.id))
     if queue_id is not None:
         query = query.where(table.c.id == queue_id)
@@ -132,17 +140,24 @@ def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | N
     versions = touched(connection, subjects)
     made = []
     for row in rows:
-        payload, prediction = json.loads(row.payload), json.loads(row.prediction)
-        ranked = ([{"category": prediction["category"], "score": prediction["score"]},
-                   *prediction.get("alternatives", [])] if "category" in prediction else [])[:SUGGESTIONS]
+        payload = json.loads(row.payload)
+        unadvised = subject_split(row.subject) == "test"
         card = Card(item=str(FileItem(row.id)), queue="file", name=clean_text(payload.get("name")),
                     description=clean_text(payload.get("description")),
                     photo=f"queue/{row.id}" if photo_path(payload.get("image_path")) else None,
                     current=None, given={}, queue_id=row.id, subject=row.subject,
-                    suggestions=[Suggestion(s["category"], s["score"], catalogue.path(s["category"]), MODEL)
-                                 for s in ranked], payload=payload)
+                    suggestions=[] if unadvised else queue_suggestions(json.loads(row.prediction), catalogue),
+                    payload=payload, scored_by=row.model_path, unadvised=unadvised)
         made.append(_settle(card, standing, versions, {row.subject: row.category_id}))
     return made
+
+
+def queue_suggestions(prediction: dict, catalogue: Catalogue) -> list[Suggestion]:
+    """A filing-queue card's suggestions: the best categories of the prediction line stored with it (none for a line
+    without one, as a restored backup's)."""
+    ranked = ([{"category": prediction["category"], "score": prediction["score"]},
+               *prediction.get("alternatives", [])] if "category" in prediction else [])[:SUGGESTIONS]
+    return [Suggestion(s["category"], s["score"], catalogue.path(s["category"]), MODEL) for s in ranked]
 
 
 def latest_audit(connection: Connection) -> int | None:

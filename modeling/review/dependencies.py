@@ -1,36 +1,39 @@
 """What routes ask FastAPI for: the app's state (model, leaf catalogue, guard), a database connection per request,
-and the access checks. Tests swap any of them with ``app.dependency_overrides``."""
+the access checks (each answering who the reviewer is) and the JSON body check. Tests swap any of them with
+``app.dependency_overrides``. The checks never block, so they are ``async def``: FastAPI runs them on the event loop
+instead of sending each to its thread pool, a hop every API call would pay."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
 from shopstyle_spider import schema
 
 from .cards import Catalogue
 from .security import Guard
+from .serving import Served, Serving
 
-__all__ = ["REVIEWER_COOKIE", "SESSION_COOKIE", "SIGNED_IN_COOKIE", "AppState", "Database", "SignInRequired", "State",
-           "api_access", "app_state", "connection", "page_access"]
+__all__ = ["SESSION_COOKIE", "SIGNED_IN_COOKIE", "ApiReviewer", "AppState", "Database", "Model", "PageReviewer",
+           "SignInRequired", "State", "api_access", "app_state", "connection", "json_body", "page_access",
+           "served_model"]
 
 SESSION_COOKIE = "review_session"
 SIGNED_IN_COOKIE = "review_signed_in"
-REVIEWER_COOKIE = "review_reviewer"
 
 
 @dataclass
 class AppState:
     db: str | Path
     images: Path
-    model: object
-    model_path: Path
-    thresholds: dict[str, float | None] | None  # the card's auto-filing thresholds at the app's target accuracy
+    serving: Serving  # the model served, following the model in service unless --model pinned it
     catalogue: Catalogue
     guard: Guard
 
@@ -39,7 +42,7 @@ class SignInRequired(Exception):
     """A page asked for without the sign-in cookie of a token-protected app: the app answers with the sign-in page."""
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
     return request.app.state.review
 
 
@@ -59,13 +62,46 @@ def connection(state: State) -> Iterator[Connection]:
 Database = Annotated[Connection, Depends(connection)]
 
 
-def api_access(request: Request, state: State) -> None:
+async def served_model(state: State) -> Served:
+    """The model this request uses from start to end (a promotion seen meanwhile waits for the next request). Between
+    checks it only reads the snapshot, on the event loop; the request whose turn it is to check the promotions (and
+    load a new model) does it in the thread pool, never blocking the loop."""
+    serving = state.serving
+    return await run_in_threadpool(serving.current) if serving.due() else serving.served
+
+
+Model = Annotated[Served, Depends(served_model)]
+
+
+async def api_access(request: Request, state: State) -> str | None:
+    """401 without the app's token (when it has one); the reviewer the token belongs to, with a token per reviewer."""
     scheme, _, offered = request.headers.get("authorization", "").partition(" ")
-    if not state.guard.token_ok(offered if scheme.lower() == "bearer" else None):
-        raise HTTPException(401, "this app needs its token: Authorization: Bearer TOKEN",
+    allowed, reviewer = state.guard.api_reviewer(offered if scheme.lower() == "bearer" else None)
+    if not allowed:
+        raise HTTPException(401, "this app needs a token: Authorization: Bearer TOKEN",
                             headers={"WWW-Authenticate": "Bearer"})
+    return reviewer
 
 
-def page_access(request: Request, state: State) -> None:
-    if not state.guard.signed_in_ok(request.state.session, request.cookies.get(SIGNED_IN_COOKIE)):
+ApiReviewer = Annotated[str | None, Depends(api_access)]
+
+
+async def page_access(request: Request, state: State) -> str | None:
+    """The reviewer this browser session signed in as (None: not yet, in an app without a token); an app with a
+    token sends a browser that has not signed in to the sign-in page."""
+    reviewer = state.guard.reviewer(request.state.session, request.cookies.get(SIGNED_IN_COOKIE))
+    if reviewer is None and state.guard.required:
         raise SignInRequired
+    return reviewer
+
+
+PageReviewer = Annotated[str | None, Depends(page_access)]
+
+
+async def json_body(request: Request) -> None:
+    """415 for a body not sent as JSON (``application/json`` or ``application/*+json``), before it is read as any."""
+    header = Message()
+    header["content-type"] = request.headers.get("content-type", "")
+    subtype = header.get_content_subtype()
+    if header.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        raise HTTPException(415, "send the body as JSON, with Content-Type: application/json")

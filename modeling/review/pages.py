@@ -1,7 +1,9 @@
 """The pages a person works in: a home page with both queues, one card at a time, sign-in when the app has a token.
 
-Every form carries the CSRF token of the browser's session and every decision is committed before the answer
-(a redirect to the next card, so reloading never decides twice).
+A browser session is signed in as one reviewer (with a token when the app has one); every form carries the CSRF
+token of the session, and every decision is committed before the answer (a redirect to the next card, so reloading
+never decides twice). The status line shows only messages this app signed for this session, and a decision refused
+keeps its card on screen with the reason beside it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from .. import analysis, report, store
+from .. import analysis, drift, report, store
 from ..analyze import experiment_tables, report_sections
+from ..backbones import BackboneError
+from ..data import DataError
 from ..fields import is_missing
 from ..templating import environment
 from . import cards, decisions
-from .dependencies import REVIEWER_COOKIE, SIGNED_IN_COOKIE, AppState, Database, State, page_access
-from .predicting import ranked_categories
+from .dependencies import SIGNED_IN_COOKIE, AppState, Database, Model, PageReviewer, State, page_access
+from .predicting import ranked_categories, rescore
+from .serving import Served
 
 __all__ = ["router", "templates"]
 
@@ -36,137 +41,175 @@ def _checked_form(request: Request, state: AppState, csrf: str) -> None:
         raise HTTPException(403, "this form has expired or did not come from this app: reload the page")
 
 
-def _page(request: Request, state: AppState, name: str, status: int = 200, **context) -> Response:
-    return templates.TemplateResponse(request, name, {"csrf": state.guard.csrf(request.state.session),
-                                                      "reviewer": request.cookies.get(REVIEWER_COOKIE),
-                                                      "token_required": state.guard.required, **context},
+def _page(request: Request, state: AppState, template: str, status: int = 200, **context) -> Response:
+    """A page of the app; one given ``served`` names the model it was made with."""
+    return templates.TemplateResponse(request, template, {"csrf": state.guard.csrf(request.state.session),
+                                                      "token_required": state.guard.required,
+                                                      "per_reviewer": state.guard.per_reviewer,
+                                                      "reviewer": None, "served": None, **context},
                                       status_code=status)
 
 
-@router.get("/login")
-def login_page(request: Request, state: State) -> Response:
-    return _page(request, state, "login.html", title="Sign in", error=None)
-
-
-@router.post("/login")
-def login(request: Request, token: Annotated[str, Form()], csrf: Annotated[str, Form()], state: State) -> Response:
-    _checked_form(request, state, csrf)
-    if not state.guard.token_ok(token):
-        return _page(request, state, "login.html", status=403, title="Sign in", error="That is not this app's token.")
+def _signed_in_as(request: Request, state: AppState, name: str) -> Response:
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(SIGNED_IN_COOKIE, state.guard.signed_in(request.state.session), httponly=True,
+    response.set_cookie(SIGNED_IN_COOKIE, state.guard.signed_in(request.state.session, name), httponly=True,
                         samesite="strict")
     return response
 
 
+def _to_queue(request: Request, state: AppState, queue: str, message: str, **params) -> Response:
+    """A redirect to the queue's page carrying a status message this app signed for this browser session: the page
+    shows no other text from its URL."""
+    params |= {"message": message, "sig": state.guard.note(request.state.session, message)}
+    return RedirectResponse(f"/queue/{queue}?" + urlencode(params, doseq=True), status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, state: State) -> Response:
+    return _page(request, state, "login.html", title="Sign in", error=None, name="")
+
+
+@router.post("/login")
+def login(request: Request, name: Annotated[str, Form(min_length=1, max_length=100)], csrf: Annotated[str, Form()],
+          state: State, token: Annotated[str | None, Form(max_length=1000)] = None) -> Response:
+    """Sign this browser session in as ``name``: with the reviewer's own token, the shared one, or none needed."""
+    _checked_form(request, state, csrf)
+    name = name.strip()
+    if not name or not state.guard.credentials_ok(name, token):
+        wrong = "That is not this reviewer's token." if state.guard.per_reviewer else "That is not this app's token."
+        return _page(request, state, "login.html", status=403, title="Sign in",
+                     error=wrong if name else "Say who you are.", name=name)
+    return _signed_in_as(request, state, name)
+
+
 @guarded.get("/")
-def home(request: Request, state: State, db: Database) -> Response:
+def home(request: Request, state: State, db: Database, served: Model, reviewer: PageReviewer) -> Response:
     now = time.time()
     queues = [(queue, TITLES[queue], cards.progress(db, queue, state.catalogue, now)) for queue in cards.QUEUES]
-    return _page(request, state, "home.html", title="Review", queues=queues)
+    return _page(request, state, "home.html", title="Review", queues=queues, reviewer=reviewer, served=served)
 
 
-@guarded.post("/reviewer")
-def set_reviewer(request: Request, name: Annotated[str, Form(min_length=1, max_length=100)],
-                 csrf: Annotated[str, Form()], state: State) -> Response:
-    _checked_form(request, state, csrf)
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(REVIEWER_COOKIE, name.strip(), samesite="strict")
-    return response
-
-
-def _reviewer(request: Request) -> str:
-    name = request.cookies.get(REVIEWER_COOKIE, "").strip()
-    if not name:
-        raise HTTPException(400, "say who you are on the home page first")
-    return name
-
-
-@guarded.get("/queue/{queue}")
-def queue_page(request: Request, queue: cards.Queue, state: State, db: Database,
-               skip: Annotated[list[str], Query()] = (), prefer: str | None = None) -> Response:
-    reviewer = request.cookies.get(REVIEWER_COOKIE, "").strip()
-    if not reviewer:
-        return RedirectResponse("/", status_code=303)
-    now = time.time()
-    card = cards.next_card(db, queue, state.catalogue, reviewer, now, skip=skip, prefer=prefer)
+def _card_page(request: Request, state: AppState, db: Database, served: Served, queue: str, reviewer: str,
+               card: cards.Card | None, skip: list[str], status: int = 200, message: str | None = None,
+               error: str | None = None) -> Response:
+    """The queue's page around ``card`` (None: nothing left), with the served model's suggestions (a queued card
+    another model scored is scored again first) and its photo when it lies in the image store, a status message, or
+    an error beside the card."""
     if card is not None:
+        rescore(db, [card], served, state.catalogue, state.images)
         cards.complete_suggestions([card], state.catalogue,
-                                   lambda payloads: ranked_categories(state.model, payloads, state.images))
+                                   lambda payloads: ranked_categories(served.model, payloads, state.images))
         kind, _, key = (card.photo or "").partition("/")
         if card.photo and cards.photo_file(db, kind, int(key), state.images) is None:
             card.photo = None  # outside the image store or gone: never linked, let alone served
-    return _page(request, state, "queue.html", title=TITLES[queue], queue=queue, card=card, skip=skip,
-                 skip_url=f"/queue/{queue}?" + urlencode({"skip": [*skip, card.item] if card else []}, doseq=True),
-                 restart_url=f"/queue/{queue}", progress=cards.progress(db, queue, state.catalogue, now),
-                 leaves=state.catalogue.leaves,
-                 message=request.query_params.get("message"), error=None)
+    return _page(request, state, "queue.html", status=status, title=TITLES[queue], queue=queue, card=card, skip=skip,
+                 skip_url=f"/queue/{queue}?" + urlencode({"skip": [*skip, card.item] if card else skip}, doseq=True),
+                 restart_url=f"/queue/{queue}", progress=cards.progress(db, queue, state.catalogue, time.time()),
+                 leaves=state.catalogue.leaves, names=state.catalogue.names, reviewer=reviewer, message=message,
+                 error=error, served=served)
+
+
+@guarded.get("/queue/{queue}")
+def queue_page(request: Request, queue: cards.Queue, state: State, db: Database, served: Model,
+               reviewer: PageReviewer,
+               skip: Annotated[list[str], Query()] = (), prefer: str | None = None, message: str | None = None,
+               sig: str | None = None) -> Response:
+    if reviewer is None:
+        return RedirectResponse("/", status_code=303)
+    card = cards.next_card(db, queue, state.catalogue, reviewer, time.time(), skip=skip, prefer=prefer)
+    shown = message if state.guard.note_ok(request.state.session, message, sig) else None
+    return _card_page(request, state, db, served, queue, reviewer, card, list(skip), message=shown)
 
 
 @guarded.post("/queue/{queue}/decide")
-def decide(request: Request, queue: cards.Queue, state: State, db: Database, item: Annotated[str, Form()],
-           seen: Annotated[int, Form()], csrf: Annotated[str, Form()], choice: Annotated[str, Form()] = "",
-           other: Annotated[str, Form()] = "", skip: Annotated[list[str], Form()] = ()) -> Response:
+def decide(request: Request, queue: cards.Queue, state: State, db: Database, served: Model, reviewer: PageReviewer,
+           item: Annotated[str, Form()], seen: Annotated[int, Form()], csrf: Annotated[str, Form()],
+           choice: Annotated[str, Form()] = "", other: Annotated[str, Form()] = "",
+           skip: Annotated[list[str], Form()] = ()) -> Response:
     _checked_form(request, state, csrf)
-    reviewer = _reviewer(request)
+    if reviewer is None:
+        raise HTTPException(400, "say who you are on the home page first")
     decision = other.strip() if choice == "other" else choice
     try:
         if not decision:
             raise decisions.DecisionError("choose a suggestion, keep, exclude, or a category from the search")
         card, settled = decisions.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
-    except (decisions.Stale, decisions.DecisionError) as error:
-        return _page(request, state, "queue.html", status=409 if isinstance(error, decisions.Stale) else 422,
-                     title=TITLES[queue], queue=queue, card=None, skip=skip,
-                     skip_url=f"/queue/{queue}?" + urlencode({"skip": skip}, doseq=True),
-                     restart_url=f"/queue/{queue}?" + urlencode({"skip": skip, "prefer": item}, doseq=True),
-                     progress=cards.progress(db, queue, state.catalogue, time.time()), leaves={}, message=None,
-                     error=str(error))
-    except KeyError as error:
-        raise HTTPException(404, f"no card {item!r} in this queue") from error
+    except (decisions.Stale, decisions.DecisionError) as error:  # the card stays, as it is now, with the reason
+        found = cards.cards(db, queue, state.catalogue, item)
+        return _card_page(request, state, db, served, queue, reviewer, found[0] if found else None, list(skip),
+                          status=409 if isinstance(error, decisions.Stale) else 422, error=str(error))
+    except KeyError:  # gone from the queue: the next card, with the reason
+        card = cards.next_card(db, queue, state.catalogue, reviewer, time.time(), skip=skip)
+        return _card_page(request, state, db, served, queue, reviewer, card, list(skip), status=404,
+                          error=f"that card is no longer in this queue ({item})")
     label = {decisions.KEEP: "kept their labels" if settled > 1 else "kept its label",
              store.EXCLUDE: "excluded"}.get(decision, f"filed as {state.catalogue.path(decision)}")
-    message = f"{card.name}: {settled} product{'s' if settled != 1 else ''} {label}"
-    return RedirectResponse(f"/queue/{queue}?" + urlencode({"skip": skip, "message": message}, doseq=True),
-                            status_code=303)
+    return _to_queue(request, state, queue, f"{card.name}: {settled} product{'s' if settled != 1 else ''} {label}",
+                     skip=list(skip))
 
 
 @guarded.post("/queue/{queue}/undo")
-def undo(request: Request, queue: cards.Queue, csrf: Annotated[str, Form()], state: State, db: Database) -> Response:
+def undo(request: Request, queue: cards.Queue, csrf: Annotated[str, Form()], state: State, db: Database,
+         reviewer: PageReviewer) -> Response:
     _checked_form(request, state, csrf)
+    if reviewer is None:
+        raise HTTPException(400, "say who you are on the home page first")
     try:
-        undone = decisions.undo_last(db, queue, state.catalogue, _reviewer(request), time.time())
+        undone = decisions.undo_last(db, queue, state.catalogue, reviewer, time.time())
     except decisions.Stale as error:
-        return RedirectResponse(f"/queue/{queue}?" + urlencode({"message": str(error)}), status_code=303)
+        return _to_queue(request, state, queue, str(error))
     if undone is None:
-        return RedirectResponse(f"/queue/{queue}?" + urlencode({"message": "nothing of yours to undo"}),
-                                status_code=303)
+        return _to_queue(request, state, queue, "nothing of yours to undo")
     card, settled = undone
-    message = f"{card.name}: decision undone ({settled} product{'s' if settled != 1 else ''})"
-    return RedirectResponse(f"/queue/{queue}?" + urlencode({"prefer": card.item, "message": message}),
-                            status_code=303)
+    return _to_queue(request, state, queue,
+                     f"{card.name}: decision undone ({settled} product{'s' if settled != 1 else ''})", prefer=card.item)
 
 
 @guarded.get("/report")
-def report_page(request: Request, state: State, errors: bool = False) -> Response:
+def report_page(request: Request, state: State, served: Model, errors: bool = False) -> Response:
     """The report of ``modeling.analyze --plots`` as a page (test split, no charts), or with ``errors`` its page of the
-    latest experiment's most confident errors, photos from the image store."""
+    served model's experiment's most confident errors (the latest experiment's for a model this database did not
+    train), photos from the image store."""
     try:
         experiments = analysis.load_experiments(state.db)
         predictions = analysis.load_predictions(state.db, "test")
         parents = analysis.load_parents(state.db)
     except analysis.AnalysisError as error:
-        return _page(request, state, "report_index.html", status=404, app=True,
+        return _page(request, state, "report_index.html", status=404, app=True, served=served,
                      **report.index_context(f"Model report: {error}", [], [], None))
-    latest = int(experiments.index[-1])
+    shown = served.experiment_id if served.experiment_id in experiments.index else int(experiments.index[-1])
     if errors:
-        wrong = analysis.most_confident_errors(predictions[predictions["experiment_id"] == latest], 20)
+        wrong = analysis.most_confident_errors(predictions[predictions["experiment_id"] == shown], 20)
         rows = report.error_rows(wrong, lambda product_id, path: None if is_missing(path)
                                  else f"/photos/product/{product_id}")
-        return _page(request, state, "report_errors.html", app=True, rows=rows,
-                     title=f"Experiment {latest}: the {len(rows)} most confident errors (test split)")
+        return _page(request, state, "report_errors.html", app=True, rows=rows, served=served,
+                     title=f"Experiment {shown}: the {len(rows)} most confident errors (test split)")
     sections = report_sections(experiments, *experiment_tables(experiments, predictions, parents)[1:])
-    return _page(request, state, "report_index.html", app=True,
-                 **report.index_context("Model report (test split)", sections, [], "/report?errors=true"))
+    notes = [f"This app serves {served.label}: experiment {shown} below." if served.experiment_id == shown else
+             f"This app serves {served.label}, not an experiment of this database: the errors are experiment "
+             f"{shown}'s."]
+    return _page(request, state, "report_index.html", app=True, served=served, drift_url="/drift",
+                 **report.index_context("Model report (test split)", sections, [], "/report?errors=true", notes))
+
+
+@guarded.get("/drift")
+def drift_page(request: Request, state: State, served: Model) -> Response:
+    """``modeling.analyze --drift`` for the served model, as a page: the products first seen since it was trained
+    against its validation split, and what to do."""
+    try:
+        if served.experiment_id is None:
+            raise analysis.AnalysisError(f"{served.label} was not trained on this database: it has no validation "
+                                         "split here to compare with")
+        experiment = analysis.load_experiments(state.db).loc[served.experiment_id]
+        found = drift.drift_report(state.db, experiment, state.images, model=served.model)
+    except (analysis.AnalysisError, DataError, BackboneError) as error:
+        return _page(request, state, "report_index.html", status=404, app=True, served=served,
+                     **report.index_context(f"Drift: {error}", [], [], None))
+    sections = drift.drift_sections(found) if found["recent_products"] else []
+    return _page(request, state, "report_index.html", app=True, served=served,
+                 **report.index_context(f"Drift of {served.label} since {found['since']}",
+                                        [(heading, report.table(frame)) for heading, frame in sections], [], None,
+                                        notes=drift.drift_lines(found)))
 
 
 @guarded.get("/photos/{kind}/{key}")

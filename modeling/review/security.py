@@ -1,22 +1,40 @@
-"""What keeps the review app to the people meant to use it: the access token, CSRF tokens and a cap on bodies.
+"""What keeps the review app to the people meant to use it: the host names it answers, the access tokens, the
+reviewer each browser session is signed in as, CSRF tokens, the app's own status messages and a cap on bodies.
 
-The app binds 127.0.0.1 unless told otherwise, and any other address needs a token. With a token, the JSON API
-wants it as ``Authorization: Bearer TOKEN`` and a browser signs in once with it; the cookie it then gets holds an
-HMAC under a key made at start-up, never the token, so the token reaches no log, database or file. Every form
-carries a CSRF token (an HMAC of the browser's session cookie); the JSON API needs none, as FastAPI reads a JSON
-body only when it is sent as ``application/json``, which a page on another site cannot send without CORS, which this
-app does not allow.
+The app binds 127.0.0.1 unless told otherwise, and any other address needs a token. It answers only requests naming
+one of its host names (``TrustedHostMiddleware``: the loopback names, plus ``--allowed-host`` behind a proxy), so a
+page of another site whose name was rebound to 127.0.0.1 gets nothing. A token is either shared (``--token``: every
+holder is trusted alike) or one per reviewer (``--tokens FILE`` or ``$SHOPSTYLE_REVIEW_TOKENS``: ``name=token`` lines),
+and then a browser signs in as the name its token belongs to and the JSON API takes the reviewer from the token.
+
+Sign-in, CSRF and status-message cookies and fields hold HMACs under a key kept in a file beside the database (mode
+0600, never in the database or a log), so open forms and sign-ins outlive a restart; no cookie holds a token, so a
+token reaches no log, database or file. The JSON API needs no CSRF token: it reads only bodies sent as
+``application/json`` (415 otherwise), which a page of another site cannot send without CORS, which this app does not
+allow.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import os
 import secrets
+import stat
+from pathlib import Path
 
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "Guard", "is_loopback"]
+__all__ = ["LOOPBACK_HOSTS", "BodyLimit", "Guard", "SessionAndHeaders", "TokenFileError", "is_loopback",
+           "reviewer_tokens", "signing_key"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # as the Host header names them (IPv6 in brackets)
+KEY_BYTES = 32
+MIN_TOKEN_LENGTH = 12
 
 
 def is_loopback(host: str) -> bool:
@@ -28,24 +46,102 @@ def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-class Guard:
-    """The token check and the HMACs of the CSRF and sign-in cookies, keyed by a secret made at start-up (a restart
-    asks browsers to sign in again and reload their forms)."""
+class TokenFileError(ValueError):
+    """Reviewer tokens that cannot be read: the message names the line, never a token."""
 
-    def __init__(self, token: str | None):
-        self._token = token
-        self._key = secrets.token_bytes(32)
+
+def reviewer_tokens(text: str, origin: str) -> dict[str, str]:
+    """Reviewer name -> token from ``name=token`` entries, one a line (``;`` also separates them, for an environment
+    variable); blank lines and ``#`` comments are skipped. Refuses a duplicate name or token and a token shorter
+    than 12 characters, naming ``origin`` and the entry, never the token.
+
+    >>> reviewer_tokens("# team\\nana = tok-ana-0123456\\nbob=tok-bob-0123456", "tokens.txt")
+    {'ana': 'tok-ana-0123456', 'bob': 'tok-bob-0123456'}
+    """
+    found: dict[str, str] = {}
+    entries = [entry.strip() for line in text.splitlines() for entry in line.split(";")]
+    for number, entry in enumerate((e for e in entries if e and not e.startswith("#")), start=1):
+        name, equals, token = (part.strip() for part in entry.partition("="))
+        if not equals or not name or not token:
+            raise TokenFileError(f"{origin}: entry {number} is not name=token")
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise TokenFileError(f"{origin}: {name}'s token is shorter than {MIN_TOKEN_LENGTH} characters")
+        if name in found:
+            raise TokenFileError(f"{origin}: {name} has two tokens")
+        if token in found.values():
+            raise TokenFileError(f"{origin}: {name} has another reviewer's token")
+        found[name] = token
+    if not found:
+        raise TokenFileError(f"{origin}: no name=token entry")
+    return found
+
+
+def signing_key(path: Path) -> bytes:
+    """The app's HMAC key, made once and kept in ``path`` (mode 0600, created exclusively, so two apps starting at
+    once agree on it); a key file others can read is refused rather than trusted."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        descriptor = None
+    if descriptor is not None:
+        key = secrets.token_bytes(KEY_BYTES)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(key.hex())
+        return key
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PermissionError(f"{path}: the review app's signing key must be readable by its owner only (chmod 600)")
+    text = path.read_text().strip()
+    if len(text) != 2 * KEY_BYTES or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"{path}: not a review app signing key (delete it to make a new one)")
+    return bytes.fromhex(text)
+
+
+def _compare(offered: str, expected: str) -> bool:
+    return hmac.compare_digest(offered.encode(), expected.encode())
+
+
+class Guard:
+    """The tokens and the HMACs of the sign-in cookie, CSRF fields and status messages, under ``key``.
+
+    ``token`` is shared by every reviewer; ``reviewers`` maps each reviewer's name to their own token. With neither,
+    the app is open to this machine and a reviewer's name is only typed.
+    """
+
+    def __init__(self, key: bytes, token: str | None = None, reviewers: dict[str, str] | None = None):
+        if token is not None and reviewers:
+            raise ValueError("a shared token or a token per reviewer, not both")
+        self._key, self._token, self._reviewers = key, token, dict(reviewers or {})
 
     @property
     def required(self) -> bool:
-        return self._token is not None
+        return self._token is not None or bool(self._reviewers)
 
-    def _mac(self, purpose: str, value: str) -> str:
-        return hmac.new(self._key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+    @property
+    def per_reviewer(self) -> bool:
+        return bool(self._reviewers)
 
-    def token_ok(self, offered: str | None) -> bool:
-        return not self.required or (offered is not None and hmac.compare_digest(offered.encode(),
-                                                                                   self._token.encode()))
+    def _mac(self, purpose: str, *values: str) -> str:
+        message = "\0".join((purpose, *values)).encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def api_reviewer(self, offered: str | None) -> tuple[bool, str | None]:
+        """Whether a bearer token opens the API, and the reviewer it belongs to (None: a shared token or none)."""
+        if not self.required:
+            return True, None
+        if offered is None:
+            return False, None
+        if self._token is not None:
+            return _compare(offered, self._token), None
+        owners = [name for name, token in self._reviewers.items() if _compare(offered, token)]
+        return bool(owners), owners[0] if owners else None
+
+    def credentials_ok(self, name: str, token: str | None) -> bool:
+        """Whether ``token`` lets a browser sign in as ``name``: the reviewer's own token, the shared one, or none
+        needed."""
+        if self._reviewers:
+            expected = self._reviewers.get(name)
+            return expected is not None and token is not None and _compare(token, expected)
+        return self._token is None or (token is not None and _compare(token, self._token))
 
     def csrf(self, session: str) -> str:
         return self._mac("csrf", session)
@@ -53,12 +149,57 @@ class Guard:
     def csrf_ok(self, session: str | None, offered: str | None) -> bool:
         return bool(session and offered) and hmac.compare_digest(self.csrf(session), offered)
 
-    def signed_in(self, session: str) -> str:
-        """The sign-in cookie's value for a browser session that gave the token."""
-        return self._mac("signed-in", session)
+    def signed_in(self, session: str, name: str) -> str:
+        """The sign-in cookie of a browser session for reviewer ``name``: the name and an HMAC binding it to the
+        session, so a cookie neither names someone else nor moves to another browser."""
+        encoded = base64.urlsafe_b64encode(name.encode()).decode()
+        return f"{encoded}.{self._mac('signed-in', session, name)}"
 
-    def signed_in_ok(self, session: str | None, cookie: str | None) -> bool:
-        return not self.required or (bool(session and cookie) and hmac.compare_digest(self.signed_in(session), cookie))
+    def reviewer(self, session: str | None, cookie: str | None) -> str | None:
+        """The reviewer a sign-in cookie names, when it was made for this session under this key; else None."""
+        encoded, _, mac = (cookie or "").partition(".")
+        if not (session and mac):
+            return None
+        try:
+            name = base64.urlsafe_b64decode(encoded.encode()).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return name if hmac.compare_digest(self._mac("signed-in", session, name), mac) else None
+
+    def note(self, session: str, text: str) -> str:
+        """The HMAC that lets a status message of this app ride in a redirect's URL for this session."""
+        return self._mac("note", session, text)
+
+    def note_ok(self, session: str | None, text: str | None, offered: str | None) -> bool:
+        return bool(session and text and offered) and hmac.compare_digest(self.note(session, text), offered)
+
+
+class SessionAndHeaders:
+    """ASGI middleware giving each browser a session (an id in an httponly, SameSite=Strict cookie, read by routes as
+    ``request.state.session``: what CSRF tokens, sign-ins and status messages are bound to) and every answer the
+    Content-Security-Policy ``csp`` and ``nosniff``. Plain ASGI, not ``@app.middleware("http")``, whose streams cost
+    every API call a fixed share of its time (``bench/api.py``)."""
+
+    def __init__(self, app: ASGIApp, cookie: str, csp: str):
+        self.app, self.cookie, self.csp = app, cookie, csp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        known = HTTPConnection(scope).cookies.get(self.cookie)
+        session = scope.setdefault("state", {})["session"] = known or secrets.token_urlsafe(24)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if known is None:
+                    headers.append("set-cookie", f"{self.cookie}={session}; HttpOnly; Path=/; SameSite=strict")
+                headers["Content-Security-Policy"] = self.csp
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class _TooLarge(Exception):

@@ -1,0 +1,171 @@
+"""Filing decisions, stored: what the model filed where, with which model and when (``python -m modeling.filings``).
+
+``modeling.predict`` appends one ``filings`` row per product it decides at a target (leaf, parent or review), so the
+shop can be told what was filed automatically and the weekly cycle can tell what it has done. Rows are never
+updated: a product filed again (a new model, a new photo) gets a new row and the newest one is in force, so the
+history of what was filed under which model stays. ``export`` writes the decisions in force as CSV for the shop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Iterable
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TextIO
+
+from sqlalchemy import Connection, Select, func, insert, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from shopstyle_spider import config, schema
+
+from . import identity, store
+
+__all__ = ["EXPORT_COLUMNS", "Writer", "changed_since", "export_csv", "in_force_query", "model_id_of"]
+
+EXPORT_COLUMNS = ("subject", "product_id", "decision", "category", "score", "target", "model_id", "model_path",
+                  "filed_at")
+# the changes of a crawled product that call for filing it again: it arrived (or came back), the shop re-filed it,
+# or its photo changed (modeling's input); a price or stock change does not
+REFILE_FIELDS = ("added", "category_id", "image_checksum")
+
+
+def model_id_of(connection: Connection, model_path: str | Path) -> int | None:
+    """The registered model (experiment id) whose file is ``model_path``; None for a file the registry lacks."""
+    if not store.has_table(connection, store.models):
+        return None
+    resolved = str(Path(model_path).resolve())
+    for experiment_id, path in connection.execute(select(store.models.c.experiment_id, store.models.c.path)):
+        if str(Path(path).resolve()) == resolved:
+            return experiment_id
+    return None
+
+
+def in_force_query() -> Select:
+    """Every product's filing in force (its newest row), as one query: the ``filings`` columns."""
+    table = store.filings
+    newest = select(func.max(table.c.id).label("id")).group_by(table.c.subject).subquery()
+    return select(table).join(newest, table.c.id == newest.c.id).order_by(table.c.id)
+
+
+def changed_since(connection: Connection, since: str, model_path: str | Path | None = None) -> set[int]:
+    """Crawled products, still on sale, first seen or changed (``REFILE_FIELDS``) at or after ``since``; with
+    ``model_path``, less those that model has filed since then (so work cut short resumes where it stopped)."""
+    products, changes = schema.products, schema.product_changes
+    changed = select(changes.c.product_id).where(changes.c.changed_at >= since, changes.c.field.in_(REFILE_FIELDS))
+    query = select(products.c.id).where(products.c.gone_at.is_(None),
+                                        or_(products.c.first_seen >= since, products.c.id.in_(changed)))
+    wanted = set(connection.execute(query).scalars())
+    if model_path is not None and wanted and store.has_table(connection, store.filings):
+        filings = store.filings
+        done = select(filings.c.product_id).where(filings.c.model_path == str(model_path),
+                                                  filings.c.filed_at >= since, filings.c.product_id.is_not(None))
+        wanted -= set(connection.execute(done).scalars())
+    return wanted
+
+
+class Writer:
+    """Appends predict's decided lines to a database's ``filings``, a chunk per transaction (what was filed before an
+    interruption stays recorded). ``from_crawl``: the rows' ids are crawled products'; else a file's records,
+    known by ``source`` (the file's name) and their id. With no database it does nothing."""
+
+    def __init__(self, db: str | Path | None, model_path: str | Path, target: float | None, *, from_crawl: bool,
+                 source: str = ""):
+        self.db, self.model_path, self.target = db, str(model_path), target
+        self.from_crawl, self.source = from_crawl, source
+        self.connection: Connection | None = None
+        self.model_id: int | None = None
+        self.written = 0
+
+    def __enter__(self) -> Writer:
+        if self.db is not None and self.target is not None:
+            self.connection = store.connect(self.db)
+            with self.connection.begin():
+                self.model_id = model_id_of(self.connection, self.model_path)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+    def add(self, pairs: Iterable[tuple[dict, dict]]) -> None:
+        """Record (checked row, prediction line) pairs whose line carries a decision."""
+        if self.connection is None:
+            return
+        filed_at = datetime.now(UTC).isoformat(timespec="seconds")
+        rows = []
+        for row, line in pairs:
+            decision = line.get("decision")
+            if decision is None:
+                continue
+            at_parent = decision == "parent"
+            rows.append({"subject": identity.crawled(row["id"]) if self.from_crawl
+                         else identity.filed(self.source, str(row["id"])),
+                         "product_id": int(row["id"]) if self.from_crawl else None, "model_id": self.model_id,
+                         "model_path": self.model_path, "target": self.target, "decision": decision,
+                         "category": line["parent"] if at_parent else line["category"],
+                         "score": line["parent_score"] if at_parent else line["score"], "filed_at": filed_at})
+        if rows:
+            with self.connection.begin():
+                self.connection.execute(insert(store.filings), rows)
+            self.written += len(rows)
+
+
+def export_csv(connection: Connection, out: TextIO, decisions: Iterable[str]) -> int:
+    """The filings in force whose decision is one of ``decisions``, as CSV (``EXPORT_COLUMNS``); the rows written."""
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    if not store.has_table(connection, store.filings):
+        return count
+    wanted = set(decisions)
+    for row in connection.execute(in_force_query()).mappings():
+        if row["decision"] in wanted:
+            writer.writerow([row[column] for column in EXPORT_COLUMNS])
+            count += 1
+    return count
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m modeling.filings", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="the filing in force of every product, as CSV for the shop",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("--db", type=schema.location, default=config.crawl_db(),
+                        help="the crawl database predict filed into: a sqlite file or a postgresql:// URL")
+    export.add_argument("--out", default="-", help="the CSV file to write; '-' is standard output")
+    export.add_argument("--decisions", type=lambda s: [d.strip() for d in s.split(",") if d.strip()],
+                        default=["leaf", "parent"],
+                        help="which decisions, comma-separated: leaf, parent (filed automatically), review (sent "
+                             "to a person)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = set(args.decisions) - {"leaf", "parent", "review"}
+    if unknown:
+        parser.error(f"--decisions: {', '.join(sorted(unknown))} is not one of leaf, parent, review")
+    try:
+        with closing(store.connect(args.db, readonly=True)) as connection:
+            if args.out == "-":
+                count = export_csv(connection, sys.stdout, args.decisions)
+            else:
+                with open(args.out, "w", encoding="utf-8", newline="") as out:
+                    count = export_csv(connection, out, args.decisions)
+    except (schema.SchemaError, SQLAlchemyError, OSError) as error:
+        print(f"modeling.filings: {getattr(error, 'orig', None) or error}", file=sys.stderr)
+        return 2
+    print(f"modeling.filings: {count} products exported from {schema.display_name(args.db)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
