@@ -44,8 +44,7 @@ from sqlalchemy import func, insert, select, update
 
 from shopstyle_spider import config, schema, settings
 from shopstyle_spider.changes import since_argument
-from shopstyle_spider.demo import LIBRARY_NOISE, crawl_summary
-from shopstyle_spider.runner import crawl_command, crawl_env
+from shopstyle_spider.runner import LIBRARY_NOISE, crawl_command, crawl_env, crawl_summary
 
 from . import filings, registry, reviews, store
 from .filing import LEVELS, TARGETS

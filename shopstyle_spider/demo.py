@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from . import config, schema
-from .runner import run_crawl
+from .runner import LIBRARY_NOISE, crawl_summary, run_crawl
 from .sandbox import SandboxProcess
 
 DEMO_KEY = "sandbox-key"
@@ -33,11 +32,6 @@ STEPS = 8
 # that a catalog of its size can promise at the leaf with 95% confidence.
 TARGET = 0.95
 LEVELS = "leaf"
-# Lines TensorFlow's C++ runtime writes through absl before any log level applies ("I0000 00:00:... port.cc:153]
-# oneDNN custom operations are on ...", "W0000 ...", and absl's notice about them): noise in a demo.
-LIBRARY_NOISE = re.compile(r"^(?:[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] |WARNING: All log messages before "
-                           r"absl::InitializeLog\(\) is called|To enable the following instructions: )")
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shopstyle_spider.demo", description=__doc__,
@@ -133,22 +127,6 @@ def main(argv: list[str] | None = None) -> int:
 def step(number: int, what: str) -> None:
     """A step's heading, after a blank line once the demo has said something."""
     print(("\n" if number > 1 else "") + f"{number}/{STEPS} {what}", flush=True)
-
-
-def crawl_summary(log: str) -> list[str]:
-    """The crawl's own summary (``CrawlSummary``) and anything that went wrong, out of Scrapy's whole log."""
-    lines, in_summary = [], False
-    for line in log.splitlines():
-        if "[shopstyle_spider.extensions] INFO: crawl finished" in line:
-            in_summary = True
-            lines.append("    " + line.split("INFO: ", 1)[1])
-        elif in_summary and line.startswith("  "):
-            lines.append("  " + line)
-        else:
-            in_summary = False
-            if "] ERROR: " in line:
-                lines.append("    " + line)
-    return lines
 
 
 def run_module(module: str, *args: str) -> int:

@@ -1,13 +1,21 @@
-"""Run ``scrapy crawl shopstyle`` in a subprocess: the demo, the benchmarks and the tests crawl through this."""
+"""Run ``scrapy crawl shopstyle`` in a subprocess: the demo, the cycle, the benchmarks and the tests crawl through
+this; and what such a caller shows of a subprocess's log (the crawl's summary, without library noise)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from .config import PROJECT_ROOT
+
+# Lines TensorFlow's C++ runtime writes through absl before any log level applies ("I0000 00:00:... port.cc:153]
+# oneDNN custom operations are on ...", "W0000 ...", and absl's notice about them): noise in the demo's
+# and the cycle's output.
+LIBRARY_NOISE = re.compile(r"^(?:[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] |WARNING: All log messages before "
+                           r"absl::InitializeLog\(\) is called|To enable the following instructions: )")
 
 
 def crawl_command(api_url: str, db: Path, images: Path, spider_args: dict[str, object] | None = None,
@@ -45,3 +53,19 @@ def terminate(process: subprocess.Popen, grace: float = 15.0) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait()
+
+
+def crawl_summary(log: str) -> list[str]:
+    """The crawl's own summary (``CrawlSummary``) and anything that went wrong, out of Scrapy's whole log."""
+    lines, in_summary = [], False
+    for line in log.splitlines():
+        if "[shopstyle_spider.extensions] INFO: crawl finished" in line:
+            in_summary = True
+            lines.append("    " + line.split("INFO: ", 1)[1])
+        elif in_summary and line.startswith("  "):
+            lines.append("  " + line)
+        else:
+            in_summary = False
+            if "] ERROR: " in line:
+                lines.append("    " + line)
+    return lines
