@@ -24,7 +24,7 @@ from .apiclient import KEY
 from .test_crawl import kill_9_once, rows
 
 SEED, PER_LEAF = 5, 20
-D = date(2025, 6, 13)
+D = date(2025, 5, 25)
 WEEK, MONTH = D + timedelta(days=7), D + timedelta(days=30)
 CATALOG = ("--seed", str(SEED), "--products-per-category", str(PER_LEAF), "--rate-limit", "0")
 # small pages, so that leaves span pages; photos downloaded again by every refresh (to show none is rewritten)

@@ -28,15 +28,22 @@ def test_the_catalog_changes_over_time_as_drawn_from_its_seed():
     gone = set(was) - set(now)
     assert 0.015 * len(was) < len(gone) < 0.05 * len(was)
     assert not gone & {p.id for p in timeline.as_of(DAY + timedelta(days=200)).products()}
-    # a few are re-filed, mostly into a sibling leaf; their photo stays the same
-    refiled = [(full.product(i).category_id, life.refiled[1]) for i, life in timeline.lives.items() if life.refiled]
-    assert 0.01 * len(full) < len(refiled) < 0.06 * len(full)
+    # a few arrive mis-filed, mostly in a sibling leaf, and are re-filed into their own leaf later; their photo
+    # stays the same
+    misfiled = [(full.product(i).category_id, life.misfiled[1]) for i, life in timeline.lives.items()
+                if life.misfiled]
+    assert 0.01 * len(full) < len(misfiled) < 0.06 * len(full)
     parent = {c.id: c.parent_id for c in full.categories()}
-    assert sum(parent[old] == parent[new] for old, new in refiled) > 0.7 * len(refiled)
+    assert sum(parent[own] == parent[wrong] for own, wrong in misfiled) > 0.7 * len(misfiled)
     later = {p.id: p for p in timeline.as_of(DAY + timedelta(days=120)).products()}
     moved = [i for i in set(was) & set(later) if was[i].category_id != later[i].category_id]
-    assert moved and all(timeline.lives[i].refiled[1] == later[i].category_id for i in moved)
+    assert moved and all(was[i].category_id == timeline.lives[i].misfiled[1] for i in moved)
+    assert all(later[i].category_id == full.product(i).category_id for i in moved)  # fixed: its own leaf
     assert after.images.original(moved[0]) == full.images.original(moved[0])
+    # the mistakes not fixed yet are few on any day: the catalog's labels do not drift away from its own
+    for day in (DAY, DAY + timedelta(days=120)):
+        shown = list(timeline.as_of(day).products())
+        assert sum(p.category_id != full.product(p.id).category_id for p in shown) < 0.02 * len(shown)
     # prices and stock move
     assert any(was[i].price != now[i].price for i in set(was) & set(now))
     assert any(was[i].in_stock != now[i].in_stock for i in set(was) & set(now))

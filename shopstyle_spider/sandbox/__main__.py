@@ -33,9 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seed of the synthetic catalog and of every catalog's timeline (--as-of)")
     parser.add_argument("--as-of", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
                         help="serve the catalog as it stood at the end of that day: products arrive over 2025, "
-                             "about 3%% a month leave, a few are re-filed, prices and stock move, now and then a "
-                             "leaf appears (see shopstyle_spider.sandbox.timeline); default: every product the "
-                             "catalog ever held, frozen, without dates")
+                             "about 3%% a month leave, a few arrive mis-filed and are re-filed later, prices and "
+                             "stock move, now and then a leaf appears (see shopstyle_spider.sandbox.timeline); "
+                             "default: every product the catalog ever held, frozen, without dates")
     parser.add_argument("--products-per-category", type=int, default=60,
                         help="products in each leaf of the synthetic catalog")
     parser.add_argument("--no-photo-rate", type=float, default=Gaps.no_photo,

@@ -8,8 +8,11 @@ the catalog really did in between:
 - products arrive over about a year (``SPAN_DAYS`` from ``EPOCH``), some weeks busier than others, and ``Recency``
   lists them newest first by that date;
 - about ``REMOVED_PER_MONTH`` of the products on sale leave each month, for good;
-- a small share is re-filed on a day, mostly into a sibling leaf (flats -> heels, bootcut -> flare: the pairs a
-  catalog confuses, as a retailer fixing its feed would), the others anywhere;
+- a small share arrives mis-filed, mostly in a sibling leaf (flats filed as heels, bootcut as flare: the pairs a
+  feed confuses), the others anywhere, and is re-filed into its own leaf some weeks later, as a retailer fixing
+  its feed would. The catalog as loaded holds each product's own leaf, so a re-filing corrects a label: the
+  catalog's noise at any day is its own plus the mistakes not fixed yet (a re-filing that made a right label wrong
+  would add noise that grows with every month, which no real catalog's fixes do);
 - prices and stock move now and then, where the catalog has them;
 - once in a while a new leaf appears in the tree, its products arriving from then on.
 
@@ -28,8 +31,9 @@ from .catalog import Catalog, Category
 EPOCH = date(2025, 1, 1)  # the day the first product arrived
 SPAN_DAYS = 365  # products arrive over this many days
 REMOVED_PER_MONTH = 0.03  # share of the products on sale that leave in a month
-REFILED_SHARE = 0.03  # share of the products re-filed once in their life
-REFILED_TO_SIBLING = 0.85  # of those, the share moved into a sibling leaf
+MISFILED_SHARE = 0.03  # share of the products that arrive mis-filed and are re-filed into their own leaf later
+MISFILED_IN_SIBLING = 0.85  # of those, the share filed in a sibling leaf of their own
+FIXED_AFTER_DAYS = 30.0  # mean days a mis-filed product waits for its fix
 PRICE_MOVE_DAYS = 150.0  # mean days between two moves of a product's price
 STOCK_FLIP_DAYS = 120.0  # mean days between two changes of a product's stock
 LEAVES_PER_NEW_LEAF = 25  # one leaf in this many is new: it appears in the tree on a day of the year
@@ -42,7 +46,7 @@ class Life:
 
     added: float
     removed: float | None  # None: still on sale
-    refiled: tuple[float, str] | None  # (day, new leaf)
+    misfiled: tuple[float, str] | None  # (day it is re-filed into its own leaf, the leaf it is in until then)
     price_moves: tuple[tuple[float, float], ...]  # (day, factor the price is multiplied by)
     stock_flips: tuple[float, ...]  # days the product goes out of (or back into) stock
 
@@ -84,18 +88,18 @@ class Timeline:
             else:
                 added = min(rng.choices(weeks, cum_weights=busy)[0] * 7 + rng.uniform(0.0, 7.0), SPAN_DAYS - 1e-6)
             removed = added + rng.expovariate(REMOVED_PER_MONTH / DAYS_PER_MONTH)
-            refiled = None
-            if rng.random() < REFILED_SHARE:
+            misfiled = None
+            if rng.random() < MISFILED_SHARE:
                 near = targets.get(leaf) or []
-                pool = near if near and rng.random() < REFILED_TO_SIBLING else [o for o in settled if o != leaf]
+                pool = near if near and rng.random() < MISFILED_IN_SIBLING else [o for o in settled if o != leaf]
                 if pool:
-                    refiled = (added + rng.uniform(1.0, SPAN_DAYS), rng.choice(pool))
+                    misfiled = (added + rng.expovariate(1.0 / FIXED_AFTER_DAYS), rng.choice(pool))
             horizon = added + 2 * SPAN_DAYS
             price_moves = tuple((day, round(rng.uniform(0.7, 1.2), 2)) for day in _events(rng, added, horizon,
                                                                                              PRICE_MOVE_DAYS)) \
                 if product.price is not None else ()
             stock_flips = tuple(_events(rng, added, horizon, STOCK_FLIP_DAYS)) if product.in_stock is not None else ()
-            self.lives[product.id] = Life(added, removed if removed < horizon else None, refiled, price_moves,
+            self.lives[product.id] = Life(added, removed if removed < horizon else None, misfiled, price_moves,
                                           stock_flips)
 
     def as_of(self, when: date) -> Catalog:
@@ -110,8 +114,8 @@ class Timeline:
                     or product.category_id in gone_leaves:
                 continue
             changes: dict = {"added": life.added}
-            if life.refiled is not None and life.refiled[0] < cutoff and life.refiled[1] not in gone_leaves:
-                changes["category_id"] = life.refiled[1]
+            if life.misfiled is not None and life.misfiled[0] >= cutoff and life.misfiled[1] not in gone_leaves:
+                changes["category_id"] = life.misfiled[1]  # not fixed yet
             price = product.price
             for day, factor in life.price_moves:
                 if day < cutoff:
