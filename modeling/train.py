@@ -188,15 +188,22 @@ def out_of_fold_rows(model: ProductClassifier, proba: np.ndarray, frame: pd.Data
 
 
 def guaranteed_filing(model: ProductClassifier, out_of_fold: np.ndarray, train: pd.DataFrame,
-                      validation_rows: pd.DataFrame) -> tuple[dict, dict]:
+                      validation_rows: pd.DataFrame, unlearned: pd.DataFrame) -> tuple[dict, dict]:
     """The card's filing thresholds (``filing.choose_thresholds``) on every product the model did not learn from:
-    the training products' out-of-fold predictions and the validation split; and how they were computed."""
-    rows = pd.concat([out_of_fold_rows(model, out_of_fold, train), validation_rows[list(CALIBRATION_COLUMNS)]],
-                     ignore_index=True)
+    the training products' out-of-fold predictions, the validation split, and the products of leaves left out for
+    too few training products (``unlearned``, test split excluded); and how they were computed.
+
+    The unlearned leaves' products are there because the model will meet their like in service and file some of
+    them: wrong at the leaf always, at the parent when the leaves it knows there outweigh the others. A promise
+    computed without them is a promise for a catalog without them, which the crawl is not."""
+    unlearned_rows = prediction_rows(model, unlearned) if len(unlearned) else validation_rows.iloc[:0]
+    rows = pd.concat([out_of_fold_rows(model, out_of_fold, train), validation_rows[list(CALIBRATION_COLUMNS)],
+                      unlearned_rows[list(CALIBRATION_COLUMNS)]], ignore_index=True)
     filing = choose_thresholds(rows["true_category"], rows["predicted_category"], rows["score"],
                                rows["parent_category"], rows["parent_score"], model.category_parents or {})
     how = {"confidence": CONFIDENCE, "step": STEP, "products": len(rows), "validation": len(validation_rows),
-           "out_of_fold": len(rows) - len(validation_rows),
+           "out_of_fold": len(rows) - len(validation_rows) - len(unlearned_rows), "unlearned": len(unlearned_rows),
+           "unlearned_leaves": int(unlearned["category"].nunique()) if len(unlearned) else 0,
            "method": "fixed-sequence test of Clopper-Pearson lower bounds (Learn-then-Test), leaf then parent, "
                      "each level at half the risk"}
     return filing, how
@@ -286,7 +293,8 @@ def summary_lines(metrics: dict) -> list[str]:
 def filing_lines(filing: dict, guarantee: dict) -> list[str]:
     lines = [f"auto-filing thresholds, each level at least the target accurate with {guarantee['confidence']:.0%} "
              f"confidence (computed on {guarantee['products']} products: {guarantee['out_of_fold']} out-of-fold, "
-             f"{guarantee['validation']} validation):",
+             f"{guarantee['validation']} validation, {guarantee.get('unlearned', 0)} of "
+             f"{guarantee.get('unlearned_leaves', 0)} leaves left out for too few training products):",
              f"  {'target':>6} {'leaf':>7} {'bound':>7} {'parent':>7} {'bound':>7}"]
     for target, chosen in filing.items():
         lines.append(f"  {target:>6} {_or_dash(chosen['leaf'])} {_or_dash(chosen['leaf_bound'])} "
@@ -319,6 +327,9 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         labels = args.labels or ("reviewed" if review_count(args.db) else "crawled")
         products = with_reviewed_labels(crawled, args.db, args.images) if labels == "reviewed" else crawled
         frame = select_categories(products, args.categories, args.min_products)
+        in_scope = products[products["category"].isin(args.categories)] if args.categories else products
+        # products of the leaves left out for too few training products: met in service, so part of the promise
+        unlearned = in_scope[~in_scope["category"].isin(set(frame["category"])) & (in_scope["split"] != "test")]
         embedder = None
         if args.image_backbone.lower() != "none":
             embedder = ImageEmbedder(args.image_backbone, weights=None if args.weights == "random" else "imagenet",
@@ -332,7 +343,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
     train = frame[frame["split"] == "train"]
     held_out = frame[frame["split"] != "train"]
     parents = {leaf: parent if isinstance(parent, str) else None  # a leaf missing from the tree has no parent
-               for leaf, parent in zip(frame["category"], frame["parent"], strict=True)}
+               for leaf, parent in zip(in_scope["category"], in_scope["parent"], strict=True)}
     log.info("%d categories; %d training, %d validation, %d test products (%d of them with a photo)",
              frame["category"].nunique(), len(train), (frame["split"] == "validation").sum(),
              (frame["split"] == "test").sum(), frame["image_path"].notna().sum())
@@ -368,7 +379,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
 
     rows = pd.concat(predictions, ignore_index=True)
     validation_rows = rows[rows["split"] == "validation"]
-    filing, guarantee = guaranteed_filing(model, out_of_fold, train, validation_rows)
+    filing, guarantee = guaranteed_filing(model, out_of_fold, train, validation_rows, unlearned)
     test_frame = held_out[held_out["split"] == "test"]
     comparison = challenge(args, test_frame, rows[rows["split"] == "test"], filing, labels)
     label_counts = {"labels": labels}

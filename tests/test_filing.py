@@ -4,11 +4,14 @@ a hand-built case."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from modeling import train
+from modeling.data import load_products
 from modeling.filing import (
     FilingPolicyError,
     accuracy_lower_bound,
@@ -20,6 +23,8 @@ from modeling.filing import (
     never_files,
 )
 from modeling.metrics import branch_metrics
+
+from .review_fixtures import copy_db
 
 PARENTS = {"boots": "shoes", "flats": "shoes", "rings": None}
 # (true leaf, predicted leaf, leaf score, most probable parent, its probability)
@@ -152,3 +157,27 @@ def test_the_card_must_hold_the_target_asked_for(tmp_path):
     assert load_thresholds(model, 0.98) == {"leaf": 0.9, "parent": None}
     with pytest.raises(FilingPolicyError, match="no thresholds for target accuracy 0.99"):
         load_thresholds(model, 0.99)
+
+
+def test_the_promise_counts_the_products_of_leaves_too_rare_to_learn(synthetic_crawl, tmp_path, monkeypatch):
+    """A leaf left out for too few training products still has products in the crawl, and the model meets their like
+    in service: they are part of the products the promise is computed on (always wrong at the leaf), so the card
+    promises for the catalog as crawled, not for a catalog without them."""
+    source, images, _ = synthetic_crawl
+    db = copy_db(source, tmp_path / "crawl.db")
+    frame = load_products(db, images)
+    rare = frame["category"].value_counts().index[0]
+    keep = frame.loc[frame["category"] == rare, "id"].head(4)  # too few to learn at --min-products 5
+    with sqlite3.connect(db) as connection:
+        connection.execute(f"DELETE FROM products WHERE category_id = ? AND id NOT IN ({','.join('?' * len(keep))})",
+                           (rare, *map(int, keep)))
+    frame = load_products(db, images)
+    monkeypatch.setenv("SHOPSTYLE_DATA_DIR", str(tmp_path / "data"))
+    assert train.main(["--db", str(db), "--images", str(images), "--image-backbone", "none", "--min-products", "5",
+                       "--cv", "0.2", "--no-progress"]) == 0
+    card = json.loads(next((tmp_path / "data" / "models").rglob("1.json")).read_text())
+    assert rare not in card["categories"]
+    unlearned = ((frame["category"] == rare) & (frame["split"] != "test")).sum()
+    guarantee = card["guarantee"]
+    assert guarantee["unlearned"] == unlearned > 0 and guarantee["unlearned_leaves"] == 1
+    assert guarantee["products"] == guarantee["out_of_fold"] + guarantee["validation"] + unlearned
