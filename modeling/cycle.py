@@ -14,12 +14,17 @@ Steps, each the command a person would type, in a subprocess, its summary printe
 Safe from cron. One cycle at a time: an exclusive ``flock`` on a lock file beside the database (for PostgreSQL, in
 its models folder). The kernel drops the lock when its process dies, however it dies, so a dead cycle's lock is
 taken over by the next run with no stale-pid guessing; the file's content (pid, start) only names the holder in the
-refusal. Each cycle and each of its steps is a row (``cycles``, ``cycle_steps``): a step that fails (or a cycle
-killed mid-step) leaves the cycle unfinished, and the next run resumes it from that step, with the same ``since``.
-Nothing a step does is lost or undone by a failure after it: predict appends filings and queue rows a chunk at a
-time (a resumed predict skips what this model already filed), a person's decisions are only read, and a model is
-put in service only at the end of a training that compared it with the one in service. The steps' processes die
-with the cycle (Linux ``PR_SET_PDEATHSIG``), so a killed cycle leaves no crawl or training running behind it.
+refusal. A PostgreSQL database may be cycled by cron on several machines, whose files cannot see each other: there
+the cycle also holds a session advisory lock on the database itself (``pg_try_advisory_lock``), which the server
+drops when the holder's connection ends, however it ends; the holder is named by its connection's
+``application_name``.
+
+Each cycle and each of its steps is a row (``cycles``, ``cycle_steps``): a step that fails (or a cycle killed
+mid-step) leaves the cycle unfinished, and the next run resumes it from that step, with the same ``since``. Nothing
+a step does is lost or undone by a failure after it: predict appends filings and queue rows a chunk at a time (a
+resumed predict skips what this model already filed), a person's decisions are only read, and a model is put in
+service only at the end of a training that compared it with the one in service. The steps' processes die with the
+cycle (Linux ``PR_SET_PDEATHSIG``), so a killed cycle leaves no crawl or training running behind it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,7 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 
 from shopstyle_spider import config, schema, settings
 from shopstyle_spider.changes import since_argument
@@ -54,6 +60,7 @@ __all__ = ["STEPS", "CycleLocked", "lock_path", "main"]
 
 STEPS = ("refresh", "predict", "audit", "retrain", "report")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+ADVISORY_LOCK_KEY = 727_011_927  # an arbitrary constant: the cycles' lock among a PostgreSQL database's advisory locks
 
 
 class CycleLocked(RuntimeError):
@@ -92,7 +99,34 @@ def cycle_lock(db: str | Path):
         f.truncate()
         f.write(f"pid {os.getpid()} since {now()}\n")
         f.flush()
-        yield path
+        with database_lock(db):
+            yield path
+
+
+@contextmanager
+def database_lock(db: str | Path):
+    """On PostgreSQL, hold the database's cycle advisory lock (cycles on other machines), or raise CycleLocked naming
+    the holder; nothing to do for sqlite, whose file lock is the database's own machine's."""
+    if not schema.is_url(db):
+        yield
+        return
+    holder = f"modeling.cycle pid {os.getpid()} on {socket.gethostname()} since {now()}"
+    with closing(store.connect(db, readonly=True)) as connection:
+        with connection.begin():  # a session lock: it outlives this transaction, held until the connection ends
+            connection.execute(select(func.set_config("application_name", holder, False)))
+            taken = connection.execute(select(func.pg_try_advisory_lock(ADVISORY_LOCK_KEY))).scalar()
+        if not taken:
+            with connection.begin():
+                other = connection.execute(text(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE "
+                    "l.locktype = 'advisory' AND l.granted AND l.objid = :key"), {"key": ADVISORY_LOCK_KEY}).scalar()
+            raise CycleLocked(f"another cycle is running on {schema.display_name(db)} ({other or 'holder unknown'}; "
+                              "PostgreSQL advisory lock)")
+        try:
+            yield
+        finally:
+            with connection.begin():
+                connection.execute(select(func.pg_advisory_unlock(ADVISORY_LOCK_KEY)))
 
 
 def _die_with_parent() -> None:

@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import closing
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modeling import analysis, registry, train
+from modeling import analysis, cycle, registry, train
 from modeling.data import load_products
 from shopstyle_spider import schema
 from shopstyle_spider.runner import run_crawl
@@ -160,3 +161,29 @@ def test_a_refresh_into_postgresql_marks_what_left_and_records_what_changed(post
     assert {r[0] for r in rows(url, "SELECT id FROM products WHERE gone_at IS NOT NULL")} == before - after
     assert {r[0] for r in rows(url, "SELECT product_id FROM product_changes WHERE field = 'added'")} == after - before
     assert "refresh 1 (all) finished" in result.stderr
+
+
+def test_cycles_on_two_machines_exclude_each_other_through_the_database(postgres_url, tmp_path, monkeypatch):
+    """Cron on two machines, one PostgreSQL database: their lock files (each in its own models folder, as on two
+    machines) cannot see each other, so the database's advisory lock refuses the second cycle, naming the first; and
+    the server drops it when the holder dies, however it dies."""
+    holder_env = {**os.environ, "SHOPSTYLE_DATA_DIR": str(tmp_path / "machine-a")}
+    monkeypatch.setenv("SHOPSTYLE_DATA_DIR", str(tmp_path / "machine-b"))
+    with subprocess.Popen([sys.executable, "-c", "import sys; from modeling.cycle import cycle_lock\n"
+                           f"with cycle_lock({postgres_url!r}):\n print('held', flush=True); sys.stdin.read()"],
+                          env=holder_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout.readline() == "held\n"
+        refused = f"modeling.cycle pid {holder.pid} on .* since .*advisory lock"
+        with pytest.raises(cycle.CycleLocked, match=refused), cycle.cycle_lock(postgres_url):
+            pass
+        holder.kill()
+    deadline = time.monotonic() + 30  # the server ends the dead holder's session as soon as it reads its socket's end
+    while True:
+        try:
+            with cycle.cycle_lock(postgres_url):  # taken over
+                break
+        except cycle.CycleLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert PASSWORD not in str(cycle.lock_path(postgres_url))
