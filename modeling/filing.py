@@ -10,7 +10,15 @@ The thresholds carry a guarantee (``choose_thresholds``): each level's filed pro
 accurate with 95% confidence, both levels at once. Candidate thresholds are tested from the surest products down in
 a fixed sequence, as Learn-then-Test does, each with an exact one-sided binomial (Clopper-Pearson) lower bound on
 the accuracy of the products it files, and the sequence stops at the first candidate whose bound falls short: a
-fixed sequence needs no correction for the number of candidates. The products they are computed on are the model's
+fixed sequence needs no correction for the number of candidates. One sequence stands or falls by its first test,
+among the few surest products, where a catalog's confident label errors sit whatever the score: a handful of them
+there (6 of the 1,164 surest products of a crawl of the fashion catalog) and the level files nothing, though the
+products below are as right; retrained on a week more, the same level filed 96% or nothing at 99.5%. So two fixed
+sequences run (``STARTS``), the second beginning at ``START_FACTOR`` times the first's products, each at half the
+level's risk (Bonferroni over the two), and the threshold filing the most among the candidates either passed is
+chosen. It costs a little at the end of the sequence (on the fashion catalog's out-of-fold scores at 99%, 94.7%
+filed against 94.8%) and makes the coverage stable (at 99.5%, the fewest filed over 20 bootstrap draws of the
+products 88% against 58%). The products they are computed on are the model's
 out-of-fold predictions of its training products plus its validation predictions (``modeling.train``), never the
 test split, which only reports what they achieve (``decision_figures``). Too few products to promise a target: that
 level never files, and the card says why.
@@ -49,6 +57,8 @@ DECISIONS = ("leaf", "parent", "review")
 LEVELS = ("leaf", "parent")
 CONFIDENCE = 0.95  # how sure the promise is: both levels reach the target together at least this often
 STEP = 100  # candidate thresholds are this many products apart, from the surest down
+STARTS = 2  # fixed sequences tested, each at the level's risk divided by this
+START_FACTOR = 4  # each sequence begins at this many times the previous one's products
 
 
 class FilingPolicyError(ValueError):
@@ -113,9 +123,12 @@ def first_candidate(target: float, confidence: float, available: int) -> int | N
 
 
 def guaranteed_threshold(correct, scores, target: float, confidence: float, step: int = STEP) -> dict:
-    """The lowest score threshold whose products are at least ``target`` accurate with ``confidence``, by the fixed
-    sequence: candidates ``step`` products apart from the surest down (ties filed together), beginning at
-    ``first_candidate``, each tested with ``accuracy_lower_bound``, stopping at the first that fails.
+    """The lowest score threshold whose products are at least ``target`` accurate with ``confidence``: ``STARTS``
+    fixed sequences (fewer when the products are too few for the later ones to begin), each of candidates ``step``
+    products apart from its start down (ties filed together), the first starting at ``first_candidate``, each next
+    at ``START_FACTOR`` times as many products; each candidate tested with ``accuracy_lower_bound`` at the risk
+    (1 - ``confidence``) shared equally by the sequences, each sequence stopping at its first failure; the candidate
+    filing the most that any sequence passed is chosen.
 
     Returns ``threshold`` (None: nothing can be promised), ``bound`` (its lower bound, or the one the first
     candidate reached), ``products`` (how many it files among these) and ``never`` (why nothing is filed, or None).
@@ -127,28 +140,38 @@ def guaranteed_threshold(correct, scores, target: float, confidence: float, step
     """
     correct = np.asarray(correct, dtype=float)
     scores = np.asarray(scores, dtype=float)
-    first = first_candidate(target, confidence, max(len(scores), 1))
+    # as many sequences as there are products for (a choice made on the count alone, so the guarantee holds)
+    for starts in range(STARTS, 0, -1):
+        each = 1.0 - (1.0 - confidence) / starts
+        first = first_candidate(target, each, max(len(scores), 1))
+        if first is not None and first * START_FACTOR ** (starts - 1) <= len(scores):
+            break
     if first is None:
-        needed = first_candidate(target, confidence, 100_000)
+        needed = first_candidate(target, each, 100_000)
         return {"threshold": None, "bound": None, "products": 0,
                 "never": f"too few products to promise {_percent(target)}: {len(scores)}, where the first test "
                          f"needs {needed}"}
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
     right = np.cumsum(correct[order])
-    # candidate cuts every `step` products from the first on, each widened to the end of its run of equal scores
-    cuts = np.unique(np.append(np.arange(first, len(scores) + 1, step), len(scores)))
-    filed = np.unique(np.searchsorted(-sorted_scores, -sorted_scores[cuts - 1], side="right"))
-    bounds = accuracy_lower_bound(right[filed - 1], filed, confidence)
-    failed = np.flatnonzero(bounds < target)
-    passed = failed[0] if len(failed) else len(filed)  # the candidates before the first failure hold
-    if passed == 0:
-        return {"threshold": None, "bound": float(bounds[0]), "products": 0,
-                "never": f"the {filed[0]} surest products are only {bounds[0]:.2%} accurate at "
-                         f"{_percent(confidence)} confidence, below the {_percent(target)} target"}
-    last = filed[passed - 1]
-    return {"threshold": float(sorted_scores[last - 1]), "bound": float(bounds[passed - 1]), "products": int(last),
-            "never": None}
+    best, top = None, None
+    for start in (first * START_FACTOR ** k for k in range(starts)):
+        # candidate cuts every `step` products from the start on, each widened to the end of its run of equal scores
+        cuts = np.unique(np.append(np.arange(start, len(scores) + 1, step), len(scores)))
+        filed = np.unique(np.searchsorted(-sorted_scores, -sorted_scores[cuts - 1], side="right"))
+        bounds = accuracy_lower_bound(right[filed - 1], filed, each)
+        top = top or (int(filed[0]), float(bounds[0]))
+        failed = np.flatnonzero(bounds < target)
+        passed = failed[0] if len(failed) else len(filed)  # the candidates before the first failure hold
+        if passed and (best is None or filed[passed - 1] > best[0]):
+            best = (int(filed[passed - 1]), float(bounds[passed - 1]))
+    if best is None:
+        return {"threshold": None, "bound": top[1], "products": 0,
+                "never": f"the {top[0]} surest products are only {top[1]:.2%} accurate at "
+                         f"{_percent(each)} confidence, below the {_percent(target)} target"
+                         + (f" (and the {START_FACTOR}x as many where the second sequence begins, too)"
+                            if starts > 1 else "")}
+    return {"threshold": float(sorted_scores[best[0] - 1]), "bound": best[1], "products": best[0], "never": None}
 
 
 def _percent(share: float) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from modeling import train
+from modeling import filing, train
 from modeling.data import load_products
 from modeling.filing import (
     FilingPolicyError,
@@ -19,6 +19,7 @@ from modeling.filing import (
     choose_thresholds,
     decide,
     decision_figures,
+    guaranteed_threshold,
     load_thresholds,
     never_files,
 )
@@ -87,6 +88,22 @@ def test_the_sequence_stops_at_the_first_failure_and_files_the_parent_below_the_
     assert chosen["leaf_products"] == (scores >= chosen["leaf"]).sum()
     # below it, the parent level files what its own bound promises
     assert chosen["parent"] is not None and chosen["parent"] < chosen["leaf"] and chosen["parent_bound"] >= 0.98
+
+
+def test_a_few_confident_errors_among_the_surest_do_not_stop_the_level(monkeypatch):
+    """Ten label errors among the 1,559 surest products (where a catalog's confident mistakes sit) fail the first
+    sequence's first test; the second sequence, beginning at four times as many products, files down to where the
+    errors really start. With one sequence the level filed nothing."""
+    n = 20_000
+    scores = np.linspace(1.0, 0.0, n)
+    right = np.ones(n, dtype=bool)
+    right[np.linspace(100, 1500, 10).astype(int)] = False  # 10 confident errors at the top
+    right[15_000:] = np.random.default_rng(3).uniform(size=n - 15_000) < 0.5  # the unsure half
+    chosen = guaranteed_threshold(right, scores, 0.99, 0.975)
+    assert 14_000 <= chosen["products"] <= 15_300 and chosen["bound"] >= 0.99
+    monkeypatch.setattr(filing, "STARTS", 1)
+    alone = guaranteed_threshold(right, scores, 0.99, 0.975)
+    assert alone["threshold"] is None and "surest products are only" in alone["never"]
 
 
 def test_the_promise_holds_in_95_percent_of_draws_where_the_truth_is_known():
