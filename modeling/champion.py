@@ -8,8 +8,11 @@ needed.) Filing is compared the same way at every target, each model filing by i
 of the products it files at the leaf or the parent, and the paired test on which products each files.
 
 The challenger is refused when, on any label set, it is less accurate with a McNemar p-value under 0.05, or when,
-at any target, it files fewer products with a p-value under 0.05: "not worse beyond noise, files no less". A tie
-within noise is promoted (the newer model learned from more decisions).
+at any target the shop files at (``required``: every target unless told), it files fewer products with a p-value
+under 0.05: "not worse beyond noise, files no less". A tie within noise is promoted (the newer model learned from
+more decisions). Every target is compared and reported; only the ones filed at can refuse: a model that learned
+the leaves a catalog grew files a little less at 99.5% (its probabilities spread over more leaves), and a weekly
+cycle filing at 99% refused every retrained model for it while the one in service could not name the new leaves.
 """
 
 from __future__ import annotations
@@ -59,10 +62,13 @@ def _filed(rows: pd.DataFrame, thresholds: Mapping | None) -> np.ndarray:
 
 
 def compare(champion: pd.DataFrame, challenger: pd.DataFrame, labels: Mapping[str, np.ndarray],
-            champion_filing: Mapping | None, challenger_filing: Mapping | None, targets) -> dict:
+            champion_filing: Mapping | None, challenger_filing: Mapping | None, targets,
+            required=None) -> dict:
     """The comparison of two models' prediction rows (``modeling.train.prediction_rows``) over the same products in
     the same order: per label set (name -> true leaves) both accuracies, their intervals and McNemar's test; per
-    target both filed shares and the test; the verdict (``promote``) and its ``reasons``."""
+    target both filed shares and the test; the verdict (``promote``) and its ``reasons``, to which filing less
+    counts at the ``required`` targets only (None: all of ``targets``)."""
+    required = {target_key(t) for t in (targets if required is None else required)}
     if not np.array_equal(champion["product_id"].to_numpy(), challenger["product_id"].to_numpy()):
         raise ValueError("the champion and the challenger must be scored on the same products in the same order")
     result: dict = {"labels": {}, "filing": {}, "reasons": []}
@@ -84,7 +90,7 @@ def compare(champion: pd.DataFrame, challenger: pd.DataFrame, labels: Mapping[st
         entry = {who: float(f.mean()) for who, f in filed.items()}
         entry["mcnemar"] = mcnemar(filed["champion"], filed["challenger"])
         result["filing"][key] = entry
-        if entry["challenger"] < entry["champion"] and entry["mcnemar"]["p"] < ALPHA:
+        if key in required and entry["challenger"] < entry["champion"] and entry["mcnemar"]["p"] < ALPHA:
             result["reasons"].append(f"files less at {key}: {entry['challenger']:.1%} of the products against "
                                      f"{entry['champion']:.1%} (McNemar p = {entry['mcnemar']['p']:.2g})")
     result["promote"] = not result["reasons"]

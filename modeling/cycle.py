@@ -317,6 +317,7 @@ def step_retrain(cycle: Cycle) -> tuple[str, str]:
                            f"{o['retrain_after']}; no drift)")
     lines, _ = run_command(module("modeling.train", "--db", str(cycle.db), "--images", str(o["images"]),
                                "--image-backbone", o["image_backbone"], "--promote", "if-better",
+                               "--promote-targets", str(o["target_accuracy"]),
                                "--name", f"cycle {cycle.id}", *(["--cv", o["cv"]] if o.get("cv") else []),
                                *(["--no-progress"] if o["no_progress"] else [])))
     promoted = next((line for line in reversed(lines) if line.startswith("model ")), "trained")

@@ -85,6 +85,18 @@ def folds_or_fraction(text: str) -> int | float | str:
     raise argparse.ArgumentTypeError(f"expected a number of folds >= 2 or a fraction between 0 and 1, got {text}")
 
 
+def targets_argument(text: str) -> tuple[float, ...]:
+    """``0.99`` or ``0.98,0.99``: targets the model card has thresholds for."""
+    try:
+        targets = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected target accuracies like 0.99 or 0.98,0.99") from None
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: the card has thresholds for {', '.join(map(str, TARGETS))} only")
+    return targets
+
+
 def cv_for(requested: int | float | str, training_products: int) -> int | float:
     """What ``--cv auto`` means for this many training products; any other value as given.
 
@@ -129,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="whether the new model goes into service: 'if-better' when it is the database's first "
                              "model or beats the one in service, 'always', or 'never' (python -m modeling.models "
                              "promote N does it later)")
+    parser.add_argument("--promote-targets", type=targets_argument, default=TARGETS, metavar="TARGET[,TARGET]",
+                        help="the target accuracies the shop files at: --promote if-better refuses a model that files "
+                             "less at one of these (every target is compared and reported); default: all of "
+                             f"{','.join(map(str, TARGETS))}")
     parser.add_argument("--promoted-by", default=registry.whoami(), help="who a promotion is recorded as made by")
     parser.add_argument("--name", help="experiment name (default: the backbone and the number of categories)")
     parser.add_argument("--cache-dir", type=Path, default=config.embedding_cache_dir(),
@@ -227,7 +243,7 @@ def challenge(args: argparse.Namespace, test: pd.DataFrame, rows: pd.DataFrame, 
     if labels == "reviewed":
         truth["reviewed"] = test["category"]
     comparison = champion.compare(prediction_rows(serving_model, test), rows, truth, card.get("filing"), filing,
-                                  TARGETS)
+                                  TARGETS, required=args.promote_targets)
     return {"model": serving.experiment_id, **comparison}
 
 

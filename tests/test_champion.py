@@ -83,4 +83,10 @@ def test_a_tie_within_noise_is_promoted_and_fewer_filed_is_refused():
                          {"0.98": {"leaf": None, "parent": None}}, (0.98,))
     assert not files_less["promote"] and files_less["reasons"] == [
         "files less at 0.98: 0.0% of the products against 100.0% (McNemar p = 7.7e-121)"]
+    # filing less at a target the shop does not file at is reported, and refuses nothing
+    two_targets = ({"0.98": {"leaf": 0.9, "parent": None}, "0.99": {"leaf": 0.9, "parent": None}},
+                   {"0.98": {"leaf": None, "parent": None}, "0.99": {"leaf": 0.9, "parent": None}})
+    elsewhere = compare(one, one, {"crawled": truth}, *two_targets, (0.98, 0.99), required=(0.99,))
+    assert elsewhere["promote"] and elsewhere["filing"]["0.98"]["challenger"] == 0.0
+    assert not compare(one, one, {"crawled": truth}, *two_targets, (0.98, 0.99))["promote"]
     assert mcnemar(np.ones(10, bool), np.ones(10, bool))["p"] == 1.0

@@ -30,7 +30,7 @@ from modeling.persistence import ModelFileError, load_model
 from modeling.review.predicting import ranked_categories
 from modeling.stacking import ProductClassifier, _restricted, out_of_fold_splits
 from modeling.text import WordCharNgrams, clean_text, make_text_pipeline
-from modeling.train import folds_or_fraction
+from modeling.train import folds_or_fraction, targets_argument
 from shopstyle_spider import schema
 from shopstyle_spider.config import PROJECT_ROOT
 
@@ -438,6 +438,16 @@ def test_a_held_out_fraction_holds_each_product_out_at_most_once_and_alike_for_b
     labels = ["scarves", "scarves", "belts", "belts"] * 10
     model = ProductClassifier(cv=0.25).fit(X, labels)
     assert model.predict(pd.DataFrame({"name": ["cashmere scarf", "suede belt"]})).tolist() == ["scarves", "belts"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0.99", (0.99,)), ("0.98,0.995", (0.98, 0.995)), ("0.97", None),
+                                               ("high", None)])
+def test_train_promote_targets_are_targets_the_card_has(text, expected):
+    if expected is None:
+        with pytest.raises(argparse.ArgumentTypeError):
+            targets_argument(text)
+    else:
+        assert targets_argument(text) == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [("5", 5), ("0.2", 0.2), ("1", None), ("1.5", None), ("x", None)])
