@@ -220,8 +220,8 @@ def guaranteed_filing(model: ProductClassifier, out_of_fold: np.ndarray, train: 
     how = {"confidence": CONFIDENCE, "step": STEP, "products": len(rows), "validation": len(validation_rows),
            "out_of_fold": len(rows) - len(validation_rows) - len(unlearned_rows), "unlearned": len(unlearned_rows),
            "unlearned_leaves": int(unlearned["category"].nunique()) if len(unlearned) else 0,
-           "method": "fixed-sequence test of Clopper-Pearson lower bounds (Learn-then-Test), leaf then parent, "
-                     "each level at half the risk"}
+           "method": "fixed-sequence tests of Clopper-Pearson lower bounds (Learn-then-Test), leaf then parent, "
+                     "each level at half the risk, shared by its two sequences where the products allow two"}
     return filing, how
 
 
