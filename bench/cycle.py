@@ -3,15 +3,15 @@
 Week 0: the sandbox serves the catalog as of D (``--as-of``), a full crawl, a first model (``modeling.train``, text
 only unless ``--image-backbone`` says otherwise, 5 folds so the card's guarantee rests on every training product),
 put in service. Weeks 1-8: the sandbox serves the catalog as of D + 7 w and ``python -m modeling.cycle`` runs as
-cron would (refresh=new, predict and file at the target, queue the rest, retrain when ``--retrain-after`` decisions
-call for it, promote if better, the report); then the reviewer decides every queued card with the catalog's own
-label. The catalog's own label is the leaf the catalog file gives the product (noise as the catalog has it): the
-sandbox's timeline has a few products arrive mis-filed and re-filed into that leaf weeks later, so the crawled
-label is sometimes a mistake the feed has not fixed yet, and what a product is filed under is scored against its
-own leaf. Per week: products new or changed, the share filed automatically and each level's accuracy (with its
-exact 95% interval), the products of leaves the filing model never learned, the products sent to a person, whether
-a model was promoted. Goals (issue 27): filed accuracy at least the target every week at every level; a person's
-work per week falls as decisions accumulate.
+cron would (refresh=new, or refresh=all every ``--full-refresh-weeks``, predict and file at the target, queue the
+rest, retrain when ``--retrain-after`` decisions or drift call for it, promote if better, the report); then the
+reviewer decides every queued card with the catalog's own label. The catalog's own label is the leaf the catalog
+file gives the product (noise as the catalog has it): the sandbox's timeline has a few products arrive mis-filed and
+re-filed into that leaf weeks later, so the crawled label is sometimes a mistake the feed has not fixed yet, and
+what a product is filed under is scored against its own leaf. Per week: products new or changed, the share filed
+automatically and each level's accuracy (with its exact 95% interval), the products of leaves the filing model never
+learned, the products sent to a person, whether a model was promoted. Goals (issue 27): filed accuracy at least the
+target every week at every level; a person's work per week falls as decisions accumulate.
 
     .venv/bin/python bench/cycle.py [--target-accuracy 0.99] [--weeks 8] [--image-backbone none]
 """
@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-accuracy", default="0.99", help="the cycle's filing target")
     parser.add_argument("--retrain-after", default="100", help="the cycle's --retrain-after (decisions)")
     parser.add_argument("--image-backbone", default="none", help="the models' image backbone ('none': text only)")
+    parser.add_argument("--full-refresh-weeks", type=int, default=4,
+                        help="every this many weeks the cycle reads every product again (--refresh all, what "
+                             "--full-refresh-days 28 does in real time; the simulated weeks pass in minutes); "
+                             "0: never")
     parser.add_argument("--out", type=Path, default=config.data_dir() / "bench" / "cycle",
                         help="the bench's crawl, models and cycle outputs (emptied first)")
     args = parser.parse_args(argv)
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-m", "modeling.cycle", "--db", str(db), "--images", str(images), "--api-url",
                  sandbox.url, "--crawl-arg", f"root={args.root}", "--crawl-arg", "max_per_category=1000000",
                  "--target-accuracy", args.target_accuracy, "--retrain-after", args.retrain_after, "--cv", "5",
-                 "--image-backbone", args.image_backbone, "--audit", "never", "--no-progress"],
+                 "--image-backbone", args.image_backbone, "--audit", "never", "--no-progress", "--refresh",
+                 "all" if args.full_refresh_weeks and week % args.full_refresh_weeks == 0 else "new"],
                 cwd=config.PROJECT_ROOT, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             print(result.stdout[-3000:], result.stderr[-3000:], file=sys.stderr)

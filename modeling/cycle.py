@@ -2,7 +2,9 @@
 
 Steps, each the command a person would type, in a subprocess, its summary printed as it ends:
 
-1. refresh: ``scrapy crawl shopstyle -a refresh=new`` into the database (``shopstyle_spider.runner``);
+1. refresh: ``scrapy crawl shopstyle -a refresh=new`` into the database (``shopstyle_spider.runner``); every
+   ``--full-refresh-days`` (28) ``refresh=all`` instead, which also meets what changed among the products already
+   crawled: a product the feed re-filed (a label fixed: the model learns from it, and it is filed again), one gone;
 2. predict: the products first seen or changed since the last cycle, with the model in service, filed at the
    target (``--target-accuracy``), the rest queued for a person; every decision stored in ``filings``;
 3. audit: the crawl's labels, text only (out-of-fold probabilities need the whole crawl, so it audits every
@@ -247,14 +249,35 @@ def crawl_progress(line: str) -> bool:
     return "[scrapy.extensions.logstats]" in line or "] ERROR: " in line
 
 
+def refresh_mode(db: str | Path, option: str, every_days: int) -> tuple[str, str]:
+    """``new`` or ``all`` for ``--refresh`` (``auto``: ``all`` when no product was read again for ``every_days``:
+    since the last finished ``refresh=all``, else since the first crawl), and why."""
+    if option != "auto":
+        return option, f"--refresh {option}"
+    if every_days <= 0:
+        return "new", "--full-refresh-days 0"
+    with closing(store.connect(db, readonly=True)) as connection:
+        table = schema.refreshes
+        last = connection.execute(select(func.max(table.c.finished_at)).where(table.c.mode == "all")).scalar() \
+            if store.has_table(connection, table) else None
+        last = last or connection.execute(select(func.min(schema.products.c.first_seen))).scalar()
+    if last is None:
+        return "new", "nothing crawled yet"
+    age = datetime.now(UTC) - datetime.fromisoformat(last).astimezone(UTC)
+    if age.days >= every_days:
+        return "all", f"every product last read {age.days} days ago (--full-refresh-days {every_days})"
+    return "new", f"every product read {age.days} days ago"
+
+
 def step_refresh(cycle: Cycle) -> tuple[str, str]:
     o = cycle.options
-    spider_args = {"refresh": "new", **dict(arg.split("=", 1) for arg in o["crawl_arg"])}
+    mode, why = refresh_mode(cycle.db, o.get("refresh", "new"), o.get("full_refresh_days", 0))
+    spider_args = {"refresh": mode, **dict(arg.split("=", 1) for arg in o["crawl_arg"])}
     command = crawl_command(o["api_url"], Path(cycle.db) if not schema.is_url(cycle.db) else cycle.db, o["images"],
                             spider_args, {"STATS_DUMP": False})
     _, log = run_command(command, env=crawl_env(os.environ.get("SHOPSTYLE_API_KEY")), relayed=crawl_progress)
     print("\n".join(crawl_summary("\n".join(log))), file=sys.stderr, flush=True)
-    return "done", f"{work_of(cycle)} products new or changed since {cycle.since}"
+    return "done", f"refresh={mode} ({why}): {work_of(cycle)} products new or changed since {cycle.since}"
 
 
 def step_predict(cycle: Cycle) -> tuple[str, str]:
@@ -345,7 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-url", default=settings.SHOPSTYLE_API_URL,
                         help="the API the refresh crawls (the key comes from SHOPSTYLE_API_KEY in the environment)")
     parser.add_argument("--crawl-arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="a spider argument for the refresh (repeatable), e.g. root=women; refresh=new is set")
+                        help="a spider argument for the refresh (repeatable), e.g. root=women; refresh is set")
+    parser.add_argument("--refresh", choices=("auto", "new", "all"), default="auto",
+                        help="the refresh's mode: 'new' reads each leaf's newest products, 'all' every product again "
+                             "(re-filed, gone); 'auto': 'all' every --full-refresh-days, else 'new'")
+    parser.add_argument("--full-refresh-days", type=int, default=28,
+                        help="with --refresh auto, days after which every product is read again (0: never)")
     parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=0.98,
                         help="the accuracy the filed products must reach (the model card's guaranteed thresholds)")
     parser.add_argument("--levels", choices=("leaf", "leaf,parent"), default=",".join(LEVELS),
@@ -375,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = {"api_url": args.api_url, "crawl_arg": args.crawl_arg, "images": str(args.images),
+               "refresh": args.refresh, "full_refresh_days": args.full_refresh_days,
                "target_accuracy": args.target_accuracy, "levels": args.levels, "audit": args.audit,
                "retrain": args.retrain, "retrain_after": args.retrain_after, "image_backbone": args.image_backbone,
                "cv": args.cv,

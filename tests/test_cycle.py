@@ -10,11 +10,12 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from contextlib import closing
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,23 @@ def test_a_product_filed_twice_keeps_both_rows_and_the_newest_is_in_force(review
         row = exported[identity.filed(name, record_id)]
         assert row["decision"] == line["decision"] and row["product_id"] == "" and row["target"] == "0.98"
         assert row["category"] == line["category"] and float(row["score"]) == line["score"]
+
+
+def test_the_refresh_reads_every_product_again_when_the_last_full_read_is_old(project):
+    """--refresh auto: refresh=new while every product was read within --full-refresh-days, refresh=all once the
+    last full read (a finished refresh=all, else the first crawl) is older, so a label the feed fixed reaches the
+    crawl; --refresh new|all as given."""
+    db, _ = project
+    assert cycle.refresh_mode(db, "auto", 28)[0] == "new"  # the crawl is minutes old
+    old = (datetime.now(UTC) - timedelta(days=30)).isoformat(timespec="seconds")
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE products SET first_seen = ?", (old,))
+    mode, why = cycle.refresh_mode(db, "auto", 28)
+    assert mode == "all" and why == "every product last read 30 days ago (--full-refresh-days 28)"
+    assert cycle.refresh_mode(db, "auto", 0)[0] == "new" and cycle.refresh_mode(db, "new", 28)[0] == "new"
+    with sqlite3.connect(db) as connection:  # a full read that did not finish does not count
+        connection.execute("INSERT INTO refreshes (mode, started_at) VALUES ('all', ?)", (cycle.now(),))
+    assert cycle.refresh_mode(db, "auto", 28)[0] == "all"
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE refreshes SET finished_at = ?", (cycle.now(),))
+    assert cycle.refresh_mode(db, "auto", 28)[0] == "new" and cycle.refresh_mode(db, "all", 28)[0] == "all"
