@@ -98,6 +98,8 @@ def test_images_are_stored_decodable_with_path_and_checksum(synthetic_crawl):
     stored = rows(db, "SELECT id, image_path, image_checksum, image_status FROM products")
     assert {product_id: status for product_id, *_, status in stored} == expected
     assert all(path is None and checksum is None for _, path, checksum, status in stored if status != "ok")
+    # a dead link is recorded with its reason (the pipeline returns it as the photo's result rather than raising it)
+    assert set(rows(db, "SELECT image_error FROM products WHERE image_status = 'missing'")) == {("missing (HTTP 404)",)}
     for product_id, path, checksum, _ in [row for row in stored if row[3] == "ok"][:40]:
         assert path == f"full/{product_id}.jpg"
         data = (images / path).read_bytes()
