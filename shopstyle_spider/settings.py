@@ -129,6 +129,8 @@ SHOPSTYLE_GC_THRESHOLD = [50_000, 20, 100]
 # crawl's CPU, for figures nobody read: the downloader counts the requests it sends (see downloader.py), the
 # crawl's own stats count what matters of the answers (photos missing, 429s, retries by reason).
 DOWNLOADER_STATS = False
+# Scrapy's in-memory stats, without the deprecation check it ran on every call (see shopstyle_spider.stats)
+STATS_CLASS = "shopstyle_spider.stats.CrawlStats"
 DOWNLOADER_MIDDLEWARES = {
     # just before RetryMiddleware (550), so the wait is set before the retry is queued
     "shopstyle_spider.middlewares.BackoffMiddleware": 560,
