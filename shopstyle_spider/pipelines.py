@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from itemadapter import ItemAdapter
-from PIL import Image
+from PIL import Image, ImageOps
 from scrapy import Request, signals
 from scrapy.exceptions import DropItem
 from scrapy.http.request import NO_CALLBACK
@@ -30,6 +30,7 @@ from .slots import IMAGE_SLOT
 logger = logging.getLogger(__name__)
 UNUSABLE = "not a usable image"
 MISSING = "missing (HTTP 404)"
+JPEG_START = b"\xff\xd8\xff"
 STORE_FAILED = "image store unwritable"
 try:  # Scrapy's S3 store (IMAGES_STORE = s3://...) fails with botocore's errors, the filesystem store with OSError
     from botocore.exceptions import BotoCoreError, ClientError
@@ -249,7 +250,7 @@ class ProductImagesPipeline(ImagesPipeline):
 
     def convert_image(self, image, size=None, *, response_body):
         """Store a JPEG photo byte for byte: re-encoding it would only lose detail (and change its checksum)."""
-        if size is None and image.mode == "RGB" and response_body.getvalue()[:3] == b"\xff\xd8\xff":
+        if size is None and image.mode == "RGB" and response_body.getvalue()[:3] == JPEG_START:
             return image, response_body
         return super().convert_image(image, size, response_body=response_body)
 
@@ -266,7 +267,21 @@ class ProductImagesPipeline(ImagesPipeline):
         return await super().media_downloaded(response, request, info, item=item)
 
     def get_images(self, response, request, info, *, item=None):
+        """Scrapy's, but an RGB JPEG (stored byte for byte: see ``convert_image``) is decoded at an eighth of its
+        size, JPEG's own scaling: every byte of it is still read, so a truncated or corrupt photo still fails, at
+        half the CPU. Scrapy turned it by its EXIF orientation and decoded it whole, only to store the bytes as they
+        came; the image given back has the size Scrapy's had (the store records it)."""
         with cpu.measured(self.crawler.stats, cpu.PHOTO):  # decoding the photo and its checksum's input
+            body = response.body
+            if body[:3] == JPEG_START and not self.thumbs and not (self.min_width or self.min_height):
+                with Image.open(io.BytesIO(body)) as check:
+                    if check.mode == "RGB":
+                        check.draft("RGB", (check.width // 8, check.height // 8))
+                        check.load()
+                        image = Image.open(io.BytesIO(body))
+                        ImageOps.exif_transpose(image, in_place=True)  # turned, as Scrapy turns it: its size
+                        path = self.file_path(request, response=response, info=info, item=item)
+                        return [(path, image, io.BytesIO(body))]
             return list(super().get_images(response, request, info, item=item))
 
     async def file_downloaded(self, response, request, info, *, item=None):
