@@ -258,8 +258,8 @@ class ProductImagesPipeline(ImagesPipeline):
         if response.status == 404:
             # A dead link is common and expected: data to record on the product, returned as the photo's result.
             # Raised, each made Scrapy build a Failure, make a log record of it with its traceback (which our
-            # filter then dropped) and clean it: 3% of the CPU of a crawl of the fashion catalog, whose photo URLs
-            # are three quarters dead.
+            # filter then dropped) and clean it: 3% of the CPU of a crawl of the fashion catalog by its profile, whose
+            # photo URLs are three quarters dead.
             return {"url": request.url, "path": None, "checksum": None, "status": "missing"}
         if response.status == 200:
             with cpu.measured(self.crawler.stats, cpu.PHOTO):
