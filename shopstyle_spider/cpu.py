@@ -31,7 +31,7 @@ def per_request(stats: dict) -> dict[str, float]:
     """CPU milliseconds per request, per API page and per photo, from a crawl's stats (``shopstyle/cpu_seconds``,
     the process's CPU while the spider ran, and what ``measured`` added)."""
     cpu = stats.get("shopstyle/cpu_seconds", 0.0)
-    requests = stats.get("downloader/request_count", 0)
+    requests = stats.get("shopstyle/requests_sent", 0)
     pages = stats.get("shopstyle/api_requests_sent", 0)
     photos = requests - pages
     page_only, photo_only = (stats.get(f"shopstyle/cpu/{kind}_seconds", 0.0) for kind in (PAGE, PHOTO))

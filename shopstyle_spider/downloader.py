@@ -7,8 +7,9 @@ photo of the items in progress straight to the downloader: with 32 allowed, abou
 most opened a new connection because the keep-alive pool holds fewer. Counting a download as it is started keeps
 ``SHOPSTYLE_IMAGE_CONCURRENCY`` a promise to the photo host.
 
-It also counts the API requests as they leave their slot, that is as they are sent (retries included), with the
-moments of the first and the last: the pace the API actually got, which the crawl's summary reports.
+It also counts the requests as they leave their slot, that is as they are sent (retries included), and the API
+requests apart, with the moments of the first and the last: the pace the API actually got, which the crawl's
+summary reports. These counts stand in for Scrapy's DownloaderStats (off: see settings.py).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ class SlotLimitedDownloader(Downloader):
         # now, before the next turn of that loop asks the slot for room; Scrapy's own _download adds it again
         # (a set) and removes it when the download ends.
         slot.transferring.add(request)
+        stats = self.crawler.stats
+        stats.inc_value("shopstyle/requests_sent")
         if request.meta.get("download_slot") == API_SLOT:
-            stats, now = self.crawler.stats, time.time()
+            now = time.time()
             stats.inc_value("shopstyle/api_requests_sent")
             stats.min_value("shopstyle/api_first_sent_at", now)
             stats.max_value("shopstyle/api_last_sent_at", now)

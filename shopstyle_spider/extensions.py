@@ -175,7 +175,7 @@ class CrawlSummary:
             f"  dropped items: {_counts(dropped)}",
             f"  cleaned: {_counts(cleaned)}; duplicate listings skipped {stats.get('shopstyle/duplicates', 0)}",
             f"  answers of the wrong shape: {_counts(faults)}",
-            f"  requests: {stats.get('downloader/request_count', 0)} "
+            f"  requests: {stats.get('shopstyle/requests_sent', 0)} "
             f"({stats.get('shopstyle/api_requests_sent', 0)} to the API in "
             f"{stats.get('shopstyle/api_last_sent_at', 0) - stats.get('shopstyle/api_first_sent_at', 0):.2f}s, "
             f"{stats.get('retry/count', 0)} retries, {stats.get('shopstyle/backoff/429', 0)} answered 429); "

@@ -498,3 +498,45 @@ def test_validation_leaves_every_stored_field_storable(tmp_path):
     assert crawler.stats.get_value("shopstyle/cleaned/bad_price") == 1
     with pytest.raises(DropItem, match="not a positive 64-bit integer"):
         pipeline.process_item(ProductItem(id=2**63, name="n", category_id="c", crawl_leaf="boots"))
+
+
+def test_a_jpeg_checked_at_an_eighth_of_its_size_gives_what_scrapys_whole_decode_gave_and_a_cut_one_still_fails(
+        fashion_dir, tmp_path):
+    """``ProductImagesPipeline.get_images`` decodes an RGB JPEG in JPEG's draft mode: against Scrapy's own
+    ``ImagesPipeline.get_images`` (which decoded it whole), the same path, the same bytes to store and the same size
+    (turned by its EXIF orientation, as Scrapy turns it), a photo cut short (served whole, its last bytes missing)
+    refused as Scrapy refused it, and a PNG still converted by Scrapy."""
+    import scrapy
+    from scrapy.http import Response
+    from scrapy.pipelines.images import ImagesPipeline
+    from scrapy.utils.test import get_crawler
+
+    from shopstyle_spider.items import ProductItem
+    from shopstyle_spider.pipelines import ProductImagesPipeline
+
+    crawler = get_crawler(scrapy.Spider, {"IMAGES_STORE": str(tmp_path)})
+    pipeline = ProductImagesPipeline.from_crawler(crawler)
+    item = ProductItem(id=42, name="a photo", category_id="tshirts", crawl_leaf="tshirts")
+    turned = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turned 90 degrees
+    Image.new("RGB", (40, 24), "red").save(turned, "JPEG", exif=exif)
+    png = io.BytesIO()
+    Image.new("RGBA", (16, 16)).save(png, "PNG")
+    photo = (fashion_dir / "images" / "10000.jpg").read_bytes()
+
+    def images(get_images, body: bytes) -> list[tuple[str, tuple[int, int], bytes]]:
+        request = scrapy.Request("http://cdn.invalid/42.jpg")
+        response = Response(request.url, body=body, request=request)
+        return [(path, image.size, buf.getvalue()) for path, image, buf in get_images(
+            pipeline, response, request, None, item=item)]
+
+    for body in (photo, turned.getvalue(), png.getvalue()):
+        assert images(ProductImagesPipeline.get_images, body) == images(ImagesPipeline.get_images, body)
+    assert images(ProductImagesPipeline.get_images, turned.getvalue())[0][1] == (24, 40)
+    assert images(ProductImagesPipeline.get_images, photo)[0][2] == photo
+    for cut in (len(photo) // 2, len(photo) - 10):
+        with pytest.raises(OSError, match="image file is truncated"):
+            images(ImagesPipeline.get_images, photo[:cut])
+        with pytest.raises(OSError, match="image file is truncated"):
+            images(ProductImagesPipeline.get_images, photo[:cut])
