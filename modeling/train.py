@@ -310,8 +310,8 @@ def filing_lines(filing: dict, guarantee: dict) -> list[str]:
     lines = [f"auto-filing thresholds, each level at least the target accurate with {guarantee['confidence']:.0%} "
              f"confidence (computed on {guarantee['products']} products: {guarantee['out_of_fold']} out-of-fold, "
              f"{guarantee['validation']} validation"
-             + (f", {guarantee['unlearned']} of {guarantee['unlearned_leaves']} leaves left out for too few training "
-                "products" if guarantee.get("unlearned") else "") + "):",
+             + (f", {guarantee['unlearned']} of the {guarantee['unlearned_leaves']} leaves left out for too few "
+                "training products" if guarantee.get("unlearned") else "") + "):",
              f"  {'target':>6} {'leaf':>7} {'bound':>7} {'parent':>7} {'bound':>7}"]
     for target, chosen in filing.items():
         lines.append(f"  {target:>6} {_or_dash(chosen['leaf'])} {_or_dash(chosen['leaf_bound'])} "
