@@ -34,7 +34,7 @@ import pandas as pd
 
 from modeling import analysis, train
 from modeling.champion import interval
-from modeling.data import load_products
+from modeling.data import leaf_parents, load_products
 from modeling.filing import choose_thresholds, decision_figures
 from modeling.metrics import recorded_parents
 from modeling.persistence import load_model
@@ -81,8 +81,7 @@ def holdout_figures(db: Path, images: Path, held: list[int], model_path: Path, c
     frame = load_products(db, images)
     frame = frame[frame["id"].isin(set(held))].reset_index(drop=True)
     rows = train.prediction_rows(load_model(model_path), frame)
-    parents = {**{leaf: parent if isinstance(parent, str) else None  # the leaves the model never learned too
-                  for leaf, parent in zip(frame["category"], frame["parent"], strict=True)}, **card["categories"]}
+    parents = {**leaf_parents(frame), **card["categories"]}  # the leaves the model never learned too
     figures = decision_figures(rows["true_category"], rows["predicted_category"], rows["score"],
                                rows["parent_category"], rows["parent_score"], parents,
                                {t: card["filing"][t] for t in TARGETS})

@@ -19,7 +19,7 @@ import time
 from accuracy import add_crawl_arguments, crawl_of
 
 from modeling import train
-from modeling.data import load_products, select_categories
+from modeling.data import leaf_parents, load_products, select_categories, unlearned_products
 from modeling.stacking import ProductClassifier
 from modeling.text import make_text_pipeline
 
@@ -34,15 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     db, images = crawl_of(args)
     products = load_products(db, images, progress=False)
-    parents = {leaf: parent if isinstance(parent, str) else None
-               for leaf, parent in zip(products["category"], products["parent"], strict=True)}
+    parents = leaf_parents(products)
     print(f"--min-products on the guarantee's products, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
           f"{len(products)} products, text only, 5 folds")
     print(f"{'--min-products':>14} {'leaves':>6} {'unlearned products':>18} "
           + " ".join(f"{'filed at ' + f'{float(t):.1%}':>14}" for t in TARGETS))
     for value in (int(v) for v in args.values.split(",")):
         frame = select_categories(products, min_products=value)
-        unlearned = products[~products["category"].isin(set(frame["category"])) & (products["split"] != "test")]
+        unlearned = unlearned_products(products, frame)
         fit = frame[frame["split"] == "train"]
         model = ProductClassifier(text=make_text_pipeline(), cv=5, random_state=args.seed, category_parents=parents)
         out_of_fold, _ = model.fit_out_of_fold(fit, fit["category"], text_only=True)

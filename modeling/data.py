@@ -198,6 +198,21 @@ def with_reviewed_labels(frame: pd.DataFrame, db: str | Path, images_dir: str | 
     return frame.reset_index(drop=True)
 
 
+def leaf_parents(frame: pd.DataFrame) -> dict[str, str | None]:
+    """Each leaf of ``frame`` and its parent (None for a leaf missing from the tree)."""
+    return {leaf: parent if isinstance(parent, str) else None
+            for leaf, parent in zip(frame["category"], frame["parent"], strict=True)}
+
+
+def unlearned_products(products: pd.DataFrame, selected: pd.DataFrame,
+                       categories: list[str] | None = None) -> pd.DataFrame:
+    """The products (of the named leaves, all by default) whose leaf ``select_categories`` left out for too few
+    training products, test split excluded: the model meets their like in service, so the filing guarantee counts
+    them."""
+    in_scope = products[products["category"].isin(categories)] if categories else products
+    return in_scope[~in_scope["category"].isin(set(selected["category"])) & (in_scope["split"] != "test")]
+
+
 def select_categories(frame: pd.DataFrame, categories: list[str] | None = None,
                       min_products: int = 1) -> pd.DataFrame:
     """Products of the named leaves (all by default) whose leaf has at least ``min_products`` training products.

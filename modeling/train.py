@@ -30,7 +30,17 @@ from shopstyle_spider import changes, config, schema
 from . import champion, registry, store
 from .backbones import BackboneError
 from .cluster import ClusterError, dask_cluster
-from .data import LABELS, DataError, load_products, photo_summary, review_count, select_categories, with_reviewed_labels
+from .data import (
+    LABELS,
+    DataError,
+    leaf_parents,
+    load_products,
+    photo_summary,
+    review_count,
+    select_categories,
+    unlearned_products,
+    with_reviewed_labels,
+)
 from .filing import CONFIDENCE, STEP, TARGETS, best_parents, choose_thresholds, never_files
 from .image import ImageEmbedder
 from .metrics import prediction_figures
@@ -346,9 +356,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
         labels = args.labels or ("reviewed" if review_count(args.db) else "crawled")
         products = with_reviewed_labels(crawled, args.db, args.images) if labels == "reviewed" else crawled
         frame = select_categories(products, args.categories, args.min_products)
-        in_scope = products[products["category"].isin(args.categories)] if args.categories else products
-        # products of the leaves left out for too few training products: met in service, so part of the promise
-        unlearned = in_scope[~in_scope["category"].isin(set(frame["category"])) & (in_scope["split"] != "test")]
+        unlearned = unlearned_products(products, frame, args.categories)
         embedder = None
         if args.image_backbone.lower() != "none":
             embedder = ImageEmbedder(args.image_backbone, weights=None if args.weights == "random" else "imagenet",
@@ -361,8 +369,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
 
     train = frame[frame["split"] == "train"]
     held_out = frame[frame["split"] != "train"]
-    parents = {leaf: parent if isinstance(parent, str) else None  # a leaf missing from the tree has no parent
-               for leaf, parent in zip(in_scope["category"], in_scope["parent"], strict=True)}
+    parents = leaf_parents(products)  # the unlearned leaves' parents too: they score the guarantee
     log.info("%d categories; %d training, %d validation, %d test products (%d of them with a photo)",
              frame["category"].nunique(), len(train), (frame["split"] == "validation").sum(),
              (frame["split"] == "test").sum(), frame["image_path"].notna().sum())
