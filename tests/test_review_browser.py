@@ -221,7 +221,9 @@ def test_the_sign_in_page_asks_each_reviewer_for_their_own_token(review_setup, t
                        "--tokens", tokens) as app:
         page.goto(app.url + "/")
         assert page.url == app.url + "/login"
-        assert page.evaluate("document.activeElement.name") == "name"  # type at once
+        # type at once: Chromium applies autofocus at the first frame after the load, which page.goto may return
+        # before, so the test waits for it (and fails if the name field never gets it)
+        page.wait_for_function("document.activeElement && document.activeElement.name === 'name'", timeout=10_000)
         page.keyboard.type("ana")
         page.keyboard.press("Tab")
         page.keyboard.type("bob-token-9876543210")  # bob's token does not make anyone ana
