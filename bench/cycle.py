@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="every this many weeks the cycle reads every product again (--refresh all, what "
                              "--full-refresh-days 28 does in real time; the simulated weeks pass in minutes); "
                              "0: never")
+    parser.add_argument("--batch-promise", metavar="N",
+                        help="the models' --batch-promise (modeling.train, modeling.cycle): every batch of N products "
+                             "a level files promised the target, not only the level; default: none")
     parser.add_argument("--out", type=Path, default=config.data_dir() / "bench" / "cycle",
                         help="the bench's crawl, models and cycle outputs (emptied first)")
     args = parser.parse_args(argv)
@@ -131,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     products = query(db, "SELECT count(*) FROM products")[0][0]
     print(f"week 0: crawled {products} products as of {args.as_of} in {time.perf_counter() - began:.0f} s", flush=True)
+    promise = ["--batch-promise", args.batch_promise] if args.batch_promise else []
     if train.main(["--db", str(db), "--images", str(images), "--image-backbone", args.image_backbone, "--cv", "5",
-                   "--name", "week 0", "--no-progress"]) != 0:
+                   "--name", "week 0", "--no-progress", *promise]) != 0:
         return 1
 
     weeks = []
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-m", "modeling.cycle", "--db", str(db), "--images", str(images), "--api-url",
                  sandbox.url, "--crawl-arg", f"root={args.root}", "--crawl-arg", "max_per_category=1000000",
                  "--target-accuracy", args.target_accuracy, "--retrain-after", args.retrain_after, "--cv", "5",
-                 "--image-backbone", args.image_backbone, "--audit", "never", "--no-progress", "--refresh",
+                 "--image-backbone", args.image_backbone, "--audit", "never", "--no-progress", *promise, "--refresh",
                  "all" if args.full_refresh_weeks and week % args.full_refresh_weeks == 0 else "new"],
                 cwd=config.PROJECT_ROOT, env=env, capture_output=True, text=True)
         if result.returncode != 0:
@@ -157,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['retrain']} ({figures['seconds']:.0f} s)", flush=True)
 
     print(f"\ncycle benchmark, {date.today()}, {platform.node()}: {args.catalog} from {args.as_of}, {args.weeks} "
-          f"weeks, target {target:.1%}, image backbone {args.image_backbone}, audit off; {products} products at "
+          f"weeks, target {target:.1%}"
+          + (f" (every batch of {args.batch_promise} filed products promised it)" if args.batch_promise else "")
+          + f", image backbone {args.image_backbone}, audit off; {products} products at "
           f"week 0; {time.perf_counter() - began:.0f} s in all")
     print("(accuracy against the products' own leaves; 'unlearned': products of leaves the filing model never "
           "learned; 'mis-filed': products whose crawled leaf was a mistake the feed had not fixed yet)")

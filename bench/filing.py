@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", type=float, default=0.1,
                         help="share of the catalog kept outside the project (deleted from a copy of the crawl before "
                              "training) and filed afterwards as new products; 0: none")
+    parser.add_argument("--batch-promise", metavar="N",
+                        help="modeling.train --batch-promise: every batch of N products a level files promised the "
+                             "target, not only the level; default: none")
     args = parser.parse_args(argv)
     crawl, images = crawl_of(args)
     db, held, models = crawl, [], args.work / "filing-models"
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     code = train.main(["--db", str(db), "--images", str(images), "--image-backbone", args.image_backbone,
                        "--cv", args.cv, "--min-products", str(args.min_products), "--out",
                        str(models), "--promote", "never", "--no-progress",
-                       "--name", f"filing bench, --cv {args.cv}"])
+                       "--name", f"filing bench, --cv {args.cv}",
+                       *(["--batch-promise", args.batch_promise] if args.batch_promise else [])])
     if code != 0:
         return code
     seconds = time.perf_counter() - started
@@ -126,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parents = card["categories"]
     validation = analysis.load_predictions(db, "validation", experiment)
     test = analysis.load_predictions(db, "test", experiment)
-    validation_only = choose_thresholds(validation["true_category"], validation["predicted_category"],
-                                        validation["score"], *recorded_parents(validation), parents)
     guarantee = card["guarantee"]
+    validation_only = choose_thresholds(validation["true_category"], validation["predicted_category"],
+                                        validation["score"], *recorded_parents(validation), parents,
+                                        batch=guarantee.get("batch"))
     print(f"filing benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: experiment {experiment}, "
           f"{len(parents)} categories, trained in {seconds:.0f} s (--cv {args.cv}, {args.image_backbone} backbone); "
           f"test split {len(test)} products; {len(held)} products kept outside the project")

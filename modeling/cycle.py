@@ -55,7 +55,7 @@ from shopstyle_spider.changes import since_argument
 from shopstyle_spider.runner import LIBRARY_NOISE, crawl_command, crawl_env, crawl_summary
 
 from . import filings, registry, reviews, store
-from .filing import LEVELS, TARGETS
+from .filing import LEVELS, TARGETS, batch_argument
 from .photo_store import images_location
 
 __all__ = ["STEPS", "CycleLocked", "lock_path", "main"]
@@ -342,6 +342,7 @@ def step_retrain(cycle: Cycle) -> tuple[str, str]:
                                "--image-backbone", o["image_backbone"], "--promote", "if-better",
                                "--promote-targets", str(o["target_accuracy"]),
                                "--name", f"cycle {cycle.id}", *(["--cv", o["cv"]] if o.get("cv") else []),
+                               *(["--batch-promise", str(o["batch_promise"])] if o.get("batch_promise") else []),
                                *(["--no-progress"] if o["no_progress"] else [])))
     promoted = next((line for line in reversed(lines) if line.startswith("model ")), "trained")
     return "done", f"{why}: {promoted}"
@@ -388,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="people's decisions since the model in service was trained that call for retraining")
     parser.add_argument("--image-backbone", default=str(config.mobilenet_v2_backbone()),
                         help="the retraining's image backbone, as modeling.train's; 'none' for text only")
+    parser.add_argument("--batch-promise", type=batch_argument, metavar="N",
+                        help="the retraining's --batch-promise, as modeling.train's: every batch of N products a "
+                             "level files (a week's) at least the target accurate, not only the level")
     parser.add_argument("--cv", help="the retraining's --cv (folds, or a held-out fraction), as modeling.train's "
                                      "(default: train's own)")
     parser.add_argument("--since", metavar="DATE", type=since_argument,
@@ -406,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                "refresh": args.refresh, "full_refresh_days": args.full_refresh_days,
                "target_accuracy": args.target_accuracy, "levels": args.levels, "audit": args.audit,
                "retrain": args.retrain, "retrain_after": args.retrain_after, "image_backbone": args.image_backbone,
-               "cv": args.cv,
+               "cv": args.cv, "batch_promise": args.batch_promise,
                "out": str(args.out or config.data_dir() / "cycles" / registry.folder_name(args.db)),
                "no_progress": args.no_progress}
     bad = [arg for arg in args.crawl_arg if "=" not in arg]

@@ -36,8 +36,10 @@ followed by a parent level over the products the leaf leaves, and it would add a
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Mapping
+from math import ceil
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +48,9 @@ from scipy.stats import beta
 from .metrics import parent_correct
 from .persistence import card_path
 
-__all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound", "best_parents",
-           "choose_thresholds", "decide", "decision_figures", "first_candidate", "guaranteed_threshold",
-           "load_thresholds", "never_files", "target_key"]
+__all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound",
+           "batch_argument", "batch_target", "best_parents", "choose_thresholds", "decide", "decision_figures",
+           "first_candidate", "guaranteed_threshold", "load_thresholds", "never_files", "target_key"]
 
 # Target accuracies the model card stores thresholds for.
 TARGETS = (0.95, 0.98, 0.99, 0.995)
@@ -102,6 +104,31 @@ def accuracy_lower_bound(correct, n, confidence: float) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         bound = beta.ppf(1.0 - confidence, correct, n - correct + 1.0)
     return np.where(correct > 0, np.nan_to_num(bound), 0.0)
+
+
+def batch_target(target: float, batch: int, probability: float = CONFIDENCE) -> float:
+    """The least accuracy a level must have for a batch of ``batch`` products it files to be at least ``target``
+    accurate with ``probability``. A level exactly at the target files a batch below it about half the time; a
+    shop that checks every week's filings needs the level surer than the target by what a batch's size allows.
+    A batch's right products are binomial: P(at least k of n right) is the regularised incomplete beta function
+    I_p(k, n - k + 1), so the least p is that beta distribution's ``probability`` quantile.
+
+    >>> round(batch_target(0.99, 400), 4), round(batch_target(0.99, 4000), 4)
+    (0.9951, 0.9922)
+    """
+    needed = ceil(target * batch - 1e-9)  # the fewest right products a batch at the target holds
+    return float(beta.ppf(probability, needed, batch - needed + 1))
+
+
+def batch_argument(text: str) -> int:
+    """``--batch-promise`` of ``modeling.train`` and ``modeling.cycle``: a number of products, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of products, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of products >= 1, got {value}")
+    return value
 
 
 def first_candidate(target: float, confidence: float, available: int) -> int | None:
@@ -175,18 +202,26 @@ def guaranteed_threshold(correct, scores, target: float, confidence: float, step
 
 
 def _percent(share: float) -> str:
-    return f"{share:.1%}".replace(".0%", "%")
+    """A share to two decimals, without trailing zeros (a batch's level target is 99.51%, not 99.5%).
+
+    >>> _percent(0.99), _percent(0.995), _percent(0.99506)
+    ('99%', '99.5%', '99.51%')
+    """
+    return f"{share:.2%}".rstrip("%").rstrip("0").rstrip(".") + "%"
 
 
 def choose_thresholds(true_leaves, leaves, leaf_scores, predicted_parents, parent_scores,
                       parents: Mapping[str, str | None], targets=TARGETS, confidence: float = CONFIDENCE,
-                      step: int = STEP) -> dict[str, dict]:
+                      step: int = STEP, batch: int | None = None) -> dict[str, dict]:
     """Per target: the leaf threshold that ``guaranteed_threshold`` promises, then among the products left below it
     (with a parent), the parent threshold it promises at the parent level. Each level is tested at half the risk
     (1 - ``confidence``), so both promises hold together with ``confidence``. Each target's entry: ``leaf`` and
     ``parent`` (None: that level never files), ``<level>_bound`` (the lower bound on its accuracy),
     ``<level>_products`` (the products it files among these), ``<level>_never`` (why it never files), and the
-    ``confidence``. Call it on out-of-fold and validation predictions, never the test split."""
+    ``confidence``. With ``batch``, what is promised is each batch of that many products a level files at least the
+    target accurate (with probability ``confidence``, on top of the bound's): each level is held to ``batch_target``
+    instead of the target, stored as ``level_target`` beside the ``batch``. Call it on out-of-fold and validation
+    predictions, never the test split."""
     true_leaves = np.asarray(true_leaves, dtype=object)
     leaf_scores = np.asarray(leaf_scores, dtype=float)
     parent_scores = np.asarray(parent_scores, dtype=float)
@@ -196,11 +231,12 @@ def choose_thresholds(true_leaves, leaves, leaf_scores, predicted_parents, paren
     per_level = 1.0 - (1.0 - confidence) / len(LEVELS)
     chosen = {}
     for target in targets:
-        leaf = guaranteed_threshold(leaf_ok, leaf_scores, target, per_level, step)
+        level_target = target if batch is None else batch_target(target, batch, confidence)
+        leaf = guaranteed_threshold(leaf_ok, leaf_scores, level_target, per_level, step)
         below = (leaf_scores < leaf["threshold"] if leaf["threshold"] is not None
                  else np.ones(len(leaf_scores), dtype=bool)) & has_parent
-        parent = guaranteed_threshold(parent_ok[below], parent_scores[below], target, per_level, step)
-        entry: dict = {"confidence": confidence}
+        parent = guaranteed_threshold(parent_ok[below], parent_scores[below], level_target, per_level, step)
+        entry: dict = {"confidence": confidence, "batch": batch, "level_target": level_target}
         for level, found in (("leaf", leaf), ("parent", parent)):
             entry.update({level: found["threshold"], f"{level}_bound": found["bound"],
                           f"{level}_products": found["products"], f"{level}_never": found["never"]})

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from modeling import cycle, filings, identity, predict, registry, reviews, store, train
+from modeling.filing import batch_target
 from shopstyle_spider import schema
 from shopstyle_spider.config import PROJECT_ROOT
 from shopstyle_spider.runner import run_crawl
@@ -151,7 +152,7 @@ def test_a_cycle_killed_mid_step_resumes_and_loses_nothing(project):
         someone = reviews.record_decision(connection, decision="skinny-jeans", source="manual", reviewer="ann",
                                           product_id=min(on_sale(D)))
     with SandboxProcess(*CATALOG, as_of=WEEK) as sandbox:
-        options = ("--retrain", "always", "--audit", "never")
+        options = ("--retrain", "always", "--audit", "never", "--batch-promise", "50")
         process = subprocess.Popen(cycle_command(db, images, sandbox.url, *options), cwd=PROJECT_ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         training = None
@@ -187,6 +188,9 @@ def test_a_cycle_killed_mid_step_resumes_and_loses_nothing(project):
     assert table(db, select(store.promotions))[:len(before["promotions"])] == before["promotions"]
     assert table(db, select(store.experiments.c.id)) == [(1,), (2,)]  # trained once, by the resumed step
     assert "4/5 retrain: --retrain always: model 2" in resumed.stdout
+    card = json.loads(next(e for e in registry.entries(db) if e.experiment_id == 2).card_path.read_text())
+    assert card["guarantee"]["batch"] == 50  # the cycle's --batch-promise reached the retraining
+    assert card["filing"]["0.98"]["level_target"] == batch_target(0.98, 50) > 0.98
     with closing(store.connect(db, readonly=True)) as connection:
         assert registry.in_service(connection) in (1, 2)
         assert reviews.in_force(connection)[identity.crawled(min(on_sale(D)))].decision == "skinny-jeans"
