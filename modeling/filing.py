@@ -271,14 +271,16 @@ def decide(leaf_scores, parent_scores, thresholds: Mapping[str, float | None]) -
 def decision_figures(true_leaves, leaves, leaf_scores, predicted_parents, parent_scores,
                      parents: Mapping[str, str | None], thresholds: Mapping[str, Mapping]) -> dict[str, dict]:
     """Per target: each decision's share of the products and the accuracy it achieved (a leaf decision is right when
-    the leaf is, a parent decision when the parent is; review has no accuracy)."""
+    the leaf is, a parent decision when the parent is; review has no accuracy), beside the accuracy each level was
+    held to (``held_to``: the target, or above it with a batch promise)."""
     true_leaves = np.asarray(true_leaves, dtype=object)
     leaf_ok = true_leaves == np.asarray(leaves, dtype=object)
     parent_ok = parent_correct(true_leaves, predicted_parents, parents)
     figures = {}
     for key, chosen in thresholds.items():
         made = decide(leaf_scores, parent_scores, chosen)
-        entry: dict = {"n": int(len(made)), "leaf_threshold": chosen.get("leaf"),
+        entry: dict = {"n": int(len(made)), "held_to": chosen.get("level_target") or float(key),
+                       "leaf_threshold": chosen.get("leaf"),
                        "parent_threshold": chosen.get("parent"), "leaf_bound": chosen.get("leaf_bound"),
                        "parent_bound": chosen.get("parent_bound")}
         for decision, correct in (("leaf", leaf_ok), ("parent", parent_ok), ("review", None)):

@@ -205,8 +205,10 @@ def test_decisions_and_what_each_achieved():
     made = decide(score, parent_score, {"leaf": 0.95, "parent": 0.97})
     assert made.tolist() == ["leaf", "leaf", "parent", "parent", "review", "review"]
     figures = decision_figures(true, leaf, score, parent, parent_score, PARENTS,
-                               {"0.95": {"leaf": 0.95, "parent": 0.97}, "0.6": {"leaf": 0.5, "parent": 0.5}})
+                               {"0.95": {"leaf": 0.95, "parent": 0.97},
+                                "0.6": {"leaf": 0.5, "parent": 0.5, "batch": 10, "level_target": 0.7}})
     at95 = figures["0.95"]
+    assert at95["held_to"] == 0.95 and figures["0.6"]["held_to"] == 0.7  # a card without a batch: the target
     assert (at95["leaf_share"], at95["leaf_accuracy"]) == (pytest.approx(2 / 6), 1.0)
     assert (at95["parent_share"], at95["parent_accuracy"]) == (pytest.approx(2 / 6), 1.0)
     assert at95["review_share"] == pytest.approx(2 / 6)
