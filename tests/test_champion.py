@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from modeling import analyze, models, registry, train
-from modeling.champion import compare, mcnemar
+from modeling.champion import compare, comparison_table, mcnemar
 
 from .review_fixtures import copy_db
 
@@ -89,4 +89,11 @@ def test_a_tie_within_noise_is_promoted_and_fewer_filed_is_refused():
     elsewhere = compare(one, one, {"crawled": truth}, *two_targets, (0.98, 0.99), required=(0.99,))
     assert elsewhere["promote"] and elsewhere["filing"]["0.98"]["challenger"] == 0.0
     assert not compare(one, one, {"crawled": truth}, *two_targets, (0.98, 0.99))["promote"]
+    # a card promising every batch of 400 files less by design: reported, compared with no card of the same promise
+    per_batch = {"0.98": {"leaf": None, "parent": None, "batch": 400}}
+    other_promise = compare(one, one, {"crawled": truth}, {"0.98": {"leaf": 0.9, "parent": None}}, per_batch, (0.98,))
+    assert other_promise["promote"] and other_promise["filing"]["0.98"]["promise_changed"]
+    assert "another promise" in comparison_table(other_promise)["figure"].iloc[-1]
+    assert not compare(one, one, {"crawled": truth}, {"0.98": {"leaf": 0.9, "parent": None, "batch": 400}},
+                       per_batch, (0.98,))["promote"]
     assert mcnemar(np.ones(10, bool), np.ones(10, bool))["p"] == 1.0
