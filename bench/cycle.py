@@ -33,6 +33,7 @@ from pathlib import Path
 
 from modeling import reviews, store, train
 from modeling.champion import interval
+from modeling.filing import batch_argument
 from shopstyle_spider import config
 from shopstyle_spider.runner import run_crawl
 from shopstyle_spider.sandbox import SandboxProcess, load_catalog
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="every this many weeks the cycle reads every product again (--refresh all, what "
                              "--full-refresh-days 28 does in real time; the simulated weeks pass in minutes); "
                              "0: never")
-    parser.add_argument("--batch-promise", metavar="N",
+    parser.add_argument("--batch-promise", type=batch_argument, metavar="N",
                         help="the models' --batch-promise (modeling.train, modeling.cycle): every batch of N products "
                              "a level files promised the target, not only the level; default: none")
     parser.add_argument("--out", type=Path, default=config.data_dir() / "bench" / "cycle",
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     products = query(db, "SELECT count(*) FROM products")[0][0]
     print(f"week 0: crawled {products} products as of {args.as_of} in {time.perf_counter() - began:.0f} s", flush=True)
-    promise = ["--batch-promise", args.batch_promise] if args.batch_promise else []
+    promise = ["--batch-promise", str(args.batch_promise)] if args.batch_promise else []
     if train.main(["--db", str(db), "--images", str(images), "--image-backbone", args.image_backbone, "--cv", "5",
                    "--name", "week 0", "--no-progress", *promise]) != 0:
         return 1

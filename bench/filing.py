@@ -35,7 +35,7 @@ import pandas as pd
 from modeling import analysis, train
 from modeling.champion import interval
 from modeling.data import leaf_parents, load_products
-from modeling.filing import choose_thresholds, decision_figures
+from modeling.filing import batch_argument, choose_thresholds, decision_figures
 from modeling.metrics import recorded_parents
 from modeling.persistence import load_model
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", type=float, default=0.1,
                         help="share of the catalog kept outside the project (deleted from a copy of the crawl before "
                              "training) and filed afterwards as new products; 0: none")
-    parser.add_argument("--batch-promise", metavar="N",
+    parser.add_argument("--batch-promise", type=batch_argument, metavar="N",
                         help="modeling.train --batch-promise: every batch of N products a level files promised the "
                              "target, not only the level; default: none")
     args = parser.parse_args(argv)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--cv", args.cv, "--min-products", str(args.min_products), "--out",
                        str(models), "--promote", "never", "--no-progress",
                        "--name", f"filing bench, --cv {args.cv}",
-                       *(["--batch-promise", args.batch_promise] if args.batch_promise else [])])
+                       *(["--batch-promise", str(args.batch_promise)] if args.batch_promise else [])])
     if code != 0:
         return code
     seconds = time.perf_counter() - started

@@ -13,9 +13,10 @@ under 0.05: "not worse beyond noise, files no less". A tie within noise is promo
 more decisions). Every target is compared and reported; only the ones filed at can refuse: a model that learned
 the leaves a catalog grew files a little less at 99.5% (its probabilities spread over more leaves), and a weekly
 cycle filing at 99% refused every retrained model for it while the one in service could not name the new leaves.
-Nor does filing less refuse a model whose card makes another promise at that target (``--batch-promise`` added,
-dropped or changed): a promise on every batch of 400 files less than one on the level's accuracy by design, and a
-shop that chose it would otherwise never see a retrained model in service.
+Nor does filing less refuse a model whose card makes a stricter promise at that target (``--batch-promise`` added
+or lowered: each level held to a higher accuracy): a promise on every batch of 400 files less than one on the
+level's accuracy by design, and a shop that chose it would otherwise never see a retrained model in service. A
+looser promise that still files less is refused as any model filing less is.
 """
 
 from __future__ import annotations
@@ -92,10 +93,11 @@ def compare(champion: pd.DataFrame, challenger: pd.DataFrame, labels: Mapping[st
                  "challenger": _filed(challenger, (challenger_filing or {}).get(key))}
         entry = {who: float(f.mean()) for who, f in filed.items()}
         entry["mcnemar"] = mcnemar(filed["champion"], filed["challenger"])
-        batches = [((filing or {}).get(key) or {}).get("batch") for filing in (champion_filing, challenger_filing)]
-        entry["promise_changed"] = batches[0] != batches[1]
+        held_to = [((filing or {}).get(key) or {}).get("level_target") or target
+                   for filing in (champion_filing, challenger_filing)]
+        entry["stricter_promise"] = held_to[1] > held_to[0]
         result["filing"][key] = entry
-        if (key in required and not entry["promise_changed"] and entry["challenger"] < entry["champion"]
+        if (key in required and not entry["stricter_promise"] and entry["challenger"] < entry["champion"]
                 and entry["mcnemar"]["p"] < ALPHA):
             result["reasons"].append(f"files less at {key}: {entry['challenger']:.1%} of the products against "
                                      f"{entry['champion']:.1%} (McNemar p = {entry['mcnemar']['p']:.2g})")
@@ -112,8 +114,8 @@ def comparison_table(comparison: Mapping) -> pd.DataFrame:
                      "champion_95%": _span(entry["champion"]), "challenger": entry["challenger"]["accuracy"],
                      "challenger_95%": _span(entry["challenger"]), "mcnemar_p": entry["mcnemar"]["p"]})
     for key, entry in comparison["filing"].items():
-        changed = " (another promise: not compared)" if entry.get("promise_changed") else ""
-        rows.append({"figure": f"filed at {key}{changed}", "champion": entry["champion"], "champion_95%": None,
+        stricter = " (the challenger's promise is stricter: it may file less)" if entry.get("stricter_promise") else ""
+        rows.append({"figure": f"filed at {key}{stricter}", "champion": entry["champion"], "champion_95%": None,
                      "challenger": entry["challenger"], "challenger_95%": None, "mcnemar_p": entry["mcnemar"]["p"]})
     return pd.DataFrame(rows)
 

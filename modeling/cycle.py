@@ -404,6 +404,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def promise_note(db: str | Path, batch: int | None) -> str | None:
+    """A line when the model in service makes another promise than ``--batch-promise`` asks for: this cycle files by
+    the model's card, and the option reaches the filing only with the next model promoted."""
+    serving = next((entry for entry in registry.entries(db) if entry.in_service), None)
+    if serving is None:
+        return None
+    try:
+        promised = json.loads(serving.card_path.read_text(encoding="utf-8")).get("guarantee", {}).get("batch")
+    except (OSError, ValueError):
+        return None  # the predict step names an unreadable card
+    if promised == batch:
+        return None
+    return (f"note: model {serving.experiment_id}, in service, promises {_promise(promised)}; --batch-promise asks "
+            f"for {_promise(batch)}: this cycle files by model {serving.experiment_id}'s card, and the option holds "
+            "from the next model it retrains and promotes")
+
+
+def _promise(batch: int | None) -> str:
+    return "each level's accuracy" if batch is None else f"every batch of {batch} filed products"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = {"api_url": args.api_url, "crawl_arg": args.crawl_arg, "images": str(args.images),
@@ -422,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             cycle, resumed = open_cycle(args.db, options, args.since)
             print(f"cycle {cycle.id}" + (" resumed" if resumed else "") + f": products new or changed since "
                   f"{cycle.since}", flush=True)
+            if (note := promise_note(args.db, args.batch_promise)) is not None:
+                print(note, flush=True)
             done = done_steps(args.db, cycle.id)
             for number, step in enumerate(STEPS, start=1):
                 if step in done:

@@ -421,8 +421,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
 
     rows = pd.concat(predictions, ignore_index=True)
     validation_rows = rows[rows["split"] == "validation"]
-    filing, guarantee = guaranteed_filing(model, out_of_fold, train, validation_rows, unlearned,
-                                              args.batch_promise)
+    filing, guarantee = guaranteed_filing(model, out_of_fold, train, validation_rows, unlearned, args.batch_promise)
     test_frame = held_out[held_out["split"] == "test"]
     comparison = challenge(args, test_frame, rows[rows["split"] == "test"], filing, labels)
     label_counts = {"labels": labels}

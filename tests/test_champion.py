@@ -89,11 +89,15 @@ def test_a_tie_within_noise_is_promoted_and_fewer_filed_is_refused():
     elsewhere = compare(one, one, {"crawled": truth}, *two_targets, (0.98, 0.99), required=(0.99,))
     assert elsewhere["promote"] and elsewhere["filing"]["0.98"]["challenger"] == 0.0
     assert not compare(one, one, {"crawled": truth}, *two_targets, (0.98, 0.99))["promote"]
-    # a card promising every batch of 400 files less by design: reported, compared with no card of the same promise
-    per_batch = {"0.98": {"leaf": None, "parent": None, "batch": 400}}
-    other_promise = compare(one, one, {"crawled": truth}, {"0.98": {"leaf": 0.9, "parent": None}}, per_batch, (0.98,))
-    assert other_promise["promote"] and other_promise["filing"]["0.98"]["promise_changed"]
-    assert "another promise" in comparison_table(other_promise)["figure"].iloc[-1]
-    assert not compare(one, one, {"crawled": truth}, {"0.98": {"leaf": 0.9, "parent": None, "batch": 400}},
-                       per_batch, (0.98,))["promote"]
+    # a card promising every batch of 400 (each level held to 98.82%) files less by design: reported, not refused
+    per_batch = {"0.98": {"leaf": None, "parent": None, "batch": 400, "level_target": 0.9882}}
+    stricter = compare(one, one, {"crawled": truth}, {"0.98": {"leaf": 0.9, "parent": None}}, per_batch, (0.98,))
+    assert stricter["promote"] and stricter["filing"]["0.98"]["stricter_promise"]
+    assert "stricter" in comparison_table(stricter)["figure"].iloc[-1]
+    # the same promise, or a looser one, filing less is refused
+    assert not compare(one, one, {"crawled": truth}, {"0.98": {**per_batch["0.98"], "leaf": 0.9}}, per_batch,
+                       (0.98,))["promote"]
+    looser = {"0.98": {"leaf": None, "parent": None, "batch": 4000, "level_target": 0.9833}}
+    assert not compare(one, one, {"crawled": truth}, {"0.98": {**per_batch["0.98"], "leaf": 0.9}}, looser,
+                       (0.98,))["promote"]
     assert mcnemar(np.ones(10, bool), np.ones(10, bool))["p"] == 1.0

@@ -101,7 +101,7 @@ def test_a_week_later_the_cycle_files_what_arrived_and_queues_the_rest(week_zero
         again = run_cycle(db, images, sandbox.url)  # nothing new since: nothing predicted twice
     for number, step in enumerate(cycle.STEPS, start=1):
         assert f"{number}/5 {step}: " in first.stdout  # each step's summary on the way
-    assert "cycle 1 resumed" in first.stdout
+    assert "cycle 1 resumed" in first.stdout and "note:" not in first.stdout  # the model makes the promise asked
     assert "refresh 1 (new) finished" in first.stderr  # the crawl's own summary, passed on
 
     after = crawled(db)
@@ -181,6 +181,8 @@ def test_a_cycle_killed_mid_step_resumes_and_loses_nothing(project):
 
         resumed = run_cycle(db, images, sandbox.url, *options)
     assert "cycle 1 resumed" in resumed.stdout
+    assert "note: model 1, in service, promises each level's accuracy; --batch-promise asks for every batch of 50 " \
+           "filed products" in resumed.stdout
     for step in ("refresh", "predict", "audit"):
         assert f"{step}: done before" in resumed.stdout
     for name, t in (("filings", store.filings), ("reviews", store.reviews), ("queue", store.filing_queue)):
