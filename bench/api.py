@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100, help="products per request")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every batch; the median ratio counts")
     parser.add_argument("--singles", type=int, default=300, help="one-product requests timed after the rounds")
+    parser.add_argument("--access-log", action="store_true",
+                        help="serve with uvicorn's line per request (the app's default; off here, as an import job's "
+                             "server would run)")
     args = parser.parse_args(argv)
     if not (config.fashion_dir() / "styles.csv").is_file():
         print(f"bench/api.py: needs {config.fashion_dir()} (set SHARED_DIR)", file=sys.stderr)
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         model_path = save_model(model, Path(folder) / "1.joblib", {"bench": "api"})
         db = Path(folder) / "crawl.db"
         store.connect(db).close()
-        app = stack.enter_context(ReviewProcess("--db", db, "--model", model_path, "--images", folder))
+        app = stack.enter_context(ReviewProcess("--db", db, "--model", model_path, "--images", folder,
+                                                *([] if args.access_log else ["--no-access-log"])))
         posts = {}
         for name, client in CLIENTS.items():
             posts[name], close = client(app.url)
