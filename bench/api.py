@@ -23,7 +23,11 @@ concurrency beats the single-threaded in-process baseline. Each client sends the
 in-process side still makes the same line dicts the API answers with (``prediction_lines`` + ``decision``), so both
 ways end with the same Python objects; the API's figure includes encoding the request and decoding the answer.
 
+The app is served with ``--no-access-log`` (uvicorn's line per request off, as an import job's server would run;
+``--access-log`` serves it as ``make review`` does).
+
     .venv/bin/python bench/api.py [--train 10000] [--products 3000] [--batch 100] [--rounds 3] [--singles 300]
+                                  [--access-log]
 """
 
 from __future__ import annotations
