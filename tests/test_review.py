@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
 import pytest
@@ -95,6 +97,43 @@ def test_api_predict_answers_the_lines_predict_writes_with_an_error_at_each_bad_
     assert app_client.post("/api/predict", json={"not": "a list"}).status_code == 422
     refused = app_client.post("/api/predict", json=[good, "not an object"])  # the request model says where
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", 1]
+
+
+class HeldModel:
+    """The session's real model, whose predictions wait until the test releases them (and say when one started)."""
+
+    def __init__(self, model):
+        self.model, self.started, self.release = model, threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def predict_branches(self, frame):
+        self.started.set()
+        if not self.release.wait(60):
+            raise TimeoutError("the test never released the prediction")
+        return self.model.predict_branches(frame)
+
+
+def test_a_batch_being_predicted_holds_up_no_other_request(review_setup, db, model):
+    """/api/predict predicts in a worker thread: while a batch is being predicted the app answers other requests (a
+    prediction on the event loop would leave them waiting until it ended)."""
+    held = HeldModel(model)
+    client = client_for(review_setup, db, held, name=None)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            batch = pool.submit(client.post, "/api/predict", json=[{"id": "a", "name": "Flare jeans in washed denim"}])
+            assert held.started.wait(60)
+            other = pool.submit(client.get, "/api/model")
+            try:
+                assert other.result(timeout=30).status_code == 200 and not batch.done()
+            finally:
+                held.release.set()
+            answer = batch.result(timeout=60)
+        assert answer.status_code == 200 and answer.json()[0]["id"] == "a"
+    finally:
+        held.release.set()
+        client.__exit__(None, None, None)
 
 
 def test_the_api_has_an_openapi_schema_and_no_cdn_docs_pages(app_client):
@@ -323,6 +362,7 @@ def test_a_decision_answered_by_a_real_server_survives_its_kill(review_setup, db
         assert answer.status_code == 200
         app.kill()
     assert rows(db, "SELECT queue_id, decision, reviewer FROM reviews") == [(1, "exclude", "ana")]
+    assert [line for line in app.log if '"POST /api/reviews HTTP/1.1" 200' in line]  # a line per request by default
 
 
 def test_a_queue_of_a_whole_crawl_is_read_page_by_page_and_counted_by_the_database(db, model):

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from modeling.review import create_app
 from modeling.review.__main__ import main as review_main
 from modeling.review.api import DESCRIPTION_MAX_CHARS, NAME_MAX_CHARS
-from modeling.review.dependencies import SIGNED_IN_COOKIE
+from modeling.review.dependencies import SESSION_COOKIE, SIGNED_IN_COOKIE
 from modeling.review.process import ReviewProcess
 from modeling.review.security import LOOPBACK_HOSTS
 from shopstyle_spider import config
@@ -160,7 +160,7 @@ def test_twenty_requests_of_2_mb_single_word_names_leave_the_apps_memory_bounded
     """A real server, its body cap raised so the requests reach the app: each is refused with a 422 naming the
     field, and its resident memory grows by less than 100 MB (it kept ~250 MB for five 200,000-letter names)."""
     with ReviewProcess("--db", db, "--model", review_setup.model, "--images", review_setup.images,
-                       "--max-body", "2500000") as app, httpx.Client(timeout=120) as client:
+                       "--max-body", "2500000", "--no-access-log") as app, httpx.Client(timeout=120) as client:
         assert client.post(app.url + "/api/predict", json=[{"id": 0, "name": "Silk blouse"}]).status_code == 200
         before = resident_bytes(app.process.pid)
         for i in range(20):
@@ -169,3 +169,18 @@ def test_twenty_requests_of_2_mb_single_word_names_leave_the_apps_memory_bounded
             assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", 0, "name"]
         grown = resident_bytes(app.process.pid) - before
     assert grown < 100 * 2**20, f"the app's resident memory grew by {grown / 2**20:.0f} MB"
+    assert not [line for line in app.log if "POST /api/predict" in line]  # --no-access-log: no line per request
+
+
+def test_api_answers_carry_the_security_headers_and_hand_out_no_session(review_setup, db, model, clients):
+    """The JSON API takes a bearer token, never a cookie: an import job is not handed a new session each call (it was,
+    before: a signed session id made and sent with every answer). Pages still get one, and every answer the CSP."""
+    client = open_client(clients, review_setup, db, model, name=None)
+    for answer in (client.get("/api/model"), client.post("/api/predict", json=[{"id": 1, "name": "Silk blouse"}]),
+                   client.get("/api/no-such-route")):
+        assert "set-cookie" not in answer.headers and not client.cookies
+        assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    page = client.get("/login")
+    assert page.headers["set-cookie"].startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in page.headers["set-cookie"]
+    assert "content-security-policy" in page.headers and client.cookies.get(SESSION_COOKIE)

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=DEFAULT_TARGET,
                         help="the accuracy /api/predict's decisions reach, by the model card's thresholds")
     parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                        help="uvicorn's line per request on stdout (--no-access-log: about 0.15 ms less a request, "
+                             "for an import job's stream of /api/predict calls; start-up and errors still logged)")
     return parser
 
 
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(args.db, args.model, args.images, token=token, reviewers=reviewers,
                      allowed_hosts=[*LOOPBACK_HOSTS, *bound, *args.allowed_host], max_body=args.max_body,
                      target_accuracy=args.target_accuracy, image_runtime=args.image_runtime, follow=follow)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log)
     return 0
 
 

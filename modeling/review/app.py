@@ -82,7 +82,7 @@ def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, to
     async def sign_in(request: Request, error: SignInRequired) -> Response:
         return RedirectResponse("/login", status_code=303)
 
-    app.add_middleware(SessionAndHeaders, cookie=SESSION_COOKIE, csp=CSP)
+    app.add_middleware(SessionAndHeaders, cookie=SESSION_COOKIE, csp=CSP, api_prefix=api.router.prefix + "/")
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))  # added last: checked first
     return app

@@ -26,8 +26,8 @@ def predict_products(model, items: list[dict], images: Path,
     """One line per item, in order: its prediction with its ``decision`` by ``thresholds`` (the model card's for the
     app's target accuracy; ``review`` where there are none), or ``{"index", "id", "error"}`` for an item that cannot
     be predicted (the others still are). A photo is looked for in the image store only: a path leading out of it is an
-    error of its item."""
-    root = images.resolve()
+    error of its item. The store's real path is looked up only for a batch naming photos (a request's stat calls)."""
+    root = images.resolve() if any(item.get("image_path") is not None for item in items) else None
     lines: list[dict | None] = []
     rows = []
     for index, item in enumerate(items):

@@ -24,15 +24,16 @@ class ReviewProcess:
         self.process: subprocess.Popen | None = None
         self.url = ""
         self._drain: threading.Thread | None = None
-        self.log: deque[str] = deque(maxlen=200)  # the server's last lines, for an error message
+        self.log: deque[str] = deque(maxlen=200)  # the server's last lines (log and requests), for an error message
 
     def start(self) -> ReviewProcess:
+        # uvicorn logs requests on stdout and everything else on stderr: one pipe keeps both, in order
         self.process = subprocess.Popen([sys.executable, "-m", "modeling.review", "--port", "0", *self.args],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         found = threading.Event()
 
         def drain() -> None:  # read every line, so a chatty server never blocks on a full pipe
-            for line in self.process.stderr:
+            for line in self.process.stdout:
                 self.log.append(line.rstrip())
                 if not found.is_set() and STARTED in line:
                     self.url = line.split(STARTED, 1)[1].split()[0]
@@ -54,13 +55,13 @@ class ReviewProcess:
     def _close(self) -> None:
         self.process.wait()
         self._drain.join(timeout=15)
-        self.process.stderr.close()
+        self.process.stdout.close()
 
     def stop(self) -> int | None:
         if self.process is None:
             return None
         terminate(self.process)
-        if not self.process.stderr.closed:
+        if not self.process.stdout.closed:
             self._close()
         return self.process.returncode
 

@@ -178,23 +178,27 @@ class SessionAndHeaders:
     """ASGI middleware giving each browser a session (an id in an httponly, SameSite=Strict cookie, read by routes as
     ``request.state.session``: what CSRF tokens, sign-ins and status messages are bound to) and every answer the
     Content-Security-Policy ``csp`` and ``nosniff``. Plain ASGI, not ``@app.middleware("http")``, whose streams cost
-    every API call a fixed share of its time (``bench/api.py``)."""
+    every API call a fixed share of its time (``bench/api.py``). Requests under ``api_prefix`` get the headers but
+    no session: the JSON API takes a bearer token, never a cookie, so its clients (an import job) are not handed a
+    new session each call."""
 
-    def __init__(self, app: ASGIApp, cookie: str, csp: str):
-        self.app, self.cookie, self.csp = app, cookie, csp
+    def __init__(self, app: ASGIApp, cookie: str, csp: str, api_prefix: str):
+        self.app, self.cookie, self.csp, self.api_prefix = app, cookie, csp, api_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        known = HTTPConnection(scope).cookies.get(self.cookie)
-        session = scope.setdefault("state", {})["session"] = known or secrets.token_urlsafe(24)
+        new_session = None
+        if not scope["path"].startswith(self.api_prefix):
+            known = HTTPConnection(scope).cookies.get(self.cookie)
+            scope.setdefault("state", {})["session"] = known or (new_session := secrets.token_urlsafe(24))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                if known is None:
-                    headers.append("set-cookie", f"{self.cookie}={session}; HttpOnly; Path=/; SameSite=strict")
+                if new_session is not None:
+                    headers.append("set-cookie", f"{self.cookie}={new_session}; HttpOnly; Path=/; SameSite=strict")
                 headers["Content-Security-Policy"] = self.csp
                 headers["X-Content-Type-Options"] = "nosniff"
             await send(message)
