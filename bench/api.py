@@ -148,6 +148,8 @@ def one_round(model, posts: dict[str, Post], batches: list[list[dict]]) -> dict[
 def placements(server: int) -> dict[str, tuple[set[int], set[int]]]:
     """The CPUs of this process and of the server's, per placement: "shared" lets the scheduler choose among every
     CPU this process may use, "pinned" gives each process a core of its own (left out with fewer than two)."""
+    if not hasattr(os, "sched_setaffinity"):  # Linux only: elsewhere the scheduler chooses
+        return {"shared": (set(), set())}
     cpus = sorted(os.sched_getaffinity(0))
     chosen = {"shared": (set(cpus), set(cpus))}
     if len(cpus) >= 2:
@@ -156,7 +158,10 @@ def placements(server: int) -> dict[str, tuple[set[int], set[int]]]:
 
 
 def place(pid: int, cpus: set[int]) -> None:
-    """Every thread of process ``pid`` on ``cpus`` (a thread started later inherits its creator's)."""
+    """Every thread of process ``pid`` on ``cpus`` (a thread started later inherits its creator's); no CPUs: left
+    where it is."""
+    if not cpus:
+        return
     for task in Path(f"/proc/{pid}/task").iterdir():
         with suppress(ProcessLookupError):  # a thread that ended meanwhile
             os.sched_setaffinity(int(task.name), cpus)
