@@ -65,12 +65,16 @@ def test_requests_for_another_host_name_are_refused_and_write_nothing(review_set
 def test_a_body_not_sent_as_json_is_refused_with_415(review_setup, db, model, clients):
     client = open_client(clients, review_setup, db, model, name=None)
     body = json.dumps({**first_card(client), "reviewer": "ana"})
-    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"},
+                    {"Content-Type": "application/jsonx"}, {"Content-Type": "application/json-seq"},
+                    {"Content-Type": "multipart/form-data; boundary=x"}):
         refused = client.post("/api/reviews", content=body, headers=headers)
         assert refused.status_code == 415 and "Content-Type: application/json" in refused.json()["detail"]
         assert client.post("/api/predict", content="[]", headers=headers).status_code == 415
     assert rows(db, "SELECT count(*) FROM reviews") == [(0,)]
     assert client.post("/api/reviews", content=body, headers={"Content-Type": "application/json"}).status_code == 200
+    assert client.post("/api/predict", content="[]",
+                       headers={"Content-Type": "Application/Problem+JSON; charset=utf-8"}).status_code == 200
 
 
 def test_the_openapi_schema_needs_the_token_and_types_products_lines_and_refusals(review_setup, db, model, clients):
@@ -184,3 +188,12 @@ def test_api_answers_carry_the_security_headers_and_hand_out_no_session(review_s
     page = client.get("/login")
     assert page.headers["set-cookie"].startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in page.headers["set-cookie"]
     assert "content-security-policy" in page.headers and client.cookies.get(SESSION_COOKIE)
+    assert "set-cookie" not in client.get("/login").headers  # a browser with a session keeps it
+    # the refusals made before any route (another host name, a body over the cap) carry the headers too
+    capped = open_client(clients, review_setup, db, model, name=None, max_body=1_000)
+    for refused, status in ((client.get("/api/model", headers=REBOUND), 400),
+                            (client.get("/login", headers=REBOUND), 400),
+                            (capped.post("/api/predict", json=[{"id": 1, "name": "x" * 2_000}]), 413)):
+        assert refused.status_code == status
+        assert refused.headers["content-security-policy"].startswith("default-src 'none'")
+        assert refused.headers["x-content-type-options"] == "nosniff"

@@ -24,7 +24,7 @@ from ..templating import STATIC
 from . import api, pages
 from .cards import Catalogue
 from .dependencies import SESSION_COOKIE, AppState, SignInRequired
-from .security import LOOPBACK_HOSTS, BodyLimit, Guard, SessionAndHeaders, signing_key
+from .security import LOOPBACK_HOSTS, BodyLimit, Guard, SecurityHeaders, Sessions, signing_key
 from .serving import CHECK_EVERY_S, Serving, serve
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -82,7 +82,8 @@ def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, to
     async def sign_in(request: Request, error: SignInRequired) -> Response:
         return RedirectResponse("/login", status_code=303)
 
-    app.add_middleware(SessionAndHeaders, cookie=SESSION_COOKIE, csp=CSP, api_prefix=api.router.prefix + "/")
+    app.add_middleware(Sessions, cookie=SESSION_COOKIE, api_prefix=api.router.prefix + "/")
     app.add_middleware(BodyLimit, max_bytes=max_body)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))  # added last: checked first
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))  # checked before the body is read
+    app.add_middleware(SecurityHeaders, csp=CSP)  # added last: outermost, on the refusals above too
     return app

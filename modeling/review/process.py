@@ -29,7 +29,8 @@ class ReviewProcess:
     def start(self) -> ReviewProcess:
         # uvicorn logs requests on stdout and everything else on stderr: one pipe keeps both, in order
         self.process = subprocess.Popen([sys.executable, "-m", "modeling.review", "--port", "0", *self.args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        errors="backslashreplace")  # a stray byte must not end the draining
         found = threading.Event()
 
         def drain() -> None:  # read every line, so a chatty server never blocks on a full pipe

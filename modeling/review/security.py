@@ -29,7 +29,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["LOOPBACK_HOSTS", "BodyLimit", "Guard", "SessionAndHeaders", "TokenFileError", "is_loopback",
+__all__ = ["LOOPBACK_HOSTS", "BodyLimit", "Guard", "SecurityHeaders", "Sessions", "TokenFileError", "is_loopback",
            "reviewer_tokens", "signing_key"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # as the Host header names them (IPv6 in brackets)
@@ -174,31 +174,51 @@ class Guard:
         return bool(session and text and offered) and hmac.compare_digest(self.note(session, text), offered)
 
 
-class SessionAndHeaders:
+class Sessions:
     """ASGI middleware giving each browser a session (an id in an httponly, SameSite=Strict cookie, read by routes as
-    ``request.state.session``: what CSRF tokens, sign-ins and status messages are bound to) and every answer the
-    Content-Security-Policy ``csp`` and ``nosniff``. Plain ASGI, not ``@app.middleware("http")``, whose streams cost
-    every API call a fixed share of its time (``bench/api.py``). Requests under ``api_prefix`` get the headers but
-    no session: the JSON API takes a bearer token, never a cookie, so its clients (an import job) are not handed a
-    new session each call."""
+    ``request.state.session``: what CSRF tokens, sign-ins and status messages are bound to). Plain ASGI, not
+    ``@app.middleware("http")``, whose streams cost every API call a fixed share of its time (``bench/api.py``).
+    Requests under ``api_prefix`` get no session: the JSON API takes a bearer token, never a cookie, so its clients
+    (an import job) are not handed a new session each call."""
 
-    def __init__(self, app: ASGIApp, cookie: str, csp: str, api_prefix: str):
-        self.app, self.cookie, self.csp, self.api_prefix = app, cookie, csp, api_prefix
+    def __init__(self, app: ASGIApp, cookie: str, api_prefix: str):
+        self.app, self.cookie, self.api_prefix = app, cookie, api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.api_prefix):
+            await self.app(scope, receive, send)
+            return
+        known = HTTPConnection(scope).cookies.get(self.cookie)
+        scope.setdefault("state", {})["session"] = known or (new_session := secrets.token_urlsafe(24))
+        if known:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append(
+                    "set-cookie", f"{self.cookie}={new_session}; HttpOnly; Path=/; SameSite=strict")
+            await send(message)
+
+        await self.app(scope, receive, with_cookie)
+
+
+class SecurityHeaders:
+    """ASGI middleware giving every answer the Content-Security-Policy ``csp`` and ``nosniff``; added outside the
+    other middlewares, so that their own refusals (400 for another host name, 413 for a body over the cap) carry
+    them too. (Starlette's plain-text 500 is made outside every middleware.)"""
+
+    def __init__(self, app: ASGIApp, csp: str):
+        self.app, self.csp = app, csp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        new_session = None
-        if not scope["path"].startswith(self.api_prefix):
-            known = HTTPConnection(scope).cookies.get(self.cookie)
-            scope.setdefault("state", {})["session"] = known or (new_session := secrets.token_urlsafe(24))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                if new_session is not None:
-                    headers.append("set-cookie", f"{self.cookie}={new_session}; HttpOnly; Path=/; SameSite=strict")
                 headers["Content-Security-Policy"] = self.csp
                 headers["X-Content-Type-Options"] = "nosniff"
             await send(message)
