@@ -3,7 +3,9 @@
 ``modeling.predict`` appends one ``filings`` row per product it decides at a target (leaf, parent or review), so the
 shop can be told what was filed automatically and the weekly cycle can tell what it has done. Rows are never
 updated: a product filed again (a new model, a new photo) gets a new row and the newest one is in force, so the
-history of what was filed under which model stays. ``export`` writes the decisions in force as CSV for the shop.
+history of what was filed under which model stays. ``export`` writes each product's filing in force as CSV for the
+shop: a person's decision in force (``modeling.reviews``) wherever there is one, whichever model filed the product
+before or after it (a model never overrules a person); the newest model filing elsewhere.
 """
 
 from __future__ import annotations
@@ -18,17 +20,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from sqlalchemy import Connection, Select, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from shopstyle_spider import config, schema
 
-from . import identity, store
+from . import identity, reviews, store
 
-__all__ = ["EXPORT_COLUMNS", "Writer", "changed_since", "export_csv", "in_force_query", "model_id_of"]
+__all__ = ["AUTOMATIC", "DECISIONS", "EXPORT_COLUMNS", "Writer", "changed_since", "export_csv", "in_force",
+           "in_force_query", "model_id_of", "newest_decision"]
 
+AUTOMATIC = ("leaf", "parent")  # the decisions by which a model files a product itself
+PERSON, EXCLUDED = "person", "excluded"  # a person's decision in force: a leaf, or left out of the catalogue
+DECISIONS = (*AUTOMATIC, "review", PERSON, EXCLUDED)  # what an exported row's decision can be
 EXPORT_COLUMNS = ("subject", "product_id", "decision", "category", "score", "target", "model_id", "model_path",
-                  "filed_at")
+                  "filed_at", "reviewer")
 # the changes of a crawled product that call for filing it again: it arrived (or came back), the shop re-filed it,
 # or its photo changed (modeling's input); a price or stock change does not
 REFILE_FIELDS = ("added", "category_id", "image_checksum")
@@ -50,6 +56,31 @@ def in_force_query() -> Select:
     table = store.filings
     newest = select(func.max(table.c.id).label("id")).group_by(table.c.subject).subquery()
     return select(table).join(newest, table.c.id == newest.c.id).order_by(table.c.id)
+
+
+def newest_decision(subject: ColumnElement) -> ScalarSelect:
+    """The decision of the newest filing of the product ``subject`` names (NULL when no model filed it), as a
+    correlated subquery (an index seek per product): what the review app asks of each queued product."""
+    table = store.filings
+    return (select(table.c.decision).where(table.c.subject == subject).order_by(table.c.id.desc()).limit(1)
+            .scalar_subquery())
+
+
+def in_force(connection: Connection) -> list[dict]:
+    """Every filed or decided product's filing in force, as ``EXPORT_COLUMNS`` rows in the order they were made: a
+    person's decision in force (decision ``person`` with its leaf, or ``excluded``, and the reviewer) overrides any
+    model filing of the product, the newest model filing stands elsewhere."""
+    rows: dict[str, dict] = {}
+    if store.has_table(connection, store.filings):
+        for row in connection.execute(in_force_query()).mappings():
+            rows[row["subject"]] = {**{c: row[c] for c in EXPORT_COLUMNS if c in row}, "reviewer": None}
+    for subject, standing in reviews.in_force(connection).items():
+        excluded = standing.decision == store.EXCLUDE
+        rows[subject] = {"subject": subject, "product_id": identity.parse(subject).product_id,
+                         "decision": EXCLUDED if excluded else PERSON, "category": None if excluded
+                         else standing.decision, "score": None, "target": None, "model_id": None,
+                         "model_path": None, "filed_at": standing.created_at, "reviewer": standing.reviewer}
+    return sorted(rows.values(), key=lambda row: (row["filed_at"], row["subject"]))
 
 
 def changed_since(connection: Connection, since: str, model_path: str | Path | None = None) -> set[int]:
@@ -117,18 +148,14 @@ class Writer:
 
 
 def export_csv(connection: Connection, out: TextIO, decisions: Iterable[str]) -> int:
-    """The filings in force whose decision is one of ``decisions``, as CSV (``EXPORT_COLUMNS``); the rows written."""
+    """The filings in force (``in_force``) whose decision is one of ``decisions``, as CSV (``EXPORT_COLUMNS``); the
+    rows written."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
-    count = 0
-    if not store.has_table(connection, store.filings):
-        return count
     wanted = set(decisions)
-    for row in connection.execute(in_force_query()).mappings():
-        if row["decision"] in wanted:
-            writer.writerow([row[column] for column in EXPORT_COLUMNS])
-            count += 1
-    return count
+    chosen = [row for row in in_force(connection) if row["decision"] in wanted]
+    writer.writerows([row[column] for column in EXPORT_COLUMNS] for row in chosen)
+    return len(chosen)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,18 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the crawl database predict filed into: a sqlite file or a postgresql:// URL")
     export.add_argument("--out", default="-", help="the CSV file to write; '-' is standard output")
     export.add_argument("--decisions", type=lambda s: [d.strip() for d in s.split(",") if d.strip()],
-                        default=["leaf", "parent"],
-                        help="which decisions, comma-separated: leaf, parent (filed automatically), review (sent "
-                             "to a person)")
+                        default=[*AUTOMATIC, PERSON],
+                        help="which decisions, comma-separated: leaf, parent (filed by a model), review (sent to a "
+                             "person, not decided yet), person (filed by a person: overrides every model), "
+                             "excluded (a person left it out of the catalogue)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    unknown = set(args.decisions) - {"leaf", "parent", "review"}
+    unknown = set(args.decisions) - set(DECISIONS)
     if unknown:
-        parser.error(f"--decisions: {', '.join(sorted(unknown))} is not one of leaf, parent, review")
+        parser.error(f"--decisions: {', '.join(sorted(unknown))} is not one of {', '.join(DECISIONS)}")
     try:
         with closing(store.connect(args.db, readonly=True)) as connection:
             if args.out == "-":

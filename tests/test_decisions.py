@@ -1,9 +1,11 @@
 """The decision store against a plain reference model (a Hypothesis ``RuleBasedStateMachine``), on sqlite and on a
 real PostgreSQL server (``tests/test_postgres.py``'s): random interleavings of decisions (a leaf, exclude, keep, an
 undo on a card) and undos by two reviewers on both queues, imports by a third, a file product whose record id equals
-a crawled product's id, leases and refusals of stale cards. After every step the decision in force equals the
-reference's, every row written is still there, each card shows the label in force, and an export imported into a
-fresh copy reproduces every decision in force.
+a crawled product's id, leases and refusals of stale cards, and models filing products (at the leaf, the parent, or
+to a person) before and after people decide them. After every step the decision in force equals the reference's,
+every row written is still there, each card shows the label in force, the filing queue holds exactly the cards
+waiting for a person, the shop's export shows each product's filing in force (a person's over any model's), and
+an export imported into a fresh copy reproduces every decision in force.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlalchemy import delete, insert, select, text
 
-from modeling import identity, store
+from modeling import filings, identity, store
 from modeling.data import split_of
 from modeling.filing_queue import Writer, queue_products
 from modeling.review import cards, decisions, leases
@@ -54,7 +56,8 @@ def _create(target) -> None:
 def _clear(connection) -> None:
     cards.end_reads(connection)
     with connection.begin():
-        for table in (store.leases, store.reviews, store.label_issues, store.audits, store.filing_queue):
+        for table in (store.leases, store.reviews, store.label_issues, store.audits, store.filing_queue,
+                      store.filings):
             connection.execute(delete(table))
 
 
@@ -75,6 +78,7 @@ class Reference:
     rows: list[Row] = field(default_factory=list)
     leases: dict[str, tuple[str, float]] = field(default_factory=dict)
     groups: int = 0
+    filed: dict[str, tuple[str, str]] = field(default_factory=dict)  # subject -> a model's newest (decision, category)
 
     def withdrawn(self) -> set[int]:
         return {r.withdraws for r in self.rows if r.withdraws is not None}
@@ -99,6 +103,11 @@ class Reference:
     def withdraw(self, group: int, reviewer: str) -> None:
         self.rows += [Row(r.subject, None, reviewer, r.source, -1, group) for r in list(self.rows)
                       if r.group == group and r.withdraws is None]
+
+    def filing_in_force(self) -> dict[str, tuple[str, str | None]]:
+        """What the shop is told: a person's decision wherever one stands, else the newest model filing."""
+        standing = {s: ("excluded", None) if d == store.EXCLUDE else ("person", d) for s, d in self.in_force().items()}
+        return {**self.filed, **standing}
 
     def latest_of(self, reviewer: str, source: str) -> int | None:
         gone = self.withdrawn()
@@ -240,6 +249,22 @@ class DecisionStore(RuleBasedStateMachine):
         self.items["file"][f"queue:{twin}"] = [self.twin]
         self.twin_queued = True
 
+    @rule(data=st.data(), decision=st.sampled_from(("leaf", "parent", "review")),
+          category=st.sampled_from(LEAVES))
+    def model_files(self, data, decision, category):
+        """A model files a product (a crawled one, or the file product) as predict does: at the leaf, at the parent,
+        or to a person. It never changes a person's decision, and a product it files leaves the queue's work."""
+        subject = data.draw(st.sampled_from(sorted(s for s in self.ref.crawled if s != self.twin)))
+        who = identity.parse(subject)
+        parent = "women" if decision == "parent" else None
+        line = {"decision": decision, "category": category, "score": 0.9, "parent": parent, "parent_score": 0.95}
+        cards.end_reads(self.connection)
+        with filings.Writer(self.target, "model.joblib", 0.98, from_crawl=who.product_id is not None,
+                            source=SOURCE) as writer:
+            writer.add([({"id": who.product_id if who.product_id is not None else who.record_id}, line)])
+        assert writer.written == 1
+        self.ref.filed[subject] = (decision, parent or category)
+
     @rule(seconds=st.sampled_from((1.0, 200.0, leases.LEASE_SECONDS + 1)))
     def wait(self, seconds):
         self.now += seconds
@@ -256,6 +281,21 @@ class DecisionStore(RuleBasedStateMachine):
                 assert card.current == self.ref.label(subjects[0]) and card.given == {
                     s: self.ref.label(s) for s in subjects}
                 assert card.done == all(s in standing for s in subjects)
+
+    @invariant()
+    def the_queue_holds_what_waits_for_a_person_and_the_shop_sees_what_is_in_force(self):
+        if not hasattr(self, "ref"):
+            return
+        standing, filed = self.ref.in_force(), self.ref.filed
+        waiting = {item for item, (subject,) in self.items["file"].items()
+                   if subject not in standing and filed.get(subject, ("review",))[0] not in filings.AUTOMATIC}
+        assert set(cards.pending(self.connection, "file", self.catalogue)) == waiting
+        for item in self.items["file"]:
+            assert self._card("file", item).waiting == (item in waiting)
+        progress = cards.progress(self.connection, "file", self.catalogue, self.now)
+        assert progress.left == len(waiting)
+        shop = {row["subject"]: (row["decision"], row["category"]) for row in filings.in_force(self.connection)}
+        assert shop == self.ref.filing_in_force()
 
     @invariant()
     def nothing_decided_is_lost(self):

@@ -3,7 +3,10 @@
 Two queues hold the cards a person works through:
 
 - ``file``: one card per row of the filing queue (``modeling.predict --queue``, ``POST /api/queue``): a product the
-  model could not file.
+  model could not file. A product a later model filed itself (its newest filing at the leaf or the parent,
+  ``modeling.filings``) waits for nobody: it leaves the queue's work unless a person decided it, and comes back if
+  a still newer model sends it to a person again. A person can still decide it on its page, and that decision
+  stands over every model's filing.
 - ``suspect``: one card per group of the latest audit's label issues (copies of one product), worst first: deciding
   a group settles every product in it. Products of the test split are never shown here (see ``modeling.audit``).
 
@@ -22,12 +25,12 @@ from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import ColumnElement, Connection, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from shopstyle_spider import schema
 
-from .. import identity, store
+from .. import filings, identity, store
 from ..data import split_of, subject_split
 from ..fields import photo_path
 from ..reviews import in_force, in_force_query, touched
@@ -75,6 +78,7 @@ class Card:
     # model's own choice scored against the model (the suspect queue leaves such products out altogether)
     unadvised: bool = False
     scored_by: str | None = None  # the file of the model that scored a filing-queue card's suggestions
+    filed: str | None = None  # a filing-queue card's product filed by a later model: "leaf" or "parent"
 
     @property
     def size(self) -> int:
@@ -83,6 +87,11 @@ class Card:
     @property
     def done(self) -> bool:
         return self.decision is not None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the card is a person's work: undecided, and not filed by a model since it was queued."""
+        return not self.done and self.filed is None
 
 
 @dataclass
@@ -130,7 +139,7 @@ def _settle(card: Card, standing: dict, versions: dict, crawled: dict[str, str |
 def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | None = None) -> list[Card]:
     table, products = store.filing_queue, schema.products
     query = (select(table.c.id, table.c.subject, table.c.payload, table.c.prediction, table.c.model_path,
-                    products.c.category_id)
+                    products.c.category_id, filings.newest_decision(table.c.subject).label("filed"))
              .outerjoin(products, products.c.id == table.c.product_id).order_by(table.c.id))
     if queue_id is not None:
         query = query.where(table.c.id == queue_id)
@@ -147,7 +156,8 @@ def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | N
                     photo=f"queue/{row.id}" if photo_path(payload.get("image_path")) else None,
                     current=None, given={}, queue_id=row.id, subject=row.subject,
                     suggestions=[] if unadvised else queue_suggestions(json.loads(row.prediction), catalogue),
-                    payload=payload, scored_by=row.model_path, unadvised=unadvised)
+                    payload=payload, scored_by=row.model_path, unadvised=unadvised,
+                    filed=row.filed if row.filed in filings.AUTOMATIC else None)
         made.append(_settle(card, standing, versions, {row.subject: row.category_id}))
     return made
 
@@ -258,17 +268,24 @@ def next_card(connection: Connection, queue: str, catalogue: Catalogue, holder: 
         except IntegrityError:  # another reviewer leased it between our update and insert
             continue
         found = cards(connection, queue, catalogue, item)
-        if found and not found[0].done:  # the preferred card may have been decided meanwhile
+        if found and found[0].waiting:  # the preferred card may have been decided (or filed) meanwhile
             return found[0]
     return None
 
 
+def _filed_by_a_model(table) -> ColumnElement:
+    """Whether a filing-queue row's product was filed by a model since (its newest filing at the leaf or parent)."""
+    return func.coalesce(filings.newest_decision(table.c.subject), "").in_(filings.AUTOMATIC)
+
+
 def _undecided_file_ids(connection: Connection, after: int, limit: int = 200) -> list[int]:
-    """Filing-queue ids after ``after`` with no decision in force, in order: a page of them, read by the database."""
+    """Filing-queue ids after ``after`` waiting for a person (no decision in force, not filed by a model since), in
+    order: a page of them, read by the database."""
     table, standing = store.filing_queue, in_force_query().subquery()
     return list(connection.execute(
         select(table.c.id).select_from(table.outerjoin(standing, standing.c.subject == table.c.subject))
-        .where(standing.c.id.is_(None), table.c.id > after).order_by(table.c.id).limit(limit)).scalars())
+        .where(standing.c.id.is_(None), ~_filed_by_a_model(table), table.c.id > after).order_by(table.c.id)
+        .limit(limit)).scalars())
 
 
 def pending(connection: Connection, queue: str, catalogue: Catalogue) -> Iterator[str]:
@@ -290,7 +307,10 @@ def progress(connection: Connection, queue: str, catalogue: Catalogue, now: floa
     if queue == "file":  # the decided are read from the decisions in force, not by scanning the whole queue
         table, standing = store.filing_queue, in_force_query().subquery()
         recently = standing.c.created_at >= since
-        total = connection.execute(select(func.count()).select_from(table)).scalar()
+        # a person's work: every card but those a model filed since, unless a person decided them anyway
+        total = connection.execute(
+            select(func.count()).select_from(table.outerjoin(standing, standing.c.subject == table.c.subject))
+            .where(or_(standing.c.id.is_not(None), ~_filed_by_a_model(table)))).scalar()
         done, recent, first = connection.execute(
             select(func.count(standing.c.id), func.coalesce(func.sum(case((recently, 1), else_=0)), 0),
                    func.min(case((recently, standing.c.created_at))))
