@@ -14,7 +14,7 @@ from .config import PROJECT_ROOT
 # Lines TensorFlow's C++ runtime writes through absl before any log level applies ("I0000 00:00:... port.cc:153]
 # oneDNN custom operations are on ...", "W0000 ...", and absl's notice about them): noise in the demo's
 # and the cycle's output.
-LIBRARY_NOISE = re.compile(r"^(?:[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] |WARNING: All log messages before "
+LIBRARY_NOISE = re.compile(r"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] |WARNING: All log messages before "
                            r"absl::InitializeLog\(\) is called|To enable the following instructions: )")
 
 

@@ -6,6 +6,7 @@ import io
 import os
 
 from modeling.progress import progress_bar
+from shopstyle_spider.runner import LIBRARY_NOISE
 
 
 def test_a_log_gets_whole_lines_and_no_carriage_returns():
@@ -51,3 +52,14 @@ def test_disabled_writes_nothing():
     with progress_bar(total=3, desc="x", unit="y", enabled=False, stream=log) as bar:
         bar.update(3)
     assert log.getvalue() == ""
+
+
+def test_tensorflows_own_lines_are_told_from_ours():
+    """absl writes its time as HH:MM:SS.micro, or before it knows the time as 00:00:<epoch seconds>.micro (TF 2.21)."""
+    for noise in ("I0000 00:00:1796695823.070688   18042 port.cc:153] oneDNN custom operations are on.",
+                  "W1208 02:10:37.236000   18042 cpu_feature_guard.cc:210] This TensorFlow binary is optimized",
+                  "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"):
+        assert LIBRARY_NOISE.match(noise), noise
+    for ours in ("modeling.predict: 6 products predicted, 1 records with errors",
+                 "I0000 is the id of a product, not a log line"):
+        assert not LIBRARY_NOISE.match(ours), ours
