@@ -85,3 +85,20 @@ def test_a_wheel_ships_the_templates_and_renders_the_report_without_the_source_t
     assert rendered.returncode == 0, rendered.stderr[-3000:]
     assert rendered.stdout.splitlines()[0].startswith(str(site))
     assert "<table" in (report / "index.html").read_text(encoding="utf-8")
+
+
+def test_an_editable_install_is_quiet_and_points_at_this_checkout(tmp_path):
+    """`pip install -e .`, as the Makefile and the README run it, builds (in isolation, with the current setuptools)
+    without a warning: -v shows the backend's own output, where setuptools prints its BuildBackendWarnings."""
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True, timeout=120)
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(fresh / "bin" / "python"), "install",
+                                "--no-deps", "-v", "-e", str(PROJECT_ROOT)], capture_output=True, text=True,
+                               timeout=300)
+    output = installed.stdout + installed.stderr
+    assert installed.returncode == 0, output[-3000:]
+    assert "running editable_wheel" in output  # -v did show the backend's own output
+    assert "BuildBackendWarning" not in output and "SetuptoolsDeprecationWarning" not in output, output[-5000:]
+    site, = (fresh / "lib").glob("python*/site-packages")
+    pth, = site.glob("__editable__.*.pth")
+    assert pth.read_text(encoding="utf-8").split() == [str(PROJECT_ROOT.resolve())]
