@@ -141,11 +141,24 @@ def not_noise(line: str) -> bool:
     return not LIBRARY_NOISE.match(line)
 
 
-def run_command(command: list[str], env: dict[str, str] | None = None,
-                relayed: Callable[[str], bool] = not_noise) -> tuple[list[str], list[str]]:
+def log_tail(errors: list[str]) -> str:
+    """Why a command failed, by default: the end of its error output (where the project's commands say it)."""
+    return "\n".join(errors[-5:]).strip()
+
+
+def crawl_failure(errors: list[str]) -> str:
+    """Why a crawl failed: its log's ERROR lines (a rejected key, a category tree it could not read, a database it
+    could not write), not the end of its log, which is the crawl's summary whatever stopped it."""
+    causes = dict.fromkeys(line.split("] ERROR: ", 1)[1].strip() for line in errors if "] ERROR: " in line)
+    return "; ".join(list(causes)[-3:]) or log_tail(errors)
+
+
+def run_command(command: list[str], env: dict[str, str] | None = None, relayed: Callable[[str], bool] = not_noise,
+                explain: Callable[[list[str]], str] = log_tail) -> tuple[list[str], list[str]]:
     """Run a step's command: the lines of its standard error that ``relayed`` keeps passed on as they come (its
-    progress), its standard output collected; (output lines, error lines), or StepFailed with the end of its error
-    output. Both pipes are read at once (a thread for standard error), so neither can fill and stall the step."""
+    progress), its standard output collected; (output lines, error lines), or StepFailed with what ``explain`` finds
+    in its error output. Both pipes are read at once (a thread for standard error), so neither can fill and stall
+    the step."""
     with subprocess.Popen(command, cwd=config.PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, errors="replace", preexec_fn=_die_with_parent) as process:
         errors: list[str] = []
@@ -162,9 +175,9 @@ def run_command(command: list[str], env: dict[str, str] | None = None,
         lines = [line.rstrip("\n") for line in process.stdout]
         reader.join()
     if process.returncode != 0:
-        tail = "\n".join(errors[-5:]).strip()
+        why = explain(errors)
         raise StepFailed(f"{Path(command[2] if command[1] == '-m' else command[0]).name} exited "
-                         f"{process.returncode}" + (f": {tail}" if tail else ""))
+                         f"{process.returncode}" + (f": {why}" if why else ""))
     return lines, errors
 
 
@@ -275,7 +288,12 @@ def step_refresh(cycle: Cycle) -> tuple[str, str]:
     spider_args = {"refresh": mode, **dict(arg.split("=", 1) for arg in o["crawl_arg"])}
     command = crawl_command(o["api_url"], Path(cycle.db) if not schema.is_url(cycle.db) else cycle.db, o["images"],
                             spider_args, {"STATS_DUMP": False})
-    _, log = run_command(command, env=crawl_env(os.environ.get("SHOPSTYLE_API_KEY")), relayed=crawl_progress)
+    key = os.environ.get("SHOPSTYLE_API_KEY", "")
+    if not key:  # said here, for the cycle: the spider's own message offers `-a api_key`, which the cycle refuses
+        raise StepFailed(f"no API key for the refresh's crawl of {o['api_url']}: set SHOPSTYLE_API_KEY in the "
+                         "cycle's environment (export SHOPSTYLE_API_KEY=KEY, then run the cycle again; from cron, "
+                         "a file only its owner reads, sourced first); the cycle takes the key from there only")
+    _, log = run_command(command, env=crawl_env(key), relayed=crawl_progress, explain=crawl_failure)
     print("\n".join(crawl_summary("\n".join(log))), file=sys.stderr, flush=True)
     return "done", f"refresh={mode} ({why}): {work_of(cycle)} products new or changed since {cycle.since}"
 

@@ -95,8 +95,19 @@ def test_a_week_later_the_cycle_files_what_arrived_and_queues_the_rest(week_zero
         keyless = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"}  # the crawl refuses to start
         failed = subprocess.run(cycle_command(db, images, sandbox.url), cwd=PROJECT_ROOT, env=keyless,
                                 capture_output=True, text=True, timeout=600)
-        assert failed.returncode == 1 and "cycle 1 stopped at refresh" in failed.stderr
+        assert failed.returncode == 1
+        assert (f"cycle 1 stopped at refresh: no API key for the refresh's crawl of {sandbox.url}: set "
+                "SHOPSTYLE_API_KEY in the cycle's environment") in failed.stderr  # the cause, and how to give one
         assert table(db, select(store.cycles.c.status)) == [("failed",)]
+        wrong = subprocess.run(cycle_command(db, images, sandbox.url), cwd=PROJECT_ROOT, capture_output=True,
+                               text=True, timeout=600, env={**keyless, "SHOPSTYLE_API_KEY": "not-the-sandbox-key"})
+        # the crawl's own cause (its ERROR line), not the end of its log (its summary), and never the key
+        assert wrong.returncode == 1
+        assert ("cycle 1 stopped at refresh: scrapy exited 1: the API rejected the key: 403 InvalidPartnerId: The "
+                "pid parameter is not a valid API key.") in wrong.stderr
+        assert "not-the-sandbox-key" not in wrong.stdout + wrong.stderr
+        assert "not-the-sandbox-key" not in repr(table(db, select(store.cycles, store.cycle_steps)
+                                                          .join(store.cycle_steps)))
         first = run_cycle(db, images, sandbox.url)  # the key given: the same cycle resumes
         again = run_cycle(db, images, sandbox.url)  # nothing new since: nothing predicted twice
     for number, step in enumerate(cycle.STEPS, start=1):
@@ -121,8 +132,9 @@ def test_a_week_later_the_cycle_files_what_arrived_and_queues_the_rest(week_zero
 
     assert table(db, select(store.cycles.c.id, store.cycles.c.status)) == [(1, "done"), (2, "done")]
     steps = table(db, select(store.cycle_steps.c.cycle_id, store.cycle_steps.c.step, store.cycle_steps.c.status))
-    assert [s for s in steps if s[0] == 1] == [(1, "refresh", "failed"), (1, "refresh", "done"), (1, "predict", "done"),
-                                               (1, "audit", "done"), (1, "retrain", "skipped"), (1, "report", "done")]
+    assert [s for s in steps if s[0] == 1] == [(1, "refresh", "failed"), (1, "refresh", "failed"),
+                                               (1, "refresh", "done"), (1, "predict", "done"), (1, "audit", "done"),
+                                               (1, "retrain", "skipped"), (1, "report", "done")]
     assert "0 products predicted" in again.stdout and (2, "audit", "skipped") in steps
     assert len(table(db, select(store.filings.c.id))) == len(rows)
 
