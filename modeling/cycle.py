@@ -4,9 +4,13 @@ Steps, each the command a person would type, in a subprocess, its summary printe
 
 1. refresh: ``scrapy crawl shopstyle -a refresh=new`` into the database (``shopstyle_spider.runner``); every
    ``--full-refresh-days`` (28) ``refresh=all`` instead, which also meets what changed among the products already
-   crawled: a product the feed re-filed (a label fixed: the model learns from it, and it is filed again), one gone;
+   crawled: a product the feed re-filed (a label fixed: the model learns from it, and it is filed again), one gone.
+   The key comes from ``SHOPSTYLE_API_KEY`` only (never an option: the cycle stores its options in the database);
 2. predict: the products first seen or changed since the last cycle, with the model in service, filed at the
-   target (``--target-accuracy``), the rest queued for a person; every decision stored in ``filings``;
+   target (``--target-accuracy``), the rest queued for a person; every decision stored in ``filings``. A database
+   with no model in service (a first cycle) has its first model trained here, on what the refresh crawled, and put
+   in service (as ``modeling.train`` does a database's first model), rather than a crawl that ends in nothing to
+   file with; with ``--retrain never`` the cycle refuses to start instead, naming the command that trains one;
 3. audit: the crawl's labels, text only (out-of-fold probabilities need the whole crawl, so it audits every
    product, what changed among them; a decided product is never flagged again), when anything changed;
 4. retrain: when ``--retrain-after`` decisions were made since the model in service was trained, or drift
@@ -141,11 +145,24 @@ def not_noise(line: str) -> bool:
     return not LIBRARY_NOISE.match(line)
 
 
-def run_command(command: list[str], env: dict[str, str] | None = None,
-                relayed: Callable[[str], bool] = not_noise) -> tuple[list[str], list[str]]:
+def log_tail(errors: list[str]) -> str:
+    """Why a command failed, by default: the end of its error output (where the project's commands say it)."""
+    return "\n".join(errors[-5:]).strip()
+
+
+def crawl_failure(errors: list[str]) -> str:
+    """Why a crawl failed: its log's ERROR lines (a rejected key, a category tree it could not read, a database it
+    could not write), not the end of its log, which is the crawl's summary whatever stopped it."""
+    causes = dict.fromkeys(line.split("] ERROR: ", 1)[1].strip() for line in errors if "] ERROR: " in line)
+    return "; ".join(list(causes)[-3:]) or log_tail(errors)
+
+
+def run_command(command: list[str], env: dict[str, str] | None = None, relayed: Callable[[str], bool] = not_noise,
+                explain: Callable[[list[str]], str] = log_tail) -> tuple[list[str], list[str]]:
     """Run a step's command: the lines of its standard error that ``relayed`` keeps passed on as they come (its
-    progress), its standard output collected; (output lines, error lines), or StepFailed with the end of its error
-    output. Both pipes are read at once (a thread for standard error), so neither can fill and stall the step."""
+    progress), its standard output collected; (output lines, error lines), or StepFailed with what ``explain`` finds
+    in its error output. Both pipes are read at once (a thread for standard error), so neither can fill and stall
+    the step."""
     with subprocess.Popen(command, cwd=config.PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, errors="replace", preexec_fn=_die_with_parent) as process:
         errors: list[str] = []
@@ -162,9 +179,9 @@ def run_command(command: list[str], env: dict[str, str] | None = None,
         lines = [line.rstrip("\n") for line in process.stdout]
         reader.join()
     if process.returncode != 0:
-        tail = "\n".join(errors[-5:]).strip()
+        why = explain(errors)
         raise StepFailed(f"{Path(command[2] if command[1] == '-m' else command[0]).name} exited "
-                         f"{process.returncode}" + (f": {tail}" if tail else ""))
+                         f"{process.returncode}" + (f": {why}" if why else ""))
     return lines, errors
 
 
@@ -271,17 +288,26 @@ def refresh_mode(db: str | Path, option: str, every_days: int) -> tuple[str, str
 
 def step_refresh(cycle: Cycle) -> tuple[str, str]:
     o = cycle.options
+    key = os.environ.get("SHOPSTYLE_API_KEY", "")
+    if not key:  # said here, for the cycle: the spider's own message offers `-a api_key`, which the cycle refuses
+        raise StepFailed(f"no API key for the refresh's crawl of {o['api_url']}: set SHOPSTYLE_API_KEY in the "
+                         "cycle's environment (export SHOPSTYLE_API_KEY=KEY, then run the cycle again; from cron, "
+                         "a file only its owner reads, sourced first); the cycle takes the key from there only")
     mode, why = refresh_mode(cycle.db, o.get("refresh", "new"), o.get("full_refresh_days", 0))
     spider_args = {"refresh": mode, **dict(arg.split("=", 1) for arg in o["crawl_arg"])}
     command = crawl_command(o["api_url"], Path(cycle.db) if not schema.is_url(cycle.db) else cycle.db, o["images"],
                             spider_args, {"STATS_DUMP": False})
-    _, log = run_command(command, env=crawl_env(os.environ.get("SHOPSTYLE_API_KEY")), relayed=crawl_progress)
+    _, log = run_command(command, env=crawl_env(key), relayed=crawl_progress, explain=crawl_failure)
     print("\n".join(crawl_summary("\n".join(log))), file=sys.stderr, flush=True)
     return "done", f"refresh={mode} ({why}): {work_of(cycle)} products new or changed since {cycle.since}"
 
 
 def step_predict(cycle: Cycle) -> tuple[str, str]:
     o = cycle.options
+    first = ""
+    if serving_model(cycle.db) is None:  # a first cycle: its first model, from what the refresh crawled
+        lines, _ = run_command(train_command(cycle, f"cycle {cycle.id} (first model)"))
+        first = f"no model in service, so one trained first: {promotion_of(lines)}; "
     out = Path(o["out"]) / f"cycle-{cycle.id}-filed.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     run_command(module("modeling.predict", "--db", str(cycle.db), "--images", str(o["images"]), "--changed-since",
@@ -289,8 +315,9 @@ def step_predict(cycle: Cycle) -> tuple[str, str]:
                        "--queue", "--output", str(out), *(["--no-progress"] if o["no_progress"] else [])))
     decided = Counter(json.loads(line).get("decision", "error")
                       for line in out.read_text(encoding="utf-8").splitlines() if line.strip())
-    return "done", (f"{sum(decided.values())} products predicted at {o['target_accuracy']:.1%}: {decided['leaf']} "
-                    f"filed at the leaf, {decided['parent']} at the parent, {decided['review']} queued for a person"
+    return "done", (first + f"{sum(decided.values())} products predicted at {o['target_accuracy']:.1%}: "
+                    f"{decided['leaf']} filed at the leaf, {decided['parent']} at the parent, {decided['review']} "
+                    "queued for a person"
                     + (f", {decided['error']} unreadable" if decided["error"] else "") + f" ({out})")
 
 
@@ -303,12 +330,21 @@ def step_audit(cycle: Cycle) -> tuple[str, str]:
     return "done", (lines[0] if lines else "audited") + " (text only)"
 
 
+def serving_model(db: str | Path) -> int | None:
+    """The model in service (its experiment id); None for a database never trained on, or a sqlite file not
+    created yet (read without creating it, so a refused cycle leaves nothing behind)."""
+    if not schema.is_url(db) and not Path(db).exists():
+        return None
+    with closing(store.connect(db, readonly=True)) as connection:
+        return registry.in_service(connection) if store.has_table(connection, store.promotions) else None
+
+
 def new_decisions(db: str | Path) -> tuple[int, str | None]:
     """Decisions in force made since the model in service was trained, and when it was (None: no model)."""
+    serving = serving_model(db)
+    if serving is None:
+        return 0, None
     with closing(store.connect(db, readonly=True)) as connection:
-        serving = registry.in_service(connection) if store.has_table(connection, store.promotions) else None
-        if serving is None:
-            return 0, None
         trained = connection.execute(select(store.models.c.created_at)
                                      .where(store.models.c.experiment_id == serving)).scalar()
         return sum(s.created_at >= trained for s in reviews.in_force(connection).values()), trained
@@ -338,14 +374,25 @@ def step_retrain(cycle: Cycle) -> tuple[str, str]:
             return "skipped", "not run (--retrain never)"
         return "skipped", (f"not needed ({decided} decisions since the model in service was trained, fewer than "
                            f"{o['retrain_after']}; no drift)")
-    lines, _ = run_command(module("modeling.train", "--db", str(cycle.db), "--images", str(o["images"]),
-                               "--image-backbone", o["image_backbone"], "--promote", "if-better",
-                               "--promote-targets", str(o["target_accuracy"]),
-                               "--name", f"cycle {cycle.id}", *(["--cv", o["cv"]] if o.get("cv") else []),
-                               *(["--batch-promise", str(o["batch_promise"])] if o.get("batch_promise") else []),
-                               *(["--no-progress"] if o["no_progress"] else [])))
-    promoted = next((line for line in reversed(lines) if line.startswith("model ")), "trained")
-    return "done", f"{why}: {promoted}"
+    lines, _ = run_command(train_command(cycle, f"cycle {cycle.id}"))
+    return "done", f"{why}: {promotion_of(lines)}"
+
+
+def train_command(cycle: Cycle, name: str) -> list[str]:
+    """``modeling.train`` with the cycle's options: the model goes into service if it beats the one in service at
+    the cycle's target, or if it is the database's first."""
+    o = cycle.options
+    return module("modeling.train", "--db", str(cycle.db), "--images", str(o["images"]),
+                  "--image-backbone", o["image_backbone"], "--promote", "if-better",
+                  "--promote-targets", str(o["target_accuracy"]), "--name", name,
+                  *(["--cv", o["cv"]] if o.get("cv") else []),
+                  *(["--batch-promise", str(o["batch_promise"])] if o.get("batch_promise") else []),
+                  *(["--no-progress"] if o["no_progress"] else []))
+
+
+def promotion_of(lines: list[str]) -> str:
+    """What ``modeling.train`` said of the new model's promotion (its last line that names the model)."""
+    return next((line for line in reversed(lines) if line.startswith("model ")), "trained")
 
 
 def step_report(cycle: Cycle) -> tuple[str, str]:
@@ -369,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-url", default=settings.SHOPSTYLE_API_URL,
                         help="the API the refresh crawls (the key comes from SHOPSTYLE_API_KEY in the environment)")
     parser.add_argument("--crawl-arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="a spider argument for the refresh (repeatable), e.g. root=women; refresh is set")
+                        help="a spider argument for the refresh (repeatable), e.g. root=women; refresh is set, and "
+                             "api_key is refused (the cycle stores its options in the database): use "
+                             "SHOPSTYLE_API_KEY")
     parser.add_argument("--refresh", choices=("auto", "new", "all"), default="auto",
                         help="the refresh's mode: 'new' reads each leaf's newest products, 'all' every product again "
                              "(re-filed, gone); 'auto': 'all' every --full-refresh-days, else 'new'")
@@ -384,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "every cycle, or never")
     parser.add_argument("--retrain", choices=("auto", "always", "never"), default="auto",
                         help="'auto': when --retrain-after decisions were made since the model in service was "
-                             "trained, or drift calls for it")
+                             "trained, or drift calls for it; with no model in service, the first is trained after "
+                             "the refresh unless 'never'")
     parser.add_argument("--retrain-after", type=int, default=100,
                         help="people's decisions since the model in service was trained that call for retraining")
     parser.add_argument("--image-backbone", default=str(config.mobilenet_v2_backbone()),
@@ -438,7 +488,19 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"modeling.cycle: --crawl-arg {bad[0]!r}: expected NAME=VALUE", file=sys.stderr)
         return 2
+    if any(arg.split("=", 1)[0].strip() == "api_key" for arg in args.crawl_arg):
+        # not echoed: the value is the key
+        print("modeling.cycle: --crawl-arg api_key=...: refused, the cycle stores its options in the database and "
+              "the key must stay out of it; give the key in SHOPSTYLE_API_KEY (export SHOPSTYLE_API_KEY=KEY)",
+              file=sys.stderr)
+        return 2
     try:
+        if args.retrain == "never" and serving_model(args.db) is None:
+            print(f"modeling.cycle: {schema.display_name(args.db)} has no model in service and --retrain never "
+                  "forbids training one, so the cycle would crawl and have nothing to file with: train the first "
+                  f"model (python -m modeling.train --db {schema.display_name(args.db)} --images {args.images}), or "
+                  "run the cycle without --retrain never, which trains it after the refresh", file=sys.stderr)
+            return 2
         with cycle_lock(args.db):
             cycle, resumed = open_cycle(args.db, options, args.since)
             print(f"cycle {cycle.id}" + (" resumed" if resumed else "") + f": products new or changed since "
@@ -457,8 +519,12 @@ def main(argv: list[str] | None = None) -> int:
                 except StepFailed as error:
                     finish_step(args.db, step_id, "failed", str(error))
                     finish_cycle(args.db, cycle.id, "failed")
-                    print(f"modeling.cycle: cycle {cycle.id} stopped at {step}: {error}; the model in service and "
-                          "every decision are as they were; the next run resumes here", file=sys.stderr)
+                    # a model goes into service only when a training finishes: a first model trained before a
+                    # predict that failed stays there, so name it rather than promise nothing changed
+                    serving = serving_model(args.db)
+                    print(f"modeling.cycle: cycle {cycle.id} stopped at {step}: {error}; every decision is as it "
+                          "was, the model in service is " + (f"model {serving}" if serving else "none yet")
+                          + "; the next run resumes here", file=sys.stderr)
                     return 1
                 finish_step(args.db, step_id, status, summary)
                 print(f"{number}/{len(STEPS)} {step}: {summary}", flush=True)

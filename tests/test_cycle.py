@@ -43,26 +43,40 @@ def on_sale(day: date) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def week_zero(tmp_path_factory):
-    """A crawl as of D and its text-only model in service (5 folds, so the card's thresholds rest on every
-    training product); each test copies the database and photos (the model file is only read)."""
-    folder = tmp_path_factory.mktemp("week0")
+def crawl_zero(tmp_path_factory):
+    """A crawl as of D, no model trained on it (a database before its first cycle); only ever copied."""
+    folder = tmp_path_factory.mktemp("crawl0")
     db, images = folder / "crawl.db", folder / "images"
     with SandboxProcess(*CATALOG, as_of=D) as sandbox:
         crawl = run_crawl(sandbox.url, db, images, api_key=KEY, timeout=300)
     assert crawl.returncode == 0, crawl.stderr[-3000:]
+    return db, images
+
+
+@pytest.fixture(scope="module")
+def week_zero(crawl_zero, tmp_path_factory):
+    """The crawl as of D and its text-only model in service (5 folds, so the card's thresholds rest on every
+    training product); each test copies the database and photos (the model file is only read)."""
+    folder = tmp_path_factory.mktemp("week0")
+    db, images = copy_db(crawl_zero[0], folder / "crawl.db"), crawl_zero[1]  # a text-only training reads no photo
     assert train.main(["--db", str(db), "--images", str(images), "--image-backbone", "none", "--out",
                        str(folder / "models"), "--min-products", "5", "--cv", "5", "--no-progress"]) == 0
     return db, images
 
 
-@pytest.fixture
-def project(week_zero, tmp_path, monkeypatch):
-    """A copy of week zero; the cycle's outputs (a retrained model included) under this test's folder."""
+def copied(source: tuple[Path, Path], tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A copy of a crawl (database and photos) under this test's folder, where the cycle's outputs (a model it
+    trains included) go too; the key in the environment, as the cycle takes it."""
     monkeypatch.setenv("SHOPSTYLE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SHOPSTYLE_API_KEY", KEY)
-    shutil.copytree(week_zero[1], tmp_path / "images")
-    return copy_db(week_zero[0], tmp_path / "crawl.db"), tmp_path / "images"
+    shutil.copytree(source[1], tmp_path / "images")
+    return copy_db(source[0], tmp_path / "crawl.db"), tmp_path / "images"
+
+
+@pytest.fixture
+def project(week_zero, tmp_path, monkeypatch):
+    """A copy of week zero, its model in service."""
+    return copied(week_zero, tmp_path, monkeypatch)
 
 
 def cycle_command(db: Path, images: Path, api_url: str, *extra: str) -> list[str]:
@@ -95,8 +109,19 @@ def test_a_week_later_the_cycle_files_what_arrived_and_queues_the_rest(week_zero
         keyless = {k: v for k, v in os.environ.items() if k != "SHOPSTYLE_API_KEY"}  # the crawl refuses to start
         failed = subprocess.run(cycle_command(db, images, sandbox.url), cwd=PROJECT_ROOT, env=keyless,
                                 capture_output=True, text=True, timeout=600)
-        assert failed.returncode == 1 and "cycle 1 stopped at refresh" in failed.stderr
+        assert failed.returncode == 1
+        assert (f"cycle 1 stopped at refresh: no API key for the refresh's crawl of {sandbox.url}: set "
+                "SHOPSTYLE_API_KEY in the cycle's environment") in failed.stderr  # the cause, and how to give one
         assert table(db, select(store.cycles.c.status)) == [("failed",)]
+        wrong = subprocess.run(cycle_command(db, images, sandbox.url), cwd=PROJECT_ROOT, capture_output=True,
+                               text=True, timeout=600, env={**keyless, "SHOPSTYLE_API_KEY": "not-the-sandbox-key"})
+        # the crawl's own cause (its ERROR line), not the end of its log (its summary), and never the key
+        assert wrong.returncode == 1
+        assert ("cycle 1 stopped at refresh: scrapy exited 1: the API rejected the key: 403 InvalidPartnerId: The "
+                "pid parameter is not a valid API key.") in wrong.stderr
+        assert "not-the-sandbox-key" not in wrong.stdout + wrong.stderr
+        assert "not-the-sandbox-key" not in repr(table(db, select(store.cycles, store.cycle_steps)
+                                                          .join(store.cycle_steps)))
         first = run_cycle(db, images, sandbox.url)  # the key given: the same cycle resumes
         again = run_cycle(db, images, sandbox.url)  # nothing new since: nothing predicted twice
     for number, step in enumerate(cycle.STEPS, start=1):
@@ -121,8 +146,9 @@ def test_a_week_later_the_cycle_files_what_arrived_and_queues_the_rest(week_zero
 
     assert table(db, select(store.cycles.c.id, store.cycles.c.status)) == [(1, "done"), (2, "done")]
     steps = table(db, select(store.cycle_steps.c.cycle_id, store.cycle_steps.c.step, store.cycle_steps.c.status))
-    assert [s for s in steps if s[0] == 1] == [(1, "refresh", "failed"), (1, "refresh", "done"), (1, "predict", "done"),
-                                               (1, "audit", "done"), (1, "retrain", "skipped"), (1, "report", "done")]
+    assert [s for s in steps if s[0] == 1] == [(1, "refresh", "failed"), (1, "refresh", "failed"),
+                                               (1, "refresh", "done"), (1, "predict", "done"), (1, "audit", "done"),
+                                               (1, "retrain", "skipped"), (1, "report", "done")]
     assert "0 products predicted" in again.stdout and (2, "audit", "skipped") in steps
     assert len(table(db, select(store.filings.c.id))) == len(rows)
 
@@ -220,6 +246,49 @@ def test_the_lock_refuses_a_second_cycle_and_a_dead_holders_lock_is_taken_over(t
     assert f"pid {holder.pid}" in cycle.lock_path(db).read_text()  # the dead holder's file is still there
     with cycle.cycle_lock(db) as path:  # and taken over
         assert path.read_text().startswith(f"pid {os.getpid()} ")
+
+
+def test_a_first_cycle_trains_the_first_model_after_the_refresh_and_files_with_it(crawl_zero, tmp_path, monkeypatch):
+    """A crawl with no model in service: the cycle refreshes it, trains the first model on it (put in service as a
+    database's first is), files what the refresh met with that model, and does not train again at retrain."""
+    db, images = copied(crawl_zero, tmp_path, monkeypatch)
+    before = crawled(db)
+    with SandboxProcess(*CATALOG, as_of=WEEK) as sandbox:
+        result = run_cycle(db, images, sandbox.url, "--audit", "never", "--cv", "3")
+    assert ("2/5 predict: no model in service, so one trained first: model 1 is in service (the database's first "
+            "model), replacing no model; ") in result.stdout
+    with closing(store.connect(db, readonly=True)) as connection:
+        assert registry.in_service(connection) == 1
+    assert table(db, select(store.experiments.c.id, store.experiments.c.name)) == [(1, "cycle 1 (first model)")]
+    after = crawled(db)
+    arrived = after.keys() - before.keys()
+    changed = {p for p in before if after[p][2] is None and after[p][:2] != before[p][:2]}
+    rows = table(db, select(store.filings.c.product_id, store.filings.c.decision, store.filings.c.model_id))
+    assert arrived and sorted(r[0] for r in rows) == sorted(arrived | changed)  # what the refresh met, each once
+    assert {r[2] for r in rows} == {1} and any(r[1] != "review" for r in rows)  # filed by the model it trained
+    steps = table(db, select(store.cycle_steps.c.step, store.cycle_steps.c.status))
+    assert ("retrain", "skipped") in steps and table(db, select(store.cycles.c.status)) == [("done",)]
+
+
+def test_the_cycle_refuses_what_it_cannot_do_before_touching_anything(crawl_zero, tmp_path, capsys):
+    """--retrain never on a database with no model in service would crawl and have nothing to file with: refused,
+    naming the command that trains the first model; a key given as a spider argument would be stored in the
+    database with the cycle's options: refused, and not echoed. Neither creates a database or a cycle."""
+    db = copy_db(crawl_zero[0], tmp_path / "crawl.db")
+    with closing(sqlite3.connect(db)) as connection:
+        before = list(connection.iterdump())
+    assert cycle.main(["--db", str(db), "--images", str(crawl_zero[1]), "--retrain", "never"]) == 2
+    error = capsys.readouterr().err
+    assert f"{db} has no model in service and --retrain never" in error
+    assert f"python -m modeling.train --db {db} --images {crawl_zero[1]}" in error
+    with closing(sqlite3.connect(db)) as connection:
+        assert list(connection.iterdump()) == before  # no cycle opened, nothing written
+    fresh = tmp_path / "fresh" / "crawl.db"
+    assert cycle.main(["--db", str(fresh), "--retrain", "never"]) == 2
+    assert cycle.main(["--db", str(fresh), "--crawl-arg", "api_key=secret-key"]) == 2
+    error = capsys.readouterr().err
+    assert "--crawl-arg api_key=...: refused" in error and "SHOPSTYLE_API_KEY" in error
+    assert "secret-key" not in error and not fresh.parent.exists()
 
 
 def test_a_product_filed_twice_keeps_both_rows_and_the_newest_is_in_force(review_setup, tmp_path):
