@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalog")
     parser.add_argument("--products-per-category", type=int, default=60, help="products in each of the 27 leaves")
-    parser.add_argument("--out", default=str(config.data_dir() / "demo"),
+    parser.add_argument("--out", default=str(config.demo_dir()),
                         help="folder for the demo's database (crawl.db) and photos (images/)")
     args = parser.parse_args(argv)
     out = Path(args.out)
