@@ -11,17 +11,21 @@ import argparse
 import json
 import sys
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import cli, config, schema
 
 from .registry import ModelEntry, RegistryError, entries, entry, promote, serving_path, whoami
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m modeling.models", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def shared_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every subcommand, accepted before or after it (``cli.subcommands``)."""
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database whose models these are: a sqlite file or a postgresql:// URL")
-    commands = parser.add_subparsers(dest="command", required=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m modeling.models", description=__doc__,
+                                     formatter_class=cli.HelpFormatter)
+    commands = cli.subcommands(parser, shared_options, dest="command", required=True)
     commands.add_parser("list", help="every registered model, the one in service marked *")
     show = commands.add_parser("show", help="one model: card, labels, checksum, promotions")
     show.add_argument("model", type=int, help="the model's number (its experiment id)")

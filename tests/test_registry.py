@@ -88,6 +88,16 @@ def test_predict_uses_the_model_in_service_and_the_cli_promotes_saying_what_it_r
         first_model.write_bytes(original)
 
 
+def test_db_is_taken_before_or_after_the_subcommand(two_databases, capsys):
+    """``models --db X list`` and ``models list --db X`` are the same command (people type both)."""
+    first, _, _, first_model, *_ = two_databases
+    for command in (["list"], ["current"], ["show", "1"]):
+        assert models.main(["--db", str(first), *command]) == 0
+        before = capsys.readouterr().out
+        assert models.main([*command, "--db", str(first)]) == 0
+        assert capsys.readouterr().out == before and str(first_model) in before, command
+
+
 def test_the_review_app_serves_the_model_in_service_when_not_given_one(two_databases, synthetic_crawl, tmp_path,
                                                                        capsys):
     import httpx
