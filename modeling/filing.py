@@ -50,7 +50,8 @@ from .persistence import card_path
 
 __all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound",
            "batch_argument", "batch_target", "best_parents", "choose_thresholds", "decide", "decision_figures",
-           "first_candidate", "guaranteed_threshold", "load_thresholds", "never_files", "target_key"]
+           "first_candidate", "guaranteed_threshold", "levels_argument", "load_thresholds", "never_files",
+           "target_key"]
 
 # Target accuracies the model card stores thresholds for.
 TARGETS = (0.95, 0.98, 0.99, 0.995)
@@ -121,6 +122,14 @@ def batch_target(target: float, batch: int, probability: float = CONFIDENCE) -> 
     """
     needed = ceil(target * batch - 1e-9)  # the fewest right products a batch at the target holds (float-safe)
     return max(target, float(beta.ppf(probability, needed, batch - needed + 1)))
+
+
+def levels_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--levels`` of ``modeling.predict`` and ``modeling.cycle``: ``leaf`` or ``leaf,parent`` (the default). Its
+    metavar spells the two values out: argparse would show the choices comma-joined, ``{leaf,leaf,parent}``."""
+    levels = ",".join(LEVELS)
+    parser.add_argument("--levels", choices=("leaf", levels), default=levels, metavar=f"leaf|{levels}",
+                        help=help_text)
 
 
 def batch_argument(text: str) -> int:
