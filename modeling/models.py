@@ -13,6 +13,7 @@ import sys
 
 from shopstyle_spider import cli, config, schema
 
+from .filing import LEVELS, level_rule, short_percent
 from .registry import ModelEntry, RegistryError, entries, entry, promote, serving_path, whoami
 
 
@@ -45,15 +46,17 @@ def entry_line(entry: ModelEntry) -> str:
 
 
 def show_lines(entry: ModelEntry) -> list[str]:
+    """One model's card for people: shares as percentages, and a filing level that never files says so and why."""
     card = json.loads(entry.card_path.read_text(encoding="utf-8")) if entry.card_path.is_file() else {}
     test = card.get("metrics", {}).get("test", {}).get("stacked", {})
     lines = [f"model {entry.experiment_id}: {entry.name}{' (in service)' if entry.in_service else ''}",
              f"  file: {entry.path} (sha256 {entry.sha256})", f"  card: {entry.card_path}",
              f"  trained: {entry.created_at} on {json.dumps(entry.labels)}",
-             f"  test accuracy: {test.get('accuracy', float('nan')):.4f} over {test.get('n', 0)} products"]
+             f"  test accuracy: {short_percent(test['accuracy'])} over {test.get('n', 0)} products"
+             if "accuracy" in test else "  test accuracy: not on its card"]
     for target, chosen in card.get("filing", {}).items():
-        lines.append(f"  files at {target}: leaf >= {chosen.get('leaf')} (bound {chosen.get('leaf_bound')}), "
-                     f"parent >= {chosen.get('parent')} (bound {chosen.get('parent_bound')})")
+        lines.append(f"  files at {short_percent(float(target))} accuracy:")
+        lines += [f"    {level_rule(chosen, level)}" for level in LEVELS]
     lines += [f"  promoted {p['promoted_at']} by {p['promoted_by']} ({p['reason']}), replacing "
               f"{p['replaces'] if p['replaces'] is not None else 'none'}" for p in entry.promotions]
     return lines
