@@ -97,7 +97,7 @@ def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
         sections.append((f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(figures[e]))))
         if len(decisions[e]):
             sections.append((f"Experiment {e}: {DECISIONS_TITLE}",
-                             report.table(decisions[e][list(DECISION_COLUMNS)])))
+                             report.table(decisions[e], DECISION_COLUMNS)))
         comparison = comparison_of(experiments, e)
         if comparison is not None:
             sections.append((comparison_title(e, comparison), report.table(champion.comparison_table(comparison))))

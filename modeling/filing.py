@@ -310,7 +310,8 @@ def decision_figures(true_leaves, leaves, leaf_scores, predicted_parents, parent
                      parents: Mapping[str, str | None], thresholds: Mapping[str, Mapping]) -> dict[str, dict]:
     """Per target: each decision's share of the products and the accuracy it achieved (a leaf decision is right when
     the leaf is, a parent decision when the parent is; review has no accuracy), beside the accuracy each level was
-    held to (``held_to``: the target, or above it with a batch promise)."""
+    held to (``held_to``: the target, or above it with a batch promise) and, for a level that never files, why
+    (``<level>_never``)."""
     true_leaves = np.asarray(true_leaves, dtype=object)
     leaf_ok = true_leaves == np.asarray(leaves, dtype=object)
     parent_ok = parent_correct(true_leaves, predicted_parents, parents)
@@ -321,6 +322,8 @@ def decision_figures(true_leaves, leaves, leaf_scores, predicted_parents, parent
                        "leaf_threshold": chosen.get("leaf"),
                        "parent_threshold": chosen.get("parent"), "leaf_bound": chosen.get("leaf_bound"),
                        "parent_bound": chosen.get("parent_bound")}
+        entry.update({f"{level}_never": never_reason(chosen, level) if chosen.get(level) is None else None
+                      for level in LEVELS})
         for decision, correct in (("leaf", leaf_ok), ("parent", parent_ok), ("review", None)):
             rows = made == decision
             entry[f"{decision}_share"] = float(rows.mean()) if len(made) else float("nan")
