@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import cli, config, schema
 
 from . import analysis, champion, drift, plots, registry, report
 from .backbones import BackboneError
@@ -44,7 +44,7 @@ DECISIONS_TITLE = ("auto-filing decisions (thresholds promising each level's acc
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.analyze", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database holding experiments: a sqlite file or a postgresql:// URL")
     parser.add_argument("--images", type=Path,
@@ -97,7 +97,7 @@ def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
         sections.append((f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(figures[e]))))
         if len(decisions[e]):
             sections.append((f"Experiment {e}: {DECISIONS_TITLE}",
-                             report.table(decisions[e][list(DECISION_COLUMNS)])))
+                             report.table(decisions[e], DECISION_COLUMNS)))
         comparison = comparison_of(experiments, e)
         if comparison is not None:
             sections.append((comparison_title(e, comparison), report.table(champion.comparison_table(comparison))))

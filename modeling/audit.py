@@ -37,7 +37,7 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from sqlalchemy import insert
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import cli, config, schema
 
 from . import report, store
 from .backbones import BackboneError
@@ -171,7 +171,7 @@ def record_audit(db: str | Path, parameters: dict, result: AuditResult) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.audit", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database to audit (and to record the audit in): a sqlite file or a "
                              "postgresql:// URL")

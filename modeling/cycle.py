@@ -54,12 +54,12 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select, text, update
 
-from shopstyle_spider import config, schema, settings
+from shopstyle_spider import cli, config, schema, settings
 from shopstyle_spider.changes import since_argument
 from shopstyle_spider.runner import LIBRARY_NOISE, crawl_command, crawl_env, crawl_summary
 
 from . import filings, registry, reviews, store
-from .filing import LEVELS, TARGETS, batch_argument
+from .filing import TARGETS, batch_argument, levels_argument
 from .photo_store import images_location
 
 __all__ = ["STEPS", "CycleLocked", "lock_path", "main"]
@@ -408,7 +408,7 @@ STEP_RUNS: dict[str, Callable[[Cycle], tuple[str, str]]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.cycle", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database (sqlite file or postgresql:// URL) with a model in service")
     parser.add_argument("--images", type=images_location, default=config.images_dir(),
@@ -426,8 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --refresh auto, days after which every product is read again (0: never)")
     parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=0.98,
                         help="the accuracy the filed products must reach (the model card's guaranteed thresholds)")
-    parser.add_argument("--levels", choices=("leaf", "leaf,parent"), default=",".join(LEVELS),
-                        help="where products may be filed: 'leaf' only, or the leaf or its parent")
+    levels_argument(parser, "where products may be filed: 'leaf' only, or the leaf or its parent")
     parser.add_argument("--audit", choices=("changed", "always", "never"), default="changed",
                         help="audit the crawl's labels (text only) when anything changed since the last cycle, "
                              "every cycle, or never")
@@ -441,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the retraining's image backbone, as modeling.train's; 'none' for text only")
     parser.add_argument("--batch-promise", type=batch_argument, metavar="N",
                         help="the retraining's --batch-promise, as modeling.train's: every batch of N products a "
-                             "level files (a week's) at least the target accurate, not only the level")
+                             "level files (a week's) at least the target accurate, not only the level (default: "
+                             "none, the level's accuracy is promised)")
     parser.add_argument("--cv", help="the retraining's --cv (folds, or a held-out fraction), as modeling.train's "
                                      "(default: train's own)")
     parser.add_argument("--since", metavar="DATE", type=since_argument,

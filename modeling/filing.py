@@ -50,7 +50,8 @@ from .persistence import card_path
 
 __all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound",
            "batch_argument", "batch_target", "best_parents", "choose_thresholds", "decide", "decision_figures",
-           "first_candidate", "guaranteed_threshold", "load_thresholds", "never_files", "target_key"]
+           "first_candidate", "guaranteed_threshold", "level_rule", "levels_argument", "load_thresholds",
+           "never_files", "never_reason", "short_percent", "target_key"]
 
 # Target accuracies the model card stores thresholds for.
 TARGETS = (0.95, 0.98, 0.99, 0.995)
@@ -123,6 +124,14 @@ def batch_target(target: float, batch: int, probability: float = CONFIDENCE) -> 
     return max(target, float(beta.ppf(probability, needed, batch - needed + 1)))
 
 
+def levels_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--levels`` of ``modeling.predict`` and ``modeling.cycle``: ``leaf`` or ``leaf,parent`` (the default). Its
+    metavar spells the two values out: argparse would show the choices comma-joined, ``{leaf,leaf,parent}``."""
+    levels = ",".join(LEVELS)
+    parser.add_argument("--levels", choices=("leaf", levels), default=levels, metavar=f"leaf|{levels}",
+                        help=help_text)
+
+
 def batch_argument(text: str) -> int:
     """``--batch-promise`` of ``modeling.train`` and ``modeling.cycle``: a number of products, at least 1."""
     try:
@@ -179,7 +188,7 @@ def guaranteed_threshold(correct, scores, target: float, confidence: float, step
     if first is None:
         needed = first_candidate(target, each, 100_000)
         return {"threshold": None, "bound": None, "products": 0,
-                "never": f"too few products to promise {_percent(target)}: {len(scores)}, where the first test "
+                "never": f"too few products to promise {short_percent(target)}: {len(scores)}, where the first test "
                          f"needs {needed}"}
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
@@ -198,16 +207,16 @@ def guaranteed_threshold(correct, scores, target: float, confidence: float, step
     if best is None:
         return {"threshold": None, "bound": top[1], "products": 0,
                 "never": f"the {top[0]} surest products are only {top[1]:.2%} accurate at "
-                         f"{_percent(each)} confidence, below the {_percent(target)} target"
+                         f"{short_percent(each)} confidence, below the {short_percent(target)} target"
                          + (f" (and the {START_FACTOR}x as many where the second sequence begins, too)"
                             if starts > 1 else "")}
     return {"threshold": float(sorted_scores[best[0] - 1]), "bound": best[1], "products": best[0], "never": None}
 
 
-def _percent(share: float) -> str:
+def short_percent(share: float) -> str:
     """A share to two decimals, without trailing zeros (a batch's level target is 99.51%, not 99.5%).
 
-    >>> _percent(0.99), _percent(0.995), _percent(0.99506)
+    >>> short_percent(0.99), short_percent(0.995), short_percent(0.99506)
     ('99%', '99.5%', '99.51%')
     """
     return f"{share:.2%}".rstrip("%").rstrip("0").rstrip(".") + "%"
@@ -247,14 +256,40 @@ def choose_thresholds(true_leaves, leaves, leaf_scores, predicted_parents, paren
     return chosen
 
 
+def never_reason(thresholds: Mapping[str, object], level: str) -> str:
+    """Why a level of a card's entry for one target never files (a card from before the reasons were kept has
+    none to give)."""
+    return str(thresholds.get(f"{level}_never") or "no threshold in the card")
+
+
 def never_files(thresholds: Mapping[str, object]) -> list[str]:
     """What a card's entry for one target says about the levels that never file, one line per level.
 
     >>> never_files({"leaf": 0.9, "parent": None, "parent_never": "too few products"})
     ['the parent level never files: too few products']
     """
-    return [f"the {level} level never files: {thresholds.get(f'{level}_never') or 'no threshold in the card'}"
+    return [f"the {level} level never files: {never_reason(thresholds, level)}"
             for level in LEVELS if thresholds.get(level) is None]
+
+
+def level_rule(thresholds: Mapping[str, object], level: str) -> str:
+    """One level of a card's entry for one target, for people: the score it files at and the accuracy it promises
+    (its bound), or that it never files and why. A card's raw values (``None``, 0.9685754258780984) mean nothing
+    to whoever reads ``modeling.models show``.
+
+    >>> level_rule({"leaf": 0.91234, "leaf_bound": 0.98612, "confidence": 0.95}, "leaf")
+    'leaf at a score >= 0.9123 (at least 98.61% accurate with 95% confidence)'
+    >>> level_rule({"parent": None, "parent_never": "too few products"}, "parent")
+    'parent never (too few products)'
+    """
+    threshold, bound = thresholds.get(level), thresholds.get(f"{level}_bound")
+    if threshold is None:
+        return f"{level} never ({never_reason(thresholds, level)})"
+    if bound is None:  # a card from before the bounds were kept
+        return f"{level} at a score >= {threshold:.4f}"
+    confidence = thresholds.get("confidence")
+    sure = f" with {short_percent(confidence)} confidence" if confidence is not None else ""
+    return f"{level} at a score >= {threshold:.4f} (at least {short_percent(bound)} accurate{sure})"
 
 
 def decide(leaf_scores, parent_scores, thresholds: Mapping[str, float | None]) -> np.ndarray:
@@ -275,7 +310,8 @@ def decision_figures(true_leaves, leaves, leaf_scores, predicted_parents, parent
                      parents: Mapping[str, str | None], thresholds: Mapping[str, Mapping]) -> dict[str, dict]:
     """Per target: each decision's share of the products and the accuracy it achieved (a leaf decision is right when
     the leaf is, a parent decision when the parent is; review has no accuracy), beside the accuracy each level was
-    held to (``held_to``: the target, or above it with a batch promise)."""
+    held to (``held_to``: the target, or above it with a batch promise) and, for a level that never files, why
+    (``<level>_never``)."""
     true_leaves = np.asarray(true_leaves, dtype=object)
     leaf_ok = true_leaves == np.asarray(leaves, dtype=object)
     parent_ok = parent_correct(true_leaves, predicted_parents, parents)
@@ -286,6 +322,8 @@ def decision_figures(true_leaves, leaves, leaf_scores, predicted_parents, parent
                        "leaf_threshold": chosen.get("leaf"),
                        "parent_threshold": chosen.get("parent"), "leaf_bound": chosen.get("leaf_bound"),
                        "parent_bound": chosen.get("parent_bound")}
+        entry.update({f"{level}_never": never_reason(chosen, level) if chosen.get(level) is None else None
+                      for level in LEVELS})
         for decision, correct in (("leaf", leaf_ok), ("parent", parent_ok), ("review", None)):
             rows = made == decision
             entry[f"{decision}_share"] = float(rows.mean()) if len(made) else float("nan")

@@ -23,7 +23,7 @@ from typing import TextIO
 from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import cli, config, schema
 
 from . import identity, reviews, store
 
@@ -158,14 +158,17 @@ def export_csv(connection: Connection, out: TextIO, decisions: Iterable[str]) ->
     return len(chosen)
 
 
+def shared_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every subcommand, accepted before or after it (``cli.subcommands``)."""
+    parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
+                        help="the crawl database predict filed into: a sqlite file or a postgresql:// URL")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.filings", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    export = commands.add_parser("export", help="the filing in force of every product, as CSV for the shop",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    export.add_argument("--db", type=schema.location, default=config.crawl_db(),
-                        help="the crawl database predict filed into: a sqlite file or a postgresql:// URL")
+                                     formatter_class=cli.HelpFormatter)
+    commands = cli.subcommands(parser, shared_options, dest="command", required=True)
+    export = commands.add_parser("export", help="the filing in force of every product, as CSV for the shop")
     export.add_argument("--out", default="-", help="the CSV file to write; '-' is standard output")
     export.add_argument("--decisions", type=lambda s: [d.strip() for d in s.split(",") if d.strip()],
                         default=[*AUTOMATIC, PERSON],

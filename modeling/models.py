@@ -11,17 +11,22 @@ import argparse
 import json
 import sys
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import cli, config, schema
 
+from .filing import LEVELS, level_rule, short_percent
 from .registry import ModelEntry, RegistryError, entries, entry, promote, serving_path, whoami
+
+
+def shared_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every subcommand, accepted before or after it (``cli.subcommands``)."""
+    parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
+                        help="the crawl database whose models these are: a sqlite file or a postgresql:// URL")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.models", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
-                        help="the crawl database whose models these are: a sqlite file or a postgresql:// URL")
-    commands = parser.add_subparsers(dest="command", required=True)
+                                     formatter_class=cli.HelpFormatter)
+    commands = cli.subcommands(parser, shared_options, dest="command", required=True)
     commands.add_parser("list", help="every registered model, the one in service marked *")
     show = commands.add_parser("show", help="one model: card, labels, checksum, promotions")
     show.add_argument("model", type=int, help="the model's number (its experiment id)")
@@ -41,15 +46,17 @@ def entry_line(entry: ModelEntry) -> str:
 
 
 def show_lines(entry: ModelEntry) -> list[str]:
+    """One model's card for people: shares as percentages, and a filing level that never files says so and why."""
     card = json.loads(entry.card_path.read_text(encoding="utf-8")) if entry.card_path.is_file() else {}
     test = card.get("metrics", {}).get("test", {}).get("stacked", {})
     lines = [f"model {entry.experiment_id}: {entry.name}{' (in service)' if entry.in_service else ''}",
              f"  file: {entry.path} (sha256 {entry.sha256})", f"  card: {entry.card_path}",
              f"  trained: {entry.created_at} on {json.dumps(entry.labels)}",
-             f"  test accuracy: {test.get('accuracy', float('nan')):.4f} over {test.get('n', 0)} products"]
+             f"  test accuracy: {short_percent(test['accuracy'])} over {test.get('n', 0)} products"
+             if "accuracy" in test else "  test accuracy: not on its card"]
     for target, chosen in card.get("filing", {}).items():
-        lines.append(f"  files at {target}: leaf >= {chosen.get('leaf')} (bound {chosen.get('leaf_bound')}), "
-                     f"parent >= {chosen.get('parent')} (bound {chosen.get('parent_bound')})")
+        lines.append(f"  files at {short_percent(float(target))} accuracy:")
+        lines += [f"    {level_rule(chosen, level)}" for level in LEVELS]
     lines += [f"  promoted {p['promoted_at']} by {p['promoted_by']} ({p['reason']}), replacing "
               f"{p['replaces'] if p['replaces'] is not None else 'none'}" for p in entry.promotions]
     return lines

@@ -33,13 +33,22 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import cli, config, schema
 
 from . import filing_queue, filings, store
 from .backbones import BackboneError
 from .data import DataError, load_products, photo_summary
 from .fields import is_missing, optional_text, photo_path
-from .filing import LEVELS, TARGETS, FilingPolicyError, best_parents, decide, load_thresholds, never_files
+from .filing import (
+    LEVELS,
+    TARGETS,
+    FilingPolicyError,
+    best_parents,
+    decide,
+    levels_argument,
+    load_thresholds,
+    never_files,
+)
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, crawl_images, images_location, is_remote
 from .progress import progress_bar
@@ -52,7 +61,7 @@ CHUNK = 1000  # products predicted together: large enough to batch photos, small
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.predict", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--model", type=Path,
                         help="a .joblib file written by modeling.train (a pickle: load only models you trust); "
                              "default: the model in service (python -m modeling.models current) of the --db, "
@@ -70,9 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the auto-filing decision (leaf, parent or review) reaching this accuracy, by the "
                              "thresholds the model card stores (chosen on the validation split); default: no "
                              "decision, so --queue queues every product")
-    parser.add_argument("--levels", choices=("leaf", "leaf,parent"), default="leaf,parent",
-                        help="where --target-accuracy may file a product: 'leaf' files at the leaf or sends to a "
-                             "person, never at the parent; 'leaf,parent' also files at the parent")
+    levels_argument(parser, "where --target-accuracy may file a product: 'leaf' files at the leaf or sends to a "
+                            "person, never at the parent; 'leaf,parent' also files at the parent")
     parser.add_argument("--output", default="-", help="where the JSON lines go; '-' is standard output")
     parser.add_argument("--queue", nargs="?", const="", type=lambda v: schema.location(v) if v else "",
                         metavar="DB",

@@ -36,20 +36,28 @@ HEADINGS = {
     "leaf_accuracy": "Leaf accuracy", "parent_share": "Filed at the parent", "review_share": "Sent to a person",
     "validation_filed": "Filed (validation split)", "recent_filed": "Filed (recent products)", "p_value": "p-value",
     "fell": "Fell beyond noise", "validation_share": "Share (validation split)", "recent_share": "Share (recent)",
+    "held_to": "Held to", "leaf_bound": "Leaf accuracy promised", "parent_bound": "Parent accuracy promised",
 }
 PERCENT = {"accuracy", "coverage_95", "coverage_98", "parent_accuracy", "parent_coverage_95", "parent_coverage_98",
            "macro_f1", "ece", "precision", "recall", "f1", "share_of_true", "target", "leaf_share", "leaf_accuracy",
-           "parent_share", "review_share", "validation_filed", "recent_filed", "validation_share", "recent_share"}
-# scores, not shares: three decimals tell neighbours apart
+           "parent_share", "review_share", "validation_filed", "recent_filed", "validation_share", "recent_share",
+           "held_to", "leaf_bound", "parent_bound"}
+# scores, not shares: three decimals tell neighbours apart; none means that nothing is filed alone there
 THRESHOLDS = {"threshold_95", "threshold_98", "leaf_threshold", "parent_threshold"}
+# a threshold column -> the column of the same row saying why it has none (a filing level that never files)
+NEVER = {"leaf_threshold": "leaf_never", "parent_threshold": "parent_never"}
 
 
-def _value(column: str, value: object) -> tuple[str, bool]:
-    """(text, numeric) of one cell."""
+def _value(column: str, value: object, row: dict) -> tuple[str, bool]:
+    """(text, numeric) of one cell of ``row``. A missing threshold says "never" (a blank reads as a figure left
+    out), with the reason the row holds for it where it has one."""
     if hasattr(value, "item"):
         value = value.item()
     if value is None or (isinstance(value, float) and value != value):
-        return "", True
+        if column not in THRESHOLDS:
+            return "", True
+        reason = row.get(NEVER[column]) if column in NEVER else None
+        return ("never" if is_missing(reason) else f"never: {reason}"), False
     if column in PERCENT:
         return percent(value), True
     if column in THRESHOLDS:
@@ -59,12 +67,14 @@ def _value(column: str, value: object) -> tuple[str, bool]:
     return f"{value:,}" if isinstance(value, int) else f"{value:.3f}", True
 
 
-def table(frame: pd.DataFrame) -> dict:
-    """A frame as the templates' table: readable headings, and cells as (text, numeric)."""
-    columns = [str(c) for c in frame.columns]
-    return {"headings": [HEADINGS.get(c, c.replace("_", " ").capitalize()) for c in columns],
-            "rows": [[_value(c, v) for c, v in zip(columns, row, strict=True)]
-                     for row in frame.itertuples(index=False, name=None)]}
+def table(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> dict:
+    """A frame as the templates' table: readable headings, and cells as (text, numeric). ``columns``: the ones
+    shown (default: all); the others can still explain a cell (``NEVER``)."""
+    shown = list(frame.columns if columns is None else columns)
+    names = [str(c) for c in shown]
+    return {"headings": [HEADINGS.get(c, c.replace("_", " ").capitalize()) for c in names],
+            "rows": [[_value(name, row[c], row) for c, name in zip(shown, names, strict=True)]
+                     for row in frame.to_dict("records")]}
 
 
 def _render(name: str, **context) -> str:

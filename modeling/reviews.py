@@ -28,7 +28,7 @@ from typing import NamedTuple, TextIO
 from sqlalchemy import Connection, Select, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import cli, config, schema
 
 from . import identity, store
 from .filing_queue import PAYLOAD_FIELDS, queue_products
@@ -306,7 +306,7 @@ def import_csv(connection: Connection, lines: TextIO, name: str, reviewer: str |
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.reviews", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("action", choices=("export", "import"),
                         help="export: write every review row (the whole history) to FILE; import: append FILE's "
                              "rows as decisions")

@@ -25,7 +25,7 @@ import pandas as pd
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from shopstyle_spider import changes, config, schema
+from shopstyle_spider import changes, cli, config, schema
 
 from . import champion, registry, store
 from .backbones import BackboneError
@@ -120,7 +120,7 @@ def cv_for(requested: int | float | str, training_products: int) -> int | float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.train", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database to learn from (and to record the experiment in): a sqlite file or a "
                              "postgresql:// URL")

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import config, schema
+from . import cli, config, schema
 
 COLUMNS = ("new", "gone", "re-filed out", "re-filed in")
 
@@ -84,7 +84,7 @@ def report(connection: Connection, since: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shopstyle_spider.changes", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database: a sqlite file or a postgresql:// URL")
     parser.add_argument("--since", type=since_argument, default=None,

@@ -22,6 +22,12 @@ def crawl_db() -> Path:
     return data_dir() / "crawl.db"
 
 
+def demo_dir() -> Path:
+    """Where ``make demo`` (``shopstyle_spider.demo``) crawls into: its own database and photos, never the default
+    ones, so the demo can be run again without touching a real crawl."""
+    return data_dir() / "demo"
+
+
 def images_dir() -> Path:
     return data_dir() / "images"
 

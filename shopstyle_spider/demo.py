@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from . import config, schema
+from . import cli, config, schema
 from .runner import LIBRARY_NOISE, crawl_summary, run_crawl
 from .sandbox import SandboxProcess
 from .sandbox.synthetic import generate
@@ -38,10 +38,10 @@ LEVELS = "leaf"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shopstyle_spider.demo", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalog")
     parser.add_argument("--products-per-category", type=int, default=60, help="products in each of the 27 leaves")
-    parser.add_argument("--out", default=str(config.data_dir() / "demo"),
+    parser.add_argument("--out", default=str(config.demo_dir()),
                         help="folder for the demo's database (crawl.db) and photos (images/)")
     args = parser.parse_args(argv)
     out = Path(args.out)

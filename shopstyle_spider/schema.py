@@ -12,6 +12,7 @@ table holds ``SCHEMA_VERSION``; a database written by a newer version of the pro
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 import time
 from pathlib import Path
@@ -38,6 +39,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
+
+from . import config
 
 # 2: experiments and predictions; 3: the version in a table (PostgreSQL has no user_version); 4: modeling's label
 # audit, reviews and filing queue (modeling.store); 5: refreshes (the refreshes, product_changes and
@@ -173,6 +176,20 @@ def password_of(target: str | Path) -> str | None:
     return make_url(str(target)).password if is_url(target) else None
 
 
+def _demo_hint(missing: Path) -> str:
+    """Where the demo's database is, when ``missing`` is the default one and the demo's is there: right after
+    ``make demo`` every command's default database (``config.crawl_db``) does not exist yet, as the demo crawls into
+    ``config.demo_dir``, and the error should name the option that reaches it. Every command reading a crawl comes
+    through here (``connect(..., readonly=True)``), so this is the one place that says it."""
+    demo = config.demo_dir() / "crawl.db"
+    if missing.resolve() != config.crawl_db().resolve() or not demo.is_file():
+        return ""
+    shown = demo.resolve()
+    if shown.is_relative_to(Path.cwd().resolve()):
+        shown = shown.relative_to(Path.cwd().resolve())
+    return f" (the demo's is {shown}: pass --db {shlex.quote(str(shown))})"
+
+
 def _engine(target: str | Path, readonly: bool):
     """An engine that really closes what it opens (no pool: a crawl holds one connection for its lifetime)."""
     if is_url(target):
@@ -188,7 +205,7 @@ def _engine(target: str | Path, readonly: bool):
     path = Path(target)
     if readonly:
         if not path.is_file():
-            raise SchemaError(f"{path}: no crawl database there (run `scrapy crawl shopstyle` first)")
+            raise SchemaError(f"{path}: no crawl database there (run `scrapy crawl shopstyle` first){_demo_hint(path)}")
         return create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true", poolclass=NullPool)
     path.parent.mkdir(parents=True, exist_ok=True)
     # crawl processes sharing a crawl (REDIS_URL) on one machine write one file: wait for each other's commits

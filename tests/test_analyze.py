@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from modeling import analyze, store
+from modeling.filing import guaranteed_threshold
 from modeling.metrics import coverage_at_accuracy
 
 HOSTILE_NAME = "<script>alert(1)</script> Bootcut"
@@ -179,6 +180,25 @@ def test_plots_are_real_pngs_brought_together_by_an_index(db, tmp_path, capsys):
     # the decisions of the experiment that chose thresholds, none for the one that did not
     assert "Experiment 1: auto-filing decisions" in index and "Experiment 2: auto-filing decisions" not in index
     assert "<th>Sent to a person</th>" in index and "review_share" not in index
+
+
+def test_a_level_that_never_files_says_never_and_why_in_the_report(db, tmp_path, capsys):
+    """A card whose leaf level never files at 99% (too few products to promise it, as ``guaranteed_threshold``
+    says): the report's cell says so in words, where a blank would read as a figure left out."""
+    path, images = db
+    never = guaranteed_threshold([1] * 5, [0.95, 0.9, 0.8, 0.7, 0.6], 0.99, 0.95)
+    assert never["threshold"] is None
+    filing = {**FILING_1, "0.99": {"leaf": None, "leaf_bound": None, "leaf_never": never["never"], "parent": 0.8,
+                                   "parent_bound": 0.9912}}
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("UPDATE experiments SET metrics = ? WHERE id = 1", (json.dumps({"filing": filing}),))
+    folder = tmp_path / "report"
+    code, _, _ = run(capsys, "--db", path, "--images", images, "--plots", folder)
+    assert code == 0
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert f"<td>never: {never['never']}</td>" in index
+    assert index.count("<td>never") == 1  # the leaf at 99% only: the other levels file
+    assert "<th>Parent accuracy promised</th>" in index and '<td class="num">99.1%</td>' in index  # a share
 
 
 def test_compare_sets_two_experiments_side_by_side(db, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modeling import audit, store, train
+from modeling import audit, reviews, store, train
 from modeling.data import load_products, split_of, with_reviewed_labels
 from modeling.reviews import latest_decisions, record_decision
 from shopstyle_spider.config import PROJECT_ROOT
@@ -180,6 +180,9 @@ def test_a_csv_import_reports_each_bad_row_by_line_and_imports_the_others(crawl_
     exported = tmp_path / "out.csv"
     result = reviews_cli("export", exported, "--db", db)
     assert result.returncode == 0 and "3 review rows exported" in result.stderr
+    before = tmp_path / "before.csv"  # --db before the action is the same command (people type both)
+    assert reviews.main(["--db", str(db), "export", str(before)]) == 0
+    assert before.read_bytes() == exported.read_bytes()
     rows = pd.read_csv(exported, dtype=str, keep_default_na=False)
     assert rows["decision"].tolist() == ["skinny-jeans", "exclude", ""]
     assert rows["replaces"].tolist() == [first_label, rows["replaces"][1], "skinny-jeans"]

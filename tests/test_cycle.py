@@ -321,6 +321,14 @@ def test_a_product_filed_twice_keeps_both_rows_and_the_newest_is_in_force(review
         row = exported[identity.filed(name, record_id)]
         assert row["decision"] == line["decision"] and row["product_id"] == "" and row["target"] == "0.98"
         assert row["category"] == line["category"] and float(row["score"]) == line["score"]
+    # the command takes --db before or after its subcommand (people type both): the same CSV
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    everything = ["--decisions", "leaf,parent,review"]
+    assert filings.main(["--db", str(db), "export", "--out", str(before), *everything]) == 0
+    assert filings.main(["export", "--db", str(db), "--out", str(after), *everything]) == 0
+    assert before.read_bytes() == after.read_bytes()
+    with before.open(encoding="utf-8", newline="") as written:
+        assert list(csv.DictReader(written)) == list(csv.DictReader(io.StringIO(out.getvalue())))
 
 
 def test_the_refresh_reads_every_product_again_when_the_last_full_read_is_old(project):

@@ -3,11 +3,13 @@ crawl: each database's models in its own folder, the model in service what predi
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 
 from modeling import models, predict, registry, train
+from modeling.filing import LEVELS, short_percent
 from modeling.persistence import load_model
 
 from .review_fixtures import copy_db
@@ -86,6 +88,34 @@ def test_predict_uses_the_model_in_service_and_the_cli_promotes_saying_what_it_r
         assert predict.main(["--db", str(changed), "--output", str(output), "--no-progress"]) == 2
     finally:
         first_model.write_bytes(original)
+
+
+def test_db_is_taken_before_or_after_the_subcommand(two_databases, capsys):
+    """``models --db X list`` and ``models list --db X`` are the same command (people type both)."""
+    first, _, _, first_model, *_ = two_databases
+    for command in (["list"], ["current"], ["show", "1"]):
+        assert models.main(["--db", str(first), *command]) == 0
+        before = capsys.readouterr().out
+        assert models.main([*command, "--db", str(first)]) == 0
+        assert capsys.readouterr().out == before and str(first_model) in before, command
+
+
+def test_show_says_in_words_where_a_level_never_files_and_gives_bounds_as_percentages(two_databases, capsys):
+    first, *_ = two_databases
+    card = json.loads(registry.entry(first, 1).card_path.read_text(encoding="utf-8"))
+    never = {(target, level) for target, chosen in card["filing"].items() for level in LEVELS if chosen[level] is None}
+    files = {(target, level) for target, chosen in card["filing"].items() for level in LEVELS} - never
+    assert never and files  # the synthetic crawl is too small for some levels at some targets, not for all
+    assert models.main(["--db", str(first), "show", "1"]) == 0
+    shown = capsys.readouterr().out
+    assert "None" not in shown
+    for target, level in never:
+        assert f"    {level} never ({card['filing'][target][f'{level}_never']})\n" in shown
+    for target, level in files:
+        chosen = card["filing"][target]
+        assert (f"    {level} at a score >= {chosen[level]:.4f} (at least {short_percent(chosen[f'{level}_bound'])} "
+                f"accurate with 95% confidence)\n") in shown
+        assert str(chosen[f"{level}_bound"]) not in shown
 
 
 def test_the_review_app_serves_the_model_in_service_when_not_given_one(two_databases, synthetic_crawl, tmp_path,

@@ -3,12 +3,13 @@ else named in a clear error. Real sqlite files."""
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from contextlib import closing
 
 import pytest
 
-from shopstyle_spider import schema
+from shopstyle_spider import config, schema
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path):
@@ -45,6 +46,42 @@ def test_what_is_not_a_crawl_database_is_named(tmp_path):
         schema.connect(tmp_path / "absent.db", readonly=True)
     with pytest.raises(schema.SchemaError, match="a sqlite path or a postgresql:// URL"):
         schema.connect("mysql://crawler:secret@localhost/catalog")
+
+
+def test_a_missing_default_database_names_the_demos_where_there_is_one(tmp_path, monkeypatch):
+    """Right after ``make demo`` the default database is not there and the demo's is: the error says how to reach
+    it. Not before the demo ran, and not for another database that is missing."""
+    monkeypatch.setenv("SHOPSTYLE_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(schema.SchemaError, match="no crawl database there") as before_the_demo:
+        schema.connect(config.crawl_db(), readonly=True)
+    assert "demo" not in str(before_the_demo.value)
+    demo = config.demo_dir() / "crawl.db"
+    schema.connect(demo).close()
+    with pytest.raises(schema.SchemaError) as after_the_demo:
+        schema.connect(config.crawl_db(), readonly=True)
+    assert str(after_the_demo.value) == (f"{config.crawl_db()}: no crawl database there (run `scrapy crawl shopstyle` "
+                                         f"first) (the demo's is {demo}: pass --db {demo})")
+    with pytest.raises(schema.SchemaError) as another:
+        schema.connect(tmp_path / "another.db", readonly=True)
+    assert "demo" not in str(another.value)
+    monkeypatch.chdir(tmp_path)  # a path under the working folder is named as one would type it
+    with pytest.raises(schema.SchemaError) as typed:
+        schema.connect(config.crawl_db(), readonly=True)
+    assert str(typed.value).endswith("(the demo's is data/demo/crawl.db: pass --db data/demo/crawl.db)")
+
+
+@pytest.mark.parametrize("command", ["shopstyle_spider.changes", "modeling.models list", "modeling.filings export",
+                                     "modeling.reviews export -", "modeling.analyze", "modeling.train",
+                                     "modeling.audit", "modeling.review.__main__"])
+def test_every_command_on_the_missing_default_database_names_the_demos(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SHOPSTYLE_DATA_DIR", str(tmp_path))
+    demo = config.demo_dir() / "crawl.db"
+    schema.connect(demo).close()
+    module, *arguments = command.split()
+    assert importlib.import_module(module).main(arguments) == 2
+    assert f"no crawl database there (run `scrapy crawl shopstyle` first) (the demo's is {demo}: pass --db {demo})" \
+        in capsys.readouterr().err
+    assert not config.crawl_db().exists()  # reading it created nothing
 
 
 def test_a_url_is_shown_without_its_password():

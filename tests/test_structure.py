@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -72,11 +73,25 @@ def test_no_module_of_the_project_imports_itself_through_others():
 
 
 
-@pytest.mark.parametrize("name", ["modeling.analyze", "modeling.audit", "modeling.cycle", "modeling.filings",
-                                  "modeling.models", "modeling.predict", "modeling.reviews", "modeling.train",
-                                  "modeling.review.__main__"])
-def test_every_command_prints_its_help(name):
+@pytest.mark.parametrize("command", [
+    "modeling.analyze", "modeling.audit", "modeling.cycle", "modeling.filings", "modeling.filings export",
+    "modeling.models", "modeling.models list", "modeling.models show", "modeling.models current",
+    "modeling.models promote", "modeling.predict", "modeling.reviews", "modeling.train", "modeling.review.__main__",
+    "shopstyle_spider.changes", "shopstyle_spider.demo", "shopstyle_spider.sandbox.__main__"])
+def test_every_command_prints_its_help_with_each_default_once_as_typed(command, capsys):
     """argparse formats a help text only when asked: a stray '%' in one (99% rather than 99%%) breaks --help and
-    nothing else, so each command's help is formatted here."""
-    parser = importlib.import_module(name).build_parser()
-    assert "--" in parser.format_help()
+    nothing else, so each command's (and subcommand's) help is formatted here, as ``--help`` prints it. Each option
+    names its default at most once (never a help that says it followed by argparse's ``(default: None)``), and as
+    one would type it: no ``None``, no ``False``, no Python list, no choices argparse ran together."""
+    module, *subcommand = command.split()
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(module).main([*subcommand, "--help"])
+    printed = capsys.readouterr().out
+    assert exited.value.code == 0 and "--" in printed
+    options = re.split(r"\n(?=  -)", printed.split("\noptions:\n", 1)[1])  # one chunk per option
+    assert len(options) > 1
+    for option in options:
+        said = " ".join(option.split())
+        assert said.lower().count("default") <= 1, said
+        assert "default: None" not in said and "default: False" not in said and "['" not in said, said
+        assert "{leaf,leaf,parent}" not in said, said

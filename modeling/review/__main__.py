@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
-from shopstyle_spider import config, schema
+from shopstyle_spider import cli, config, schema
 
 from ..filing import DEFAULT_TARGET, TARGETS
 from ..photo_store import crawl_images, is_remote
@@ -33,7 +33,7 @@ WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.review", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--db", type=schema.location, default=config.crawl_db(),
                         help="the crawl database: its filing queue, the audit's label issues, where reviews go")
     parser.add_argument("--model", type=Path,
@@ -46,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"--db's crawl recorded it stored its photos in, else {config.images_dir()})")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs a token")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (0: any free port)")
-    parser.add_argument("--token", help=f"a token shared by every reviewer (None: ${TOKEN_VARIABLE} if set, which is "
-                                        "better: other users see a command line in ps)")
+    parser.add_argument("--token", help=f"a token shared by every reviewer (default: ${TOKEN_VARIABLE} if set, which "
+                                        "is better: other users see a command line in ps)")
     parser.add_argument("--tokens", type=Path, help="a file of name=token lines, a token per reviewer: each signs "
-                                                    f"in as the name of their token (None: ${TOKENS_VARIABLE}, the "
+                                                    f"in as the name of their token (default: ${TOKENS_VARIABLE}, the "
                                                     "same lines, if set)")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="a host name the app answers besides " + ", ".join(LOOPBACK_HOSTS) + " and --host "

@@ -9,6 +9,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from .. import cli
 from .catalog import CatalogError
 from .faults import Faults, FaultSpecError, parse_spec
 from .loading import load_catalog
@@ -23,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m shopstyle_spider.sandbox",
         description="A local ShopStyle API v2 (categories, products, product by id, images) over a catalog. "
                     f"On start it prints one line '{URL_PREFIX}http://HOST:PORT/api/v2' to stdout.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--catalog", default="synthetic",
                         help="what to serve: 'synthetic' (generated, deterministic for --seed), "
@@ -72,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "schema serves bodies of the wrong shape: an answer with a mistyped key (per request), "
                              "products in one of several wrong shapes (sticky), and a category tree with entries "
                              "that are not categories, an orphan and a cycle. "
-                             "Example: --faults 500=0.1,badjson=0.05,bomb=0.01")
+                             "Example: --faults 500=0.1,badjson=0.05,bomb=0.01 (default: no faults)")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long a 'slow' fault holds an answer")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback keeps it private)")
