@@ -56,6 +56,7 @@ from sqlalchemy import func, insert, select, text, update
 
 from shopstyle_spider import cli, config, schema, settings
 from shopstyle_spider.changes import since_argument
+from shopstyle_spider.redaction import API_KEY_PARAMETER, redact_url
 from shopstyle_spider.runner import LIBRARY_NOISE, crawl_command, crawl_env, crawl_summary
 
 from . import filings, registry, reviews, store
@@ -484,9 +485,14 @@ def main(argv: list[str] | None = None) -> int:
                "cv": args.cv, "batch_promise": args.batch_promise,
                "out": str(args.out or config.data_dir() / "cycles" / registry.folder_name(args.db)),
                "no_progress": args.no_progress}
-    bad = [arg for arg in args.crawl_arg if "=" not in arg]
-    if bad:
-        print(f"modeling.cycle: --crawl-arg {bad[0]!r}: expected NAME=VALUE", file=sys.stderr)
+    bad = [number for number, arg in enumerate(args.crawl_arg, 1) if "=" not in arg]
+    if bad:  # not echoed: a mistyped api_key:KEY would print the key
+        print(f"modeling.cycle: --crawl-arg number {bad[0]}: expected NAME=VALUE", file=sys.stderr)
+        return 2
+    if redact_url(args.api_url) != args.api_url:  # stored with the options, printed in summaries
+        print(f"modeling.cycle: --api-url {redact_url(args.api_url)} carries the API key ({API_KEY_PARAMETER}=...): "
+              "refused, the cycle stores its options in the database; give the key in SHOPSTYLE_API_KEY",
+              file=sys.stderr)
         return 2
     if any(arg.split("=", 1)[0].strip() == "api_key" for arg in args.crawl_arg):
         # not echoed: the value is the key

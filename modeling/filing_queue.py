@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from . import identity, store
 from .fields import photo_path
@@ -65,6 +65,7 @@ def queue_products(connection: Connection, pairs: list[tuple[dict, dict]], *, so
     queued = dict(connection.execute(select(table.c.subject, table.c.id).where(table.c.subject.in_(set(subjects))))
                   .all())
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
+    after_filing = connection.execute(select(func.coalesce(func.max(store.filings.c.id), 0))).scalar()
     ids = []
     for subject, (row, line) in zip(subjects, pairs, strict=True):
         if subject not in queued:
@@ -74,7 +75,7 @@ def queue_products(connection: Connection, pairs: list[tuple[dict, dict]], *, so
             queued[subject] = connection.execute(insert(table).values(
                 product_id=int(row["id"]) if from_crawl else None, record_id=str(row["id"]), subject=subject,
                 payload=json.dumps(payload), prediction=json.dumps(line, default=str), model_path=model_path,
-                created_at=created_at)).inserted_primary_key[0]
+                created_at=created_at, after_filing=after_filing)).inserted_primary_key[0]
         ids.append(queued[subject])
     return ids
 

@@ -58,12 +58,13 @@ def in_force_query() -> Select:
     return select(table).join(newest, table.c.id == newest.c.id).order_by(table.c.id)
 
 
-def newest_decision(subject: ColumnElement) -> ScalarSelect:
-    """The decision of the newest filing of the product ``subject`` names (NULL when no model filed it), as a
-    correlated subquery (an index seek per product): what the review app asks of each queued product."""
+def newest_decision(subject: ColumnElement, after: ColumnElement) -> ScalarSelect:
+    """The decision of the newest filing of the product ``subject`` names made after filing id ``after`` (NULL when
+    no model filed it since), as a correlated subquery (an index seek per product): what the review app asks of
+    each queued product, about the filings since it was queued."""
     table = store.filings
-    return (select(table.c.decision).where(table.c.subject == subject).order_by(table.c.id.desc()).limit(1)
-            .scalar_subquery())
+    return (select(table.c.decision).where(table.c.subject == subject, table.c.id > after)
+            .order_by(table.c.id.desc()).limit(1).scalar_subquery())
 
 
 def in_force(connection: Connection) -> list[dict]:
@@ -80,7 +81,16 @@ def in_force(connection: Connection) -> list[dict]:
                          "decision": EXCLUDED if excluded else PERSON, "category": None if excluded
                          else standing.decision, "score": None, "target": None, "model_id": None,
                          "model_path": None, "filed_at": standing.created_at, "reviewer": standing.reviewer}
-    return sorted(rows.values(), key=lambda row: (row["filed_at"], row["subject"]))
+    return sorted(rows.values(), key=lambda row: (_moment(row["filed_at"]), row["subject"]))
+
+
+def _moment(stamp: str) -> datetime:
+    """When a row was made, as a time to sort by: imported decisions may carry any ISO 8601 form (``Z``, a date)."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def changed_since(connection: Connection, since: str, model_path: str | Path | None = None) -> set[int]:
@@ -171,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="the filing in force of every product, as CSV for the shop")
     export.add_argument("--out", default="-", help="the CSV file to write; '-' is standard output")
     export.add_argument("--decisions", type=lambda s: [d.strip() for d in s.split(",") if d.strip()],
-                        default=[*AUTOMATIC, PERSON],
+                        default=[*AUTOMATIC, PERSON, EXCLUDED],
                         help="which decisions, comma-separated: leaf, parent (filed by a model), review (sent to a "
                              "person, not decided yet), person (filed by a person: overrides every model), "
                              "excluded (a person left it out of the catalogue)")
@@ -185,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--decisions: {', '.join(sorted(unknown))} is not one of {', '.join(DECISIONS)}")
     try:
-        with closing(store.connect(args.db, readonly=True)) as connection:
+        store.connect(args.db, readonly=True).close()  # a database that is not there is an error, not a new one
+        # writable: an older database's reviews gain their identity first (store.connect), as the export needs
+        with closing(store.connect(args.db)) as connection:
             if args.out == "-":
                 count = export_csv(connection, sys.stdout, args.decisions)
             else:

@@ -124,6 +124,9 @@ filing_queue = Table(
     Column("model_path", Text, nullable=False),
     Column("created_at", Text, nullable=False),
     Column("subject", Text),  # NULL only in an older database's rows until ``connect`` fills it
+    # the newest ``filings`` id when the product was queued (0: none yet; NULL in an older database's rows): only a
+    # filing after it can take the card out of a person's work (``modeling.review.cards``)
+    Column("after_filing", Integer),
     Index("filing_queue_product", "product_id"),
     Index("filing_queue_subject", "subject"),
 )

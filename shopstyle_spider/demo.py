@@ -103,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     print("  " + ", ".join(f"{decisions[d]} {label}" for d, label in
                            (("leaf", "filed at the leaf"), ("parent", "filed at the parent"),
                             ("review", "queued for a person")) if decisions[d]))
-    unseen = unseen_products(db)
+    unseen = held_out_products(db)
     fresh = Counter(p.get("decision") for p in lines if p.get("id") in unseen)
-    print(f"  of the {sum(fresh.values())} products it never saw (validation and test splits), "
-          f"{fresh['leaf'] / max(sum(fresh.values()), 1):.0%} filed at the leaf: the {TARGET:.0%} promise is made\n"
-          "  for such products, as for the new ones a weekly cycle files (those it trained on score surer than they "
-          "are)")
+    print(f"  of the {sum(fresh.values())} products of its test split (kept from training and from choosing the "
+          f"thresholds), {fresh['leaf'] / max(sum(fresh.values()), 1):.0%} filed at the leaf:\n"
+          f"  the {TARGET:.0%} promise is made for such products, as for the new ones a weekly cycle files (those it "
+          "trained on score surer than they are)")
 
     step(6, "auditing the crawl's labels (text only): the suspects become the review app's second queue")
     code = run_module("modeling.audit", "--db", str(db), "--images", str(images), "--image-backbone", "none",
@@ -166,11 +166,12 @@ def show_crawl(db: Path) -> None:
         print(f"  {product_id}  {category:<20} {name:<45} {image_path or 'no photo'}")
 
 
-def unseen_products(db: Path) -> set[int]:
-    """The crawled products the latest model did not train on: its validation and test splits."""
+def held_out_products(db: Path) -> set[int]:
+    """The crawled products of the latest experiment's test split: neither its model nor its filing thresholds
+    were chosen on them (the thresholds come from out-of-fold and validation predictions)."""
     with closing(schema.connect(db, readonly=True)) as connection:
         return set(connection.execute(text(
-            "SELECT product_id FROM predictions WHERE split IN ('validation', 'test') AND experiment_id = "
+            "SELECT product_id FROM predictions WHERE split = 'test' AND experiment_id = "
             "(SELECT max(id) FROM experiments)")).scalars())
 
 

@@ -289,6 +289,11 @@ def test_the_cycle_refuses_what_it_cannot_do_before_touching_anything(crawl_zero
     error = capsys.readouterr().err
     assert "--crawl-arg api_key=...: refused" in error and "SHOPSTYLE_API_KEY" in error
     assert "secret-key" not in error and not fresh.parent.exists()
+    for refused in (["--crawl-arg", "api_key:secret-key"], ["--api-url", "http://127.0.0.1:9/api/v2?pid=secret-key"]):
+        assert cycle.main(["--db", str(fresh), *refused]) == 2
+        error = capsys.readouterr().err
+        assert "secret-key" not in error and ("NAME=VALUE" in error or "carries the API key" in error), error
+    assert not fresh.parent.exists()
 
 
 def test_a_product_filed_twice_keeps_both_rows_and_the_newest_is_in_force(review_setup, tmp_path):

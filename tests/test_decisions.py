@@ -79,6 +79,8 @@ class Reference:
     leases: dict[str, tuple[str, float]] = field(default_factory=dict)
     groups: int = 0
     filed: dict[str, tuple[str, str]] = field(default_factory=dict)  # subject -> a model's newest (decision, category)
+    queued: set[str] = field(default_factory=set)
+    filed_since_queued: dict[str, str] = field(default_factory=dict)  # queued subject -> the newest filing since
 
     def withdrawn(self) -> set[int]:
         return {r.withdraws for r in self.rows if r.withdraws is not None}
@@ -144,7 +146,7 @@ class DecisionStore(RuleBasedStateMachine):
                       "suspect": {"audit:1:a": [crawl(c1), crawl(c2)], "audit:1:b": [crawl(c3)]}}
         self.twin = identity.filed(SOURCE, str(c1))  # a file product whose record id is crawled product c1's id
         self.ref = Reference({crawl(c1): "tees", crawl(c2): "tees", crawl(c3): "tanks", crawl(c4): "jeans",
-                              new: None, self.twin: None})
+                              new: None, self.twin: None}, queued={crawl(c1), new})
         self.looks: dict[tuple[str, str], tuple[int, tuple]] = {}
         self.now = 1000.0
 
@@ -248,13 +250,15 @@ class DecisionStore(RuleBasedStateMachine):
         assert self.twin_queued == (f"queue:{twin}" in self.items["file"])  # queued once, whatever the calls
         self.items["file"][f"queue:{twin}"] = [self.twin]
         self.twin_queued = True
+        self.ref.queued.add(self.twin)
 
     @rule(data=st.data(), decision=st.sampled_from(("leaf", "parent", "review")),
           category=st.sampled_from(LEAVES))
     def model_files(self, data, decision, category):
-        """A model files a product (a crawled one, or the file product) as predict does: at the leaf, at the parent,
-        or to a person. It never changes a person's decision, and a product it files leaves the queue's work."""
-        subject = data.draw(st.sampled_from(sorted(s for s in self.ref.crawled if s != self.twin)))
+        """A model files a product (a crawled one, or a file product, queued or not yet) as predict does: at the
+        leaf, at the parent, or to a person. It never changes a person's decision; a queued product it files leaves
+        the queue's work, and one filed before it was queued does not."""
+        subject = data.draw(st.sampled_from(sorted(self.ref.crawled)))
         who = identity.parse(subject)
         parent = "women" if decision == "parent" else None
         line = {"decision": decision, "category": category, "score": 0.9, "parent": parent, "parent_score": 0.95}
@@ -264,6 +268,8 @@ class DecisionStore(RuleBasedStateMachine):
             writer.add([({"id": who.product_id if who.product_id is not None else who.record_id}, line)])
         assert writer.written == 1
         self.ref.filed[subject] = (decision, parent or category)
+        if subject in self.ref.queued:
+            self.ref.filed_since_queued[subject] = decision
 
     @rule(seconds=st.sampled_from((1.0, 200.0, leases.LEASE_SECONDS + 1)))
     def wait(self, seconds):
@@ -286,9 +292,9 @@ class DecisionStore(RuleBasedStateMachine):
     def the_queue_holds_what_waits_for_a_person_and_the_shop_sees_what_is_in_force(self):
         if not hasattr(self, "ref"):
             return
-        standing, filed = self.ref.in_force(), self.ref.filed
+        standing, since = self.ref.in_force(), self.ref.filed_since_queued
         waiting = {item for item, (subject,) in self.items["file"].items()
-                   if subject not in standing and filed.get(subject, ("review",))[0] not in filings.AUTOMATIC}
+                   if subject not in standing and since.get(subject) not in filings.AUTOMATIC}
         assert set(cards.pending(self.connection, "file", self.catalogue)) == waiting
         for item in self.items["file"]:
             assert self._card("file", item).waiting == (item in waiting)
@@ -414,6 +420,30 @@ def test_a_file_product_with_a_crawled_products_id_is_queued_as_its_own_product(
     with closing(store.connect(target)) as connection:
         subjects = connection.execute(select(store.filing_queue.c.subject).order_by(store.filing_queue.c.id)).scalars()
         assert list(subjects) == [identity.crawled(c1), identity.filed("new.jsonl", str(c1))]
+
+
+def test_only_a_filing_after_a_product_was_queued_takes_its_card_out_of_a_persons_work(tmp_path):
+    """A model filed a file product at the leaf, then it was queued (a plain `predict --queue`, `POST /api/queue`):
+    its card waits for a person; a model filing it after that takes the card out."""
+    target, connection, catalogue, _ = _tiny(tmp_path)
+    line = {"decision": "leaf", "category": "jeans", "score": 0.99, "parent": "women", "parent_score": 0.99}
+    with filings.Writer(target, "model.joblib", 0.98, from_crawl=False, source=SOURCE) as writer:
+        writer.add([({"id": "late"}, line)])
+    cards.end_reads(connection)
+    with connection.begin():
+        queue_id, = queue_products(connection, [({"id": "late", "name": "a late product"}, {})], source=SOURCE,
+                                   model_path="m", from_crawl=False)
+    item = f"queue:{queue_id}"
+    assert item in set(cards.pending(connection, "file", catalogue))
+    card, = cards.cards(connection, "file", catalogue, item)
+    assert card.waiting and card.filed is None
+    cards.end_reads(connection)
+    with filings.Writer(target, "model.joblib", 0.98, from_crawl=False, source=SOURCE) as writer:
+        writer.add([({"id": "late"}, line)])
+    assert item not in set(cards.pending(connection, "file", catalogue))
+    card, = cards.cards(connection, "file", catalogue, item)
+    assert not card.waiting and card.filed == "leaf"
+    connection.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
