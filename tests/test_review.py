@@ -465,3 +465,44 @@ def test_a_test_split_product_is_queued_without_the_models_advice(review_setup, 
     page = app_client.get(f"/queue/file?prefer=queue:{queued[0]}")
     assert "filed without the model" in page.text
 
+
+def test_make_review_files_by_the_demos_rule_and_says_so(review_setup, app_client, model, tmp_path):
+    """The demo queues what it cannot file at 95% at the leaf (demo.TARGET, demo.LEVELS); `make review` serves
+    /api/predict by that rule, through modeling.predict's thresholds, so a product the demo queued comes back as
+    "review" rather than filed at the parent by the app's default (98%, leaf or parent), and the pages and
+    GET /api/model say which rule is in force."""
+    import shlex
+    import subprocess
+
+    import httpx
+
+    from modeling.review.process import ReviewProcess
+    from shopstyle_spider import config, demo
+
+    demo_dir = tmp_path / "data" / "demo"
+    demo_dir.mkdir(parents=True)
+    copy_db(review_setup.db, demo_dir / "crawl.db")
+    (demo_dir / "images").symlink_to(review_setup.images)
+    planned = subprocess.run(["make", "-n", "review", f"DATA_DIR={demo_dir.parent}"], cwd=config.PROJECT_ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    command = next(line for line in planned.splitlines() if " -m modeling.review " in line)
+    args = shlex.split(command.split(" -m modeling.review ", 1)[1])
+    assert args[args.index("--target-accuracy") + 1] == str(demo.TARGET)
+    assert args[args.index("--levels") + 1] == demo.LEVELS
+    records = [{"id": r["id"], "name": r["name"], "description": r["description"]}
+               for r in map(json.loads, review_setup.new_products.read_text().splitlines()) if r.get("name")]
+    # the app's default rule files every one of them at the parent (the fixture's parent level files all)
+    assert {line["decision"] for line in app_client.post("/api/predict", json=records).json()} == {"parent"}
+    assert "/api/predict files at 98% accuracy, at the leaf or its parent" in app_client.get("/").text
+    assert app_client.get("/api/model").json()["levels"] == ["leaf", "parent"]
+    with ReviewProcess(*args) as app:  # the very arguments make review passes, the model in service followed
+        described = httpx.get(app.url + "/api/model").json()
+        home = httpx.get(app.url + "/").text
+        lines = httpx.post(app.url + "/api/predict", json=records).json()
+    assert described["target_accuracy"] == demo.TARGET and described["levels"] == ["leaf"]
+    assert described["thresholds"]["parent"] is None
+    assert described["thresholds"]["parent_never"] == "left out by --levels"
+    assert "/api/predict files at 95% accuracy, at the leaf only" in home
+    thresholds = predict.filing_thresholds(review_setup.model, demo.TARGET, demo.LEVELS.split(","))
+    expected = list(predict.prediction_lines(model, [predict.check_record(r, None)[0] for r in records], thresholds))
+    assert lines == expected and {line["decision"] for line in lines} == {"review"}

@@ -106,9 +106,12 @@ class ServedModel(BaseModel):
     promoted_at: str | None = Field(description="when it was last put in service (None: never promoted)")
     promoted_by: str | None
     pinned: bool = Field(description="given by --model: the app does not follow promotions")
+    target_accuracy: float = Field(description="the accuracy /api/predict's decisions reach (--target-accuracy)")
+    levels: list[Literal["leaf", "parent"]] = Field(description="where /api/predict may file a product (--levels): "
+                                                                "['leaf'] never files at the parent")
     thresholds: dict[str, float | int | str | None] | None = Field(
-        description="the auto-filing thresholds /api/predict decides by, at the app's target accuracy (None: the "
-                    "model's card has none, and every product goes to review)")
+        description="the auto-filing thresholds /api/predict decides by, at the app's target accuracy and levels (a "
+                    "level left out has none; None: the model's card has none, and every product goes to review)")
 
 
 @router.get("/openapi.json", include_in_schema=False)
@@ -138,7 +141,8 @@ def _lines_json(model, products: list[Product], images: Path, thresholds: dict[s
 def model(served: Model) -> ServedModel:
     """The model the app serves: the one ``/api/predict``, the suggestions and the drift page use."""
     return ServedModel(experiment_id=served.experiment_id, path=str(served.path), promoted_at=served.promoted_at,
-                       promoted_by=served.promoted_by, pinned=served.pinned, thresholds=served.thresholds)
+                       promoted_by=served.promoted_by, pinned=served.pinned, target_accuracy=served.target_accuracy,
+                       levels=list(served.levels), thresholds=served.thresholds)
 
 
 def card_json(card: cards.Card) -> dict:
