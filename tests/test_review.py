@@ -167,9 +167,13 @@ def test_filing_a_product_is_committed_and_undone_with_the_keys_forms(app_client
     nxt = card_of(app_client.get("/queue/file").text)
     assert app_client.post("/queue/file/decide", data={**nxt, "choice": "exclude"}).status_code == 303
     assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id")[2:] == [(1, "flare-jeans"), (2, "exclude")]
-    refused = app_client.post("/queue/file/decide", data={**card_of(app_client.get("/queue/file").text),
-                                                          "choice": "other", "other": "no-such-leaf"})
-    assert refused.status_code == 422 and "not a leaf category" in refused.text
+    shown = card_of(app_client.get("/queue/file").text)
+    refused = app_client.post("/queue/file/decide", data={**shown, "choice": "other", "other": "no-such-leaf"})
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/queue/file?")  # PRG: a GET
+    again = app_client.get(refused.headers["location"])
+    assert card_of(again.text)["item"] == shown["item"]
+    assert "&#39;no-such-leaf&#39; is not a leaf category" in again.text
+    assert rows(db, "SELECT count(*) FROM reviews") == [(4,)]
 
 
 def test_a_group_decision_settles_every_product_of_the_group(review_setup, app_client, db):
@@ -207,7 +211,9 @@ def test_two_reviewers_never_hold_one_card_and_a_stale_decision_is_refused(revie
         assert mine["item"] != theirs["item"]
         grabbed = other.post("/queue/file/decide", data={**theirs, "item": mine["item"], "seen": mine["seen"],
                                                          "choice": "exclude"})
-        assert grabbed.status_code == 409 and "ana has this card open; nothing was changed" in grabbed.text
+        assert grabbed.status_code == 303  # back to the card ana holds, as it is, with the reason
+        refusal = other.get(grabbed.headers["location"]).text
+        assert card_of(refusal)["item"] == mine["item"] and "ana has this card open; nothing was changed" in refusal
         assert rows(db, "SELECT count(*) FROM reviews") == [(0,)]
         assert app_client.post("/queue/file/decide", data={**mine, "choice": "exclude"}).status_code == 303
         # ben decides the same card from the version he saw: refused with who and when
@@ -506,3 +512,31 @@ def test_make_review_files_by_the_demos_rule_and_says_so(review_setup, app_clien
     thresholds = predict.filing_thresholds(review_setup.model, demo.TARGET, demo.LEVELS.split(","))
     expected = list(predict.prediction_lines(model, [predict.check_record(r, None)[0] for r in records], thresholds))
     assert lines == expected and {line["decision"] for line in lines} == {"review"}
+
+
+def form_fields(html: str, form: str, **chosen: str) -> dict[str, list[str]]:
+    """The hidden fields of the page's form ``form`` and the ``chosen`` ones, as a browser posts them."""
+    body = re.search(rf'<form [^>]*id="{form}">(.*?)</form>', html, re.S).group(1)
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body):
+        fields.setdefault(name, []).append(value)
+    return fields | {name: [value] for name, value in chosen.items()}
+
+
+def test_a_refused_decision_redirects_to_its_card_so_a_reload_posts_nothing(app_client, db):
+    """Post/Redirect/Get: a decision refused (nothing chosen, a leaf that does not exist) answers with a redirect to
+    the card's page, whose reason is a message the app signed for this session; reloading it decides nothing."""
+    page = app_client.get("/queue/file").text
+    card = card_of(page)
+    empty = app_client.post("/queue/file/decide", data=form_fields(page, "decide"))
+    assert empty.status_code == 303
+    location = empty.headers["location"]
+    for _ in range(2):  # the page, then a reload of it
+        shown = app_client.get(location)
+        assert shown.status_code == 200 and card_of(shown.text)["item"] == card["item"]
+        assert re.search(r'<p class="error" role="alert" id="error">choose a suggestion', shown.text)
+    assert rows(db, "SELECT count(*) FROM reviews") == [(0,)]
+    forged = location.replace("choose+a+suggestion", "call+this+number")  # text the app did not sign: not shown
+    assert 'id="error"' not in app_client.get(forged).text
+    gone = app_client.post("/queue/file/decide", data={**card, "item": "queue:999", "choice": "exclude"})
+    assert "that card is no longer in this queue (queue:999)" in app_client.get(gone.headers["location"]).text
