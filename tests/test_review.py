@@ -523,6 +523,28 @@ def form_fields(html: str, form: str, **chosen: str) -> dict[str, list[str]]:
     return fields | {name: [value] for name, value in chosen.items()}
 
 
+def test_skipped_cards_stay_skipped_across_an_undo(app_client, db):
+    """Skips ride in the page's URL and forms; the undo form carries them too, so after an undo the undone card
+    comes first and then the queue goes on without the cards skipped (before, the first skipped card came back)."""
+    first = app_client.get("/queue/file").text
+    assert card_of(first)["item"] == "queue:1"
+    skip_url = re.search(r'<a href="([^"]+)" id="skip">', first).group(1).replace("&amp;", "&")
+    second = app_client.get(skip_url).text
+    card = card_of(second)
+    assert card["item"] == "queue:2"
+    decided = app_client.post("/queue/file/decide", data=form_fields(second, "decide", choice="exclude"))
+    third = app_client.get(decided.headers["location"]).text
+    assert card_of(third)["item"] == "queue:3"
+    undone = app_client.post("/queue/file/undo", data=form_fields(third, "undo"))
+    back = app_client.get(undone.headers["location"]).text
+    assert card_of(back)["item"] == "queue:2" and "decision undone" in back  # the undone card first, as before
+    again = app_client.post("/queue/file/decide", data=form_fields(back, "decide", choice="exclude"))
+    after = app_client.get(again.headers["location"]).text
+    assert card_of(after)["item"] == "queue:3"  # queue:1 stays skipped
+    assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id") == [(2, "exclude"), (2, None),
+                                                                              (2, "exclude")]
+
+
 def test_a_refused_decision_redirects_to_its_card_so_a_reload_posts_nothing(app_client, db):
     """Post/Redirect/Get: a decision refused (nothing chosen, a leaf that does not exist) answers with a redirect to
     the card's page, whose reason is a message the app signed for this session; reloading it decides nothing."""

@@ -98,6 +98,14 @@ def test_a_reviewer_files_and_settles_cards_with_the_keys(review_setup, tmp_path
         page.screenshot(path=shots / "review-file.png")
         assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id")[2:] == [(1, "exclude"),
                                                                                       (3, "flare-jeans")]
+        with page.expect_navigation():
+            page.keyboard.press("u")  # undo queue:3: it comes back first ...
+        assert page.locator("#card").get_attribute("data-item") == "queue:3"
+        page.keyboard.press("x")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.locator("#card").get_attribute("data-item") == "queue:4"  # ... and queue:2 stays skipped
+        assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id")[4:] == [(3, None), (3, "exclude")]
 
         # Suspect labels: keep the first group's label, then settle a group of three with one key
         page.goto(app.url + "/queue/suspect")

@@ -4,7 +4,8 @@ A browser session is signed in as one reviewer (with a token when the app has on
 token of the session, and every decision is committed before the answer. Every form posted answers with a redirect
 (Post/Redirect/Get): a decision to the next card, a refused one back to its card (as it is now, with the reason
 beside it), so reloading a page never posts a form again. The status line and the reason show only messages this
-app signed for this session.
+app signed for this session. The cards a reviewer skipped ride along in the URL and in each form, undo's included,
+so they stay skipped until the reviewer asks to see them again.
 """
 
 from __future__ import annotations
@@ -156,19 +157,22 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, rev
 
 @guarded.post("/queue/{queue}/undo")
 def undo(request: Request, queue: cards.Queue, csrf: Annotated[str, Form()], state: State, db: Database,
-         reviewer: PageReviewer) -> Response:
+         reviewer: PageReviewer, skip: Annotated[list[str], Form()] = ()) -> Response:
+    """Withdraw the reviewer's latest decision in this queue and show its card first; the cards they skipped stay
+    skipped (all but the undone one, which they asked back)."""
     _checked_form(request, state, csrf)
     if reviewer is None:
         raise HTTPException(400, "say who you are on the home page first")
     try:
         undone = decisions.undo_last(db, queue, state.catalogue, reviewer, time.time())
     except decisions.Stale as error:
-        return _to_queue(request, state, queue, str(error))
+        return _to_queue(request, state, queue, str(error), skip=list(skip))
     if undone is None:
-        return _to_queue(request, state, queue, "nothing of yours to undo")
+        return _to_queue(request, state, queue, "nothing of yours to undo", skip=list(skip))
     card, settled = undone
     return _to_queue(request, state, queue,
-                     f"{card.name}: decision undone ({settled} product{'s' if settled != 1 else ''})", prefer=card.item)
+                     f"{card.name}: decision undone ({settled} product{'s' if settled != 1 else ''})", prefer=card.item,
+                     skip=[s for s in skip if s != card.item])
 
 
 @guarded.get("/report")
