@@ -562,3 +562,33 @@ def test_a_refused_decision_redirects_to_its_card_so_a_reload_posts_nothing(app_
     assert 'id="error"' not in app_client.get(forged).text
     gone = app_client.post("/queue/file/decide", data={**card, "item": "queue:999", "choice": "exclude"})
     assert "that card is no longer in this queue (queue:999)" in app_client.get(gone.headers["location"]).text
+
+
+def test_a_product_queued_again_is_never_rewritten_and_a_different_one_says_so(review_setup, app_client, db):
+    """POST /api/queue keeps a queued product as it is (a person may have its card open): the identical record
+    posted again is a plain success on the same card; one posted with another name, description or photo gets the
+    same card with a conflict naming what differs and the name it is queued with, and nothing is changed."""
+    photo, other_photo = (str(p) for p in sorted(review_setup.images.rglob("*.jpg"))[:2])
+    record = {"id": "sku-1", "name": "Flare jeans in washed denim", "description": "stretch", "image_path": photo}
+    first = app_client.post("/api/queue", params={"source": "feed"}, json=[record]).json()
+    assert first == [{"index": 0, "id": "sku-1", "item": first[0]["item"], "added": True}]
+    queued = rows(db, "SELECT id, payload, prediction FROM filing_queue ORDER BY id")
+    renamed = {**record, "name": "Bootcut jeans"}
+    again = app_client.post("/api/queue", params={"source": "feed"},
+                            json=[record, renamed, {**record, "image_path": other_photo},
+                                  {"id": "sku-2", "name": "Tee"},
+                                  {"id": "sku-2", "name": "Tee", "description": "cotton"}]).json()
+    assert again[0] == {"index": 0, "id": "sku-1", "item": first[0]["item"], "added": False}
+    assert again[1]["item"] == first[0]["item"] and again[1]["added"] is False
+    assert again[1]["conflict"]["fields"] == ["name"]
+    assert again[1]["conflict"]["queued_name"] == "Flare jeans in washed denim"
+    assert "never rewrites a queued product" in again[1]["conflict"]["detail"]
+    assert again[2]["conflict"]["fields"] == ["image_path"]
+    assert again[3]["added"] is True and "conflict" not in again[3]  # sku-2 is new ...
+    assert again[4]["item"] == again[3]["item"] and again[4]["conflict"]["fields"] == ["description"]  # ... once
+    now = rows(db, "SELECT id, payload, prediction FROM filing_queue ORDER BY id")
+    assert now[:len(queued)] == queued and len(now) == len(queued) + 1
+    schema = app_client.get("/api/openapi.json").json()
+    answer = schema["paths"]["/api/queue"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"$ref": "#/components/schemas/Queued"} in answer["items"]["anyOf"]
+    assert {"added", "conflict"} <= set(schema["components"]["schemas"]["Queued"]["properties"])

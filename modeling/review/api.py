@@ -10,6 +10,7 @@ No route predicts or reads the database on the event loop: plain ``def`` routes 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from itertools import islice
 from pathlib import Path
@@ -19,10 +20,11 @@ import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 from typing_extensions import TypedDict
 
-from .. import identity
-from ..filing_queue import queue_products
+from .. import identity, store
+from ..filing_queue import differences, queue_products
 from ..predict import check_record
 from . import cards, decisions, leases
 from .dependencies import ApiReviewer, Database, Model, State, api_access, json_body
@@ -90,6 +92,28 @@ class Review(BaseModel):
                                  description="who decides: required with a shared token or none; with a token per "
                                              "reviewer, the token's owner (another name is refused)")
     seen: int = Field(description="the card's version when it was read: a card that changed since is refused")
+
+
+class Conflict(BaseModel):
+    """Why a product posted to the queue again was not taken as posted."""
+    fields: list[Literal["name", "description", "image_path"]] = Field(
+        description="where the product posted differs from the one queued (a photo by its place in the image "
+                    "store)")
+    queued_name: str | None = Field(description="the name it is queued with: what its card shows")
+    detail: str
+
+
+class Queued(BaseModel):
+    """A product of ``POST /api/queue`` and its card."""
+    index: int
+    id: str | int
+    item: str = Field(description="its card, as GET /api/queue names it")
+    added: bool = Field(description="false: it was queued already, by an earlier request or earlier in this one "
+                                    "(the identical record posted again is a plain success)")
+    conflict: Conflict | None = Field(None, description="present only when it was queued already with another "
+                                                        "name, description or photo: the queue never rewrites a "
+                                                        "queued product (a person may have its card open), so the "
+                                                        "queued one stands and nothing was changed")
 
 
 class Recorded(BaseModel):
@@ -181,23 +205,46 @@ def queue(state: State, db: Database, served: Model, owner: ApiReviewer,
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 
 
-@router.post("/queue", dependencies=[Depends(json_body)], responses=NOT_JSON)
+@router.post("/queue", dependencies=[Depends(json_body)],
+             responses={200: {"model": list[Queued | PredictionError],
+                              "description": "one line per product, in order"}, **NOT_JSON})
 def add_to_queue(products: Annotated[list[Product], Body()], state: State, db: Database, served: Model,
                  source: Annotated[str, Query(min_length=1, max_length=200,
                                               description="the name the products' ids belong to (a file, a feed): "
                                                           "with the id, their identity")] = "api") -> list[dict]:
     """Add products to the filing queue, as ``modeling.predict --queue`` does for a file (known by ``source`` and
-    their id; one already queued is not added twice): one line per product, in order, with its card's ``item``,
-    or ``{"index", "id", "error"}`` for a product that cannot be predicted (the others are queued)."""
+    their id; one already queued is not added twice): one line per product, in order, with its card's ``item``
+    and whether it was ``added``, or ``{"index", "id", "error"}`` for a product that cannot be predicted (the
+    others are queued). A product queued already is never rewritten (a person may have its card open): posted
+    again as it was, that is a plain success; posted with another name, description or photo, its line says so in
+    ``conflict`` (which fields, the name it is queued with), so a client never takes the old card for its new
+    record."""
     lines = predict_products(served.model, products, state.images, served.thresholds)
     good = [(index, check_record(products[index], state.images.resolve())[0], line)
             for index, line in enumerate(lines) if "error" not in line]
+    table = store.filing_queue
     cards.end_reads(db)
     with db.begin():
+        before = db.execute(select(func.max(table.c.id))).scalar() or 0
         ids = queue_products(db, [(row, line) for _, row, line in good], source=source,
                              model_path=str(served.path), from_crawl=False, photo_store=state.images)
-    for (index, _, _), queue_id in zip(good, ids, strict=True):
-        lines[index] = {"index": index, "id": lines[index]["id"], "item": str(FileItem(queue_id))}
+        kept = {queue_id: json.loads(payload) for queue_id, payload in
+                db.execute(select(table.c.id, table.c.payload).where(table.c.id.in_(set(ids))))}
+    answered: set[int] = set()
+    for (index, row, _), queue_id in zip(good, ids, strict=True):
+        item = str(FileItem(queue_id))
+        line = {"index": index, "id": lines[index]["id"], "item": item,
+                "added": queue_id > before and queue_id not in answered}
+        answered.add(queue_id)
+        fields = [] if line["added"] else differences(kept[queue_id], row, from_crawl=False,
+                                                      photo_store=state.images)
+        if fields:
+            name = kept[queue_id].get("name")
+            line["conflict"] = {"fields": fields, "queued_name": name,
+                                "detail": f"{item} was queued already as {name!r}, and this product differs in "
+                                          f"{', '.join(fields)}: the queue never rewrites a queued product (a "
+                                          "person may have its card open), so nothing was changed"}
+        lines[index] = line
     return lines
 
 
