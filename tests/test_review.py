@@ -592,3 +592,24 @@ def test_a_product_queued_again_is_never_rewritten_and_a_different_one_says_so(r
     answer = schema["paths"]["/api/queue"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert {"$ref": "#/components/schemas/Queued"} in answer["items"]["anyOf"]
     assert {"added", "conflict"} <= set(schema["components"]["schemas"]["Queued"]["properties"])
+
+
+def test_suspect_cards_say_what_scored_them_and_the_api_rounds_scores(review_setup, app_client, db):
+    """A suspect card's scores come from the audit's out-of-fold probabilities (its own suggestion and the current
+    label's score) and from the served model (the suggestions completing it): the API names each source, and gives
+    every score of a card as a float of 4 decimals."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE label_issues SET suggested_score = 8.947971844021966e-05, "
+                           "given_score = 0.123456789")
+    suspect = app_client.get("/api/queue", params={"queue": "suspect"}).json()["cards"][0]
+    assert suspect["scored_by"] == "audit 1"
+    audit, *completing = suspect["suggestions"]
+    assert (audit["source"], audit["scored_by"], audit["score"]) == (cards.AUDIT, "audit 1", 0.0001)
+    assert completing and all(s["source"] == cards.MODEL and s["scored_by"] == str(review_setup.model)
+                              for s in completing)
+    assert suspect["current_score"] == 0.1235 and suspect["current_score_source"] == cards.AUDIT
+    filing = app_client.get("/api/queue").json()["cards"]
+    scores = [s["score"] for c in [suspect, *filing] for s in c["suggestions"]]
+    assert all(isinstance(x, float) and x == round(x, 4) for x in scores)
+    assert any(x != round(x, 2) for x in scores)  # rounded to 4, not fewer
+    assert all(c["scored_by"] == str(review_setup.model) for c in filing)

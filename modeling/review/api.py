@@ -26,15 +26,16 @@ from typing_extensions import TypedDict
 from .. import identity, store
 from ..filing_queue import differences, queue_products
 from ..predict import check_record
-from . import cards, decisions, leases
+from . import cards, decisions, items, leases
 from .dependencies import ApiReviewer, Database, Model, State, api_access, json_body
-from .items import FileItem
+from .items import FileItem, SuspectItem
 from .predicting import predict_products, ranked_categories, rescore
 
 __all__ = ["DESCRIPTION_MAX_CHARS", "NAME_MAX_CHARS", "router"]
 
 NAME_MAX_CHARS = 1_000  # the real catalogs' longest names have under 100
 DESCRIPTION_MAX_CHARS = 20_000  # the ShopStyle sample's longest description (HTML) has 5,156
+SCORE_DECIMALS = 4  # a card's scores in the API (/api/predict keeps modeling.predict's lines as they are)
 
 
 class Detail(BaseModel):
@@ -169,18 +170,28 @@ def model(served: Model) -> ServedModel:
                        levels=list(served.levels), thresholds=served.thresholds)
 
 
+def score(value: float | None) -> float | None:
+    """A card's score as the API gives it: a float of 4 decimals, the precision a person or a client acts on (an
+    audit's raw 8.947971844021966e-05 says no more than 0.0001)."""
+    return None if value is None else round(float(value), SCORE_DECIMALS)
+
+
 def card_json(card: cards.Card) -> dict:
     """A card as the API lists it: its product's identity (``modeling.identity``: product_id for a crawled one,
     record_source and record_id for one from a file), its photo's URL, the current label's own score and where
-    each score comes from."""
+    each score comes from: ``scored_by`` is the model file that scored a card to file, and the audit whose
+    out-of-fold probabilities score a suspect card (each suggestion says its own, the model's completing an
+    audit's)."""
     who = identity.parse(card.subject)
+    key = items.parse(card.item, card.queue)
     return {"item": card.item, "seen": card.version, "name": card.name, "description": card.description,
             "product_id": who.product_id, "record_source": who.source, "record_id": who.record_id,
             "photo_url": f"/photos/{card.photo}" if card.photo else None,
-            "current": card.current, "current_score": card.current_score,
+            "current": card.current, "current_score": score(card.current_score),
             "current_score_source": card.current_score_source, "products": card.size, "decision": card.decision,
-            "suggestions": [vars(s) for s in card.suggestions], "unadvised": card.unadvised,
-            "scored_by": card.scored_by}
+            "suggestions": [{**vars(s), "score": score(s.score)} for s in card.suggestions],
+            "unadvised": card.unadvised,
+            "scored_by": cards.audit_label(key.audit_id) if isinstance(key, SuspectItem) else card.scored_by}
 
 
 @router.get("/queue")
@@ -201,7 +212,8 @@ def queue(state: State, db: Database, served: Model, owner: ApiReviewer,
                for item in islice((i for i in cards.pending(db, queue, state.catalogue) if i not in held), limit)]
     rescore(db, pending, served, state.catalogue, state.images)
     cards.complete_suggestions(pending, state.catalogue,
-                               lambda payloads: ranked_categories(served.model, payloads, state.images))
+                               lambda payloads: ranked_categories(served.model, payloads, state.images),
+                               str(served.path))
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 
 

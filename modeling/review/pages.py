@@ -102,7 +102,8 @@ def _card_page(request: Request, state: AppState, db: Database, served: Served, 
     if card is not None:
         rescore(db, [card], served, state.catalogue, state.images)
         cards.complete_suggestions([card], state.catalogue,
-                                   lambda payloads: ranked_categories(served.model, payloads, state.images))
+                                   lambda payloads: ranked_categories(served.model, payloads, state.images),
+                                   str(served.path))
         kind, _, key = (card.photo or "").partition("/")
         if card.photo and cards.photo_file(db, kind, int(key), state.images) is None:
             card.photo = None  # outside the image store or gone: never linked, let alone served
