@@ -103,7 +103,7 @@ def reviewer(url: str, name: str, decisions: int, times: list[float], refused: l
             began = time.perf_counter()
             answer = client.post("/queue/file/decide", data={**card, "choice": "exclude"})
             times.append(time.perf_counter() - began)
-            if answer.status_code == 409:  # the other reviewer took it: open the next card
+            if 'role="alert"' in answer.text:  # refused (the other reviewer took it), back on its card: the next one
                 refused.append(1)
                 answer = client.get("/queue/file")
             answer.raise_for_status()

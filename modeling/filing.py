@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from math import ceil
 from pathlib import Path
 
@@ -51,7 +51,7 @@ from .persistence import card_path
 __all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound",
            "batch_argument", "batch_target", "best_parents", "choose_thresholds", "decide", "decision_figures",
            "first_candidate", "guaranteed_threshold", "level_rule", "levels_argument", "load_thresholds",
-           "never_files", "never_reason", "short_percent", "target_key"]
+           "never_files", "never_reason", "short_percent", "target_key", "thresholds_at"]
 
 # Target accuracies the model card stores thresholds for.
 TARGETS = (0.95, 0.98, 0.99, 0.995)
@@ -125,8 +125,9 @@ def batch_target(target: float, batch: int, probability: float = CONFIDENCE) -> 
 
 
 def levels_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """``--levels`` of ``modeling.predict`` and ``modeling.cycle``: ``leaf`` or ``leaf,parent`` (the default). Its
-    metavar spells the two values out: argparse would show the choices comma-joined, ``{leaf,leaf,parent}``."""
+    """``--levels`` of ``modeling.predict``, ``modeling.cycle`` and ``modeling.review``: ``leaf`` or ``leaf,parent``
+    (the default), applied by ``thresholds_at``. Its metavar spells the two values out: argparse would show the
+    choices comma-joined, ``{leaf,leaf,parent}``."""
     levels = ",".join(LEVELS)
     parser.add_argument("--levels", choices=("leaf", levels), default=levels, metavar=f"leaf|{levels}",
                         help=help_text)
@@ -349,3 +350,14 @@ def load_thresholds(model_path: str | Path, target: float) -> dict[str, float | 
         raise FilingPolicyError(f"{card_file}: no thresholds for target accuracy {key} (the card has "
                                 f"{', '.join(filing)})")
     return filing[key]
+
+
+def thresholds_at(model_path: str | Path, target: float, levels: Sequence[str] = LEVELS) -> dict[str, float | None]:
+    """The card's thresholds for ``target`` without the levels ``levels`` leaves out (their threshold None, and why:
+    they never file). ``modeling.predict`` and the review app's ``/api/predict`` both decide by these, so a product
+    filed by one is filed alike by the other at the same target and levels."""
+    thresholds = dict(load_thresholds(model_path, target))
+    for level in LEVELS:
+        if level not in levels:
+            thresholds.update({level: None, f"{level}_never": "left out by --levels"})
+    return thresholds

@@ -24,7 +24,8 @@ from sqlalchemy import Connection, func, insert, select
 from . import identity, store
 from .fields import photo_path
 
-__all__ = ["PAYLOAD_FIELDS", "QUEUED_PHOTOS", "Writer", "queue_products", "store_photo"]
+__all__ = ["PAYLOAD_FIELDS", "QUEUED_PHOTOS", "Writer", "differences", "queue_products", "queued_payload",
+           "store_photo"]
 
 PAYLOAD_FIELDS = ("name", "description", "image_path")
 QUEUED_PHOTOS = "queued"  # the image store's folder of queued file products' photos
@@ -55,6 +56,24 @@ def store_photo(path: object, photo_store: Path | None) -> str | None:
     return str(relative)
 
 
+def queued_payload(row: dict, *, from_crawl: bool, photo_store: Path | None) -> dict:
+    """What the queue keeps of a checked row for a person to decide by: its name, description and photo (a file
+    product's as ``store_photo`` places it in the image store)."""
+    payload = {k: row.get(k) for k in PAYLOAD_FIELDS}
+    if not from_crawl:
+        payload["image_path"] = store_photo(payload["image_path"], photo_store)
+    return payload
+
+
+def differences(queued: dict, row: dict, *, from_crawl: bool, photo_store: Path | None) -> list[str]:
+    """The fields (of ``PAYLOAD_FIELDS``) where a checked row posted again differs from the payload ``queued`` for
+    it: the queue never rewrites a queued product (a person may have its card open), so its caller says what stands.
+    A photo is compared by where the store keeps it (``POST /api/queue`` takes photos inside the store only, so
+    comparing copies nothing)."""
+    posted = queued_payload(row, from_crawl=from_crawl, photo_store=photo_store)
+    return [k for k in PAYLOAD_FIELDS if queued.get(k) != posted[k]]
+
+
 def queue_products(connection: Connection, pairs: list[tuple[dict, dict]], *, source: str, model_path: str,
                    from_crawl: bool, photo_store: Path | None = None) -> list[int]:
     """Queue (checked row, prediction line) pairs inside the caller's transaction; the queue id of each pair, in
@@ -69,9 +88,7 @@ def queue_products(connection: Connection, pairs: list[tuple[dict, dict]], *, so
     ids = []
     for subject, (row, line) in zip(subjects, pairs, strict=True):
         if subject not in queued:
-            payload = {k: row.get(k) for k in PAYLOAD_FIELDS}
-            if not from_crawl:
-                payload["image_path"] = store_photo(payload["image_path"], photo_store)
+            payload = queued_payload(row, from_crawl=from_crawl, photo_store=photo_store)
             queued[subject] = connection.execute(insert(table).values(
                 product_id=int(row["id"]) if from_crawl else None, record_id=str(row["id"]), subject=subject,
                 payload=json.dumps(payload), prediction=json.dumps(line, default=str), model_path=model_path,

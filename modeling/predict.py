@@ -40,14 +40,13 @@ from .backbones import BackboneError
 from .data import DataError, load_products, photo_summary
 from .fields import is_missing, optional_text, photo_path
 from .filing import (
-    LEVELS,
     TARGETS,
     FilingPolicyError,
     best_parents,
     decide,
     levels_argument,
-    load_thresholds,
     never_files,
+    thresholds_at,
 )
 from .persistence import ModelFileError, load_model
 from .photo_store import PhotoStoreError, crawl_images, images_location, is_remote
@@ -156,7 +155,7 @@ def decision_of(line: dict) -> str:
 
 
 def prediction_lines(model, rows: list[dict], thresholds: dict[str, float | None] | None = None) -> Iterator[dict]:
-    """One output line per checked row, predicted together; with ``thresholds`` (``filing.load_thresholds``), each
+    """One output line per checked row, predicted together; with ``thresholds`` (``filing.thresholds_at``), each
     line's ``decision`` too. The review app calls this for its predictions, so both decide alike."""
     stacked, _, image = model.predict_branches(pd.DataFrame(rows))
     classes = model.classes_
@@ -176,12 +175,9 @@ def prediction_lines(model, rows: list[dict], thresholds: dict[str, float | None
 
 
 def filing_thresholds(model_path: Path, target: float, levels: list[str]) -> dict[str, float | None]:
-    """The card's thresholds for ``target``, without the levels left out (their threshold None: they never file);
-    what never files, and why, goes to standard error."""
-    thresholds = dict(load_thresholds(model_path, target))
-    for level in LEVELS:
-        if level not in levels:
-            thresholds.update({level: None, f"{level}_never": "left out by --levels"})
+    """The card's thresholds for ``target`` without the levels left out (``filing.thresholds_at``, as the review
+    app's); what never files, and why, goes to standard error."""
+    thresholds = thresholds_at(model_path, target, levels)
     for line in never_files(thresholds):
         print(f"modeling.predict: at {target:.1%} accuracy {line}", file=sys.stderr)
     return thresholds

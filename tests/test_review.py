@@ -167,9 +167,13 @@ def test_filing_a_product_is_committed_and_undone_with_the_keys_forms(app_client
     nxt = card_of(app_client.get("/queue/file").text)
     assert app_client.post("/queue/file/decide", data={**nxt, "choice": "exclude"}).status_code == 303
     assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id")[2:] == [(1, "flare-jeans"), (2, "exclude")]
-    refused = app_client.post("/queue/file/decide", data={**card_of(app_client.get("/queue/file").text),
-                                                          "choice": "other", "other": "no-such-leaf"})
-    assert refused.status_code == 422 and "not a leaf category" in refused.text
+    shown = card_of(app_client.get("/queue/file").text)
+    refused = app_client.post("/queue/file/decide", data={**shown, "choice": "other", "other": "no-such-leaf"})
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/queue/file?")  # PRG: a GET
+    again = app_client.get(refused.headers["location"])
+    assert card_of(again.text)["item"] == shown["item"]
+    assert "&#39;no-such-leaf&#39; is not a leaf category" in again.text
+    assert rows(db, "SELECT count(*) FROM reviews") == [(4,)]
 
 
 def test_a_group_decision_settles_every_product_of_the_group(review_setup, app_client, db):
@@ -207,7 +211,9 @@ def test_two_reviewers_never_hold_one_card_and_a_stale_decision_is_refused(revie
         assert mine["item"] != theirs["item"]
         grabbed = other.post("/queue/file/decide", data={**theirs, "item": mine["item"], "seen": mine["seen"],
                                                          "choice": "exclude"})
-        assert grabbed.status_code == 409 and "ana has this card open; nothing was changed" in grabbed.text
+        assert grabbed.status_code == 303  # back to the card ana holds, as it is, with the reason
+        refusal = other.get(grabbed.headers["location"]).text
+        assert card_of(refusal)["item"] == mine["item"] and "ana has this card open; nothing was changed" in refusal
         assert rows(db, "SELECT count(*) FROM reviews") == [(0,)]
         assert app_client.post("/queue/file/decide", data={**mine, "choice": "exclude"}).status_code == 303
         # ben decides the same card from the version he saw: refused with who and when
@@ -465,3 +471,145 @@ def test_a_test_split_product_is_queued_without_the_models_advice(review_setup, 
     page = app_client.get(f"/queue/file?prefer=queue:{queued[0]}")
     assert "filed without the model" in page.text
 
+
+def test_make_review_files_by_the_demos_rule_and_says_so(review_setup, app_client, model, tmp_path):
+    """The demo queues what it cannot file at 95% at the leaf (demo.TARGET, demo.LEVELS); `make review` serves
+    /api/predict by that rule, through modeling.predict's thresholds, so a product the demo queued comes back as
+    "review" rather than filed at the parent by the app's default (98%, leaf or parent), and the pages and
+    GET /api/model say which rule is in force."""
+    import shlex
+    import subprocess
+
+    import httpx
+
+    from modeling.review.process import ReviewProcess
+    from shopstyle_spider import config, demo
+
+    demo_dir = tmp_path / "data" / "demo"
+    demo_dir.mkdir(parents=True)
+    copy_db(review_setup.db, demo_dir / "crawl.db")
+    (demo_dir / "images").symlink_to(review_setup.images)
+    planned = subprocess.run(["make", "-n", "review", f"DATA_DIR={demo_dir.parent}"], cwd=config.PROJECT_ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    command = next(line for line in planned.splitlines() if " -m modeling.review " in line)
+    args = shlex.split(command.split(" -m modeling.review ", 1)[1])
+    assert args[args.index("--target-accuracy") + 1] == str(demo.TARGET)
+    assert args[args.index("--levels") + 1] == demo.LEVELS
+    records = [{"id": r["id"], "name": r["name"], "description": r["description"]}
+               for r in map(json.loads, review_setup.new_products.read_text().splitlines()) if r.get("name")]
+    # the app's default rule files every one of them at the parent (the fixture's parent level files all)
+    assert {line["decision"] for line in app_client.post("/api/predict", json=records).json()} == {"parent"}
+    assert "/api/predict files at 98% accuracy, at the leaf or its parent" in app_client.get("/").text
+    assert app_client.get("/api/model").json()["levels"] == ["leaf", "parent"]
+    with ReviewProcess(*args) as app:  # the very arguments make review passes, the model in service followed
+        described = httpx.get(app.url + "/api/model").json()
+        home = httpx.get(app.url + "/").text
+        lines = httpx.post(app.url + "/api/predict", json=records).json()
+    assert described["target_accuracy"] == demo.TARGET and described["levels"] == ["leaf"]
+    assert described["thresholds"]["parent"] is None
+    assert described["thresholds"]["parent_never"] == "left out by --levels"
+    assert "/api/predict files at 95% accuracy, at the leaf only" in home
+    thresholds = predict.filing_thresholds(review_setup.model, demo.TARGET, demo.LEVELS.split(","))
+    expected = list(predict.prediction_lines(model, [predict.check_record(r, None)[0] for r in records], thresholds))
+    assert lines == expected and {line["decision"] for line in lines} == {"review"}
+
+
+def form_fields(html: str, form: str, **chosen: str) -> dict[str, list[str]]:
+    """The hidden fields of the page's form ``form`` and the ``chosen`` ones, as a browser posts them."""
+    body = re.search(rf'<form [^>]*id="{form}">(.*?)</form>', html, re.S).group(1)
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body):
+        fields.setdefault(name, []).append(value)
+    return fields | {name: [value] for name, value in chosen.items()}
+
+
+def test_skipped_cards_stay_skipped_across_an_undo(app_client, db):
+    """Skips ride in the page's URL and forms; the undo form carries them too, so after an undo the undone card
+    comes first and then the queue goes on without the cards skipped (before, the first skipped card came back)."""
+    first = app_client.get("/queue/file").text
+    assert card_of(first)["item"] == "queue:1"
+    skip_url = re.search(r'<a href="([^"]+)" id="skip">', first).group(1).replace("&amp;", "&")
+    second = app_client.get(skip_url).text
+    card = card_of(second)
+    assert card["item"] == "queue:2"
+    decided = app_client.post("/queue/file/decide", data=form_fields(second, "decide", choice="exclude"))
+    third = app_client.get(decided.headers["location"]).text
+    assert card_of(third)["item"] == "queue:3"
+    undone = app_client.post("/queue/file/undo", data=form_fields(third, "undo"))
+    back = app_client.get(undone.headers["location"]).text
+    assert card_of(back)["item"] == "queue:2" and "decision undone" in back  # the undone card first, as before
+    again = app_client.post("/queue/file/decide", data=form_fields(back, "decide", choice="exclude"))
+    after = app_client.get(again.headers["location"]).text
+    assert card_of(after)["item"] == "queue:3"  # queue:1 stays skipped
+    assert rows(db, "SELECT queue_id, decision FROM reviews ORDER BY id") == [(2, "exclude"), (2, None),
+                                                                              (2, "exclude")]
+
+
+def test_a_refused_decision_redirects_to_its_card_so_a_reload_posts_nothing(app_client, db):
+    """Post/Redirect/Get: a decision refused (nothing chosen, a leaf that does not exist) answers with a redirect to
+    the card's page, whose reason is a message the app signed for this session; reloading it decides nothing."""
+    page = app_client.get("/queue/file").text
+    card = card_of(page)
+    empty = app_client.post("/queue/file/decide", data=form_fields(page, "decide"))
+    assert empty.status_code == 303
+    location = empty.headers["location"]
+    for _ in range(2):  # the page, then a reload of it
+        shown = app_client.get(location)
+        assert shown.status_code == 200 and card_of(shown.text)["item"] == card["item"]
+        assert re.search(r'<p class="error" role="alert" id="error">choose a suggestion', shown.text)
+    assert rows(db, "SELECT count(*) FROM reviews") == [(0,)]
+    forged = location.replace("choose+a+suggestion", "call+this+number")  # text the app did not sign: not shown
+    assert 'id="error"' not in app_client.get(forged).text
+    gone = app_client.post("/queue/file/decide", data={**card, "item": "queue:999", "choice": "exclude"})
+    assert "that card is no longer in this queue (queue:999)" in app_client.get(gone.headers["location"]).text
+
+
+def test_a_product_queued_again_is_never_rewritten_and_a_different_one_says_so(review_setup, app_client, db):
+    """POST /api/queue keeps a queued product as it is (a person may have its card open): the identical record
+    posted again is a plain success on the same card; one posted with another name, description or photo gets the
+    same card with a conflict naming what differs and the name it is queued with, and nothing is changed."""
+    photo, other_photo = (str(p) for p in sorted(review_setup.images.rglob("*.jpg"))[:2])
+    record = {"id": "sku-1", "name": "Flare jeans in washed denim", "description": "stretch", "image_path": photo}
+    first = app_client.post("/api/queue", params={"source": "feed"}, json=[record]).json()
+    assert first == [{"index": 0, "id": "sku-1", "item": first[0]["item"], "added": True}]
+    queued = rows(db, "SELECT id, payload, prediction FROM filing_queue ORDER BY id")
+    renamed = {**record, "name": "Bootcut jeans"}
+    again = app_client.post("/api/queue", params={"source": "feed"},
+                            json=[record, renamed, {**record, "image_path": other_photo},
+                                  {"id": "sku-2", "name": "Tee"},
+                                  {"id": "sku-2", "name": "Tee", "description": "cotton"}]).json()
+    assert again[0] == {"index": 0, "id": "sku-1", "item": first[0]["item"], "added": False}
+    assert again[1]["item"] == first[0]["item"] and again[1]["added"] is False
+    assert again[1]["conflict"]["fields"] == ["name"]
+    assert again[1]["conflict"]["queued_name"] == "Flare jeans in washed denim"
+    assert "never rewrites a queued product" in again[1]["conflict"]["detail"]
+    assert again[2]["conflict"]["fields"] == ["image_path"]
+    assert again[3]["added"] is True and "conflict" not in again[3]  # sku-2 is new ...
+    assert again[4]["item"] == again[3]["item"] and again[4]["conflict"]["fields"] == ["description"]  # ... once
+    now = rows(db, "SELECT id, payload, prediction FROM filing_queue ORDER BY id")
+    assert now[:len(queued)] == queued and len(now) == len(queued) + 1
+    schema = app_client.get("/api/openapi.json").json()
+    answer = schema["paths"]["/api/queue"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"$ref": "#/components/schemas/Queued"} in answer["items"]["anyOf"]
+    assert {"added", "conflict"} <= set(schema["components"]["schemas"]["Queued"]["properties"])
+
+
+def test_suspect_cards_say_what_scored_them_and_the_api_rounds_scores(review_setup, app_client, db):
+    """A suspect card's scores come from the audit's out-of-fold probabilities (its own suggestion and the current
+    label's score) and from the served model (the suggestions completing it): the API names each source, and gives
+    every score of a card as a float of 4 decimals."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE label_issues SET suggested_score = 8.947971844021966e-05, "
+                           "given_score = 0.123456789")
+    suspect = app_client.get("/api/queue", params={"queue": "suspect"}).json()["cards"][0]
+    assert suspect["scored_by"] == "audit 1"
+    audit, *completing = suspect["suggestions"]
+    assert (audit["source"], audit["scored_by"], audit["score"]) == (cards.AUDIT, "audit 1", 0.0001)
+    assert completing and all(s["source"] == cards.MODEL and s["scored_by"] == str(review_setup.model)
+                              for s in completing)
+    assert suspect["current_score"] == 0.1235 and suspect["current_score_source"] == cards.AUDIT
+    filing = app_client.get("/api/queue").json()["cards"]
+    scores = [s["score"] for c in [suspect, *filing] for s in c["suggestions"]]
+    assert all(isinstance(x, float) and x == round(x, 4) for x in scores)
+    assert any(x != round(x, 2) for x in scores)  # rounded to 4, not fewer
+    assert all(c["scored_by"] == str(review_setup.model) for c in filing)

@@ -19,7 +19,7 @@ import uvicorn
 
 from shopstyle_spider import cli, config, schema
 
-from ..filing import DEFAULT_TARGET, TARGETS
+from ..filing import DEFAULT_TARGET, TARGETS, levels_argument
 from ..photo_store import crawl_images, is_remote
 from ..registry import RegistryError, serving_path
 from ..runtime import RUNTIME_HELP, RUNTIMES
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body", type=int, default=MAX_BODY_BYTES, help="largest request body, in bytes")
     parser.add_argument("--target-accuracy", type=float, choices=TARGETS, default=DEFAULT_TARGET,
                         help="the accuracy /api/predict's decisions reach, by the model card's thresholds")
+    levels_argument(parser, "where /api/predict may file a product, as modeling.predict --levels: 'leaf' files at "
+                            "the leaf or sends to a person, never at the parent; 'leaf,parent' also files at the "
+                            "parent")
     parser.add_argument("--image-runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="uvicorn's line per request on stdout (--no-access-log: about 0.15 ms less a request, "
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = create_app(args.db, args.model, args.images, token=token, reviewers=reviewers,
                      allowed_hosts=[*LOOPBACK_HOSTS, *bound, *args.allowed_host], max_body=args.max_body,
-                     target_accuracy=args.target_accuracy, image_runtime=args.image_runtime, follow=follow)
+                     target_accuracy=args.target_accuracy, levels=args.levels.split(","),
+                     image_runtime=args.image_runtime, follow=follow)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log)
     return 0
 

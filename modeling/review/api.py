@@ -10,6 +10,7 @@ No route predicts or reads the database on the event loop: plain ``def`` routes 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from itertools import islice
 from pathlib import Path
@@ -19,20 +20,22 @@ import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 from typing_extensions import TypedDict
 
-from .. import identity
-from ..filing_queue import queue_products
+from .. import identity, store
+from ..filing_queue import differences, queue_products
 from ..predict import check_record
-from . import cards, decisions, leases
+from . import cards, decisions, items, leases
 from .dependencies import ApiReviewer, Database, Model, State, api_access, json_body
-from .items import FileItem
+from .items import FileItem, SuspectItem
 from .predicting import predict_products, ranked_categories, rescore
 
 __all__ = ["DESCRIPTION_MAX_CHARS", "NAME_MAX_CHARS", "router"]
 
 NAME_MAX_CHARS = 1_000  # the real catalogs' longest names have under 100
 DESCRIPTION_MAX_CHARS = 20_000  # the ShopStyle sample's longest description (HTML) has 5,156
+SCORE_DECIMALS = 4  # a card's scores in the API (/api/predict keeps modeling.predict's lines as they are)
 
 
 class Detail(BaseModel):
@@ -92,6 +95,28 @@ class Review(BaseModel):
     seen: int = Field(description="the card's version when it was read: a card that changed since is refused")
 
 
+class Conflict(BaseModel):
+    """Why a product posted to the queue again was not taken as posted."""
+    fields: list[Literal["name", "description", "image_path"]] = Field(
+        description="where the product posted differs from the one queued (a photo by its place in the image "
+                    "store)")
+    queued_name: str | None = Field(description="the name it is queued with: what its card shows")
+    detail: str
+
+
+class Queued(BaseModel):
+    """A product of ``POST /api/queue`` and its card."""
+    index: int
+    id: str | int
+    item: str = Field(description="its card, as GET /api/queue names it")
+    added: bool = Field(description="false: it was queued already, by an earlier request or earlier in this one "
+                                    "(the identical record posted again is a plain success)")
+    conflict: Conflict | None = Field(None, description="present only when it was queued already with another "
+                                                        "name, description or photo: the queue never rewrites a "
+                                                        "queued product (a person may have its card open), so the "
+                                                        "queued one stands and nothing was changed")
+
+
 class Recorded(BaseModel):
     item: str
     decision: str | None
@@ -106,9 +131,12 @@ class ServedModel(BaseModel):
     promoted_at: str | None = Field(description="when it was last put in service (None: never promoted)")
     promoted_by: str | None
     pinned: bool = Field(description="given by --model: the app does not follow promotions")
+    target_accuracy: float = Field(description="the accuracy /api/predict's decisions reach (--target-accuracy)")
+    levels: list[Literal["leaf", "parent"]] = Field(description="where /api/predict may file a product (--levels): "
+                                                                "['leaf'] never files at the parent")
     thresholds: dict[str, float | int | str | None] | None = Field(
-        description="the auto-filing thresholds /api/predict decides by, at the app's target accuracy (None: the "
-                    "model's card has none, and every product goes to review)")
+        description="the auto-filing thresholds /api/predict decides by, at the app's target accuracy and levels (a "
+                    "level left out has none; None: the model's card has none, and every product goes to review)")
 
 
 @router.get("/openapi.json", include_in_schema=False)
@@ -138,21 +166,32 @@ def _lines_json(model, products: list[Product], images: Path, thresholds: dict[s
 def model(served: Model) -> ServedModel:
     """The model the app serves: the one ``/api/predict``, the suggestions and the drift page use."""
     return ServedModel(experiment_id=served.experiment_id, path=str(served.path), promoted_at=served.promoted_at,
-                       promoted_by=served.promoted_by, pinned=served.pinned, thresholds=served.thresholds)
+                       promoted_by=served.promoted_by, pinned=served.pinned, target_accuracy=served.target_accuracy,
+                       levels=list(served.levels), thresholds=served.thresholds)
+
+
+def score(value: float | None) -> float | None:
+    """A card's score as the API gives it: a float of 4 decimals, the precision a person or a client acts on (an
+    audit's raw 8.947971844021966e-05 says no more than 0.0001)."""
+    return None if value is None else round(float(value), SCORE_DECIMALS)
 
 
 def card_json(card: cards.Card) -> dict:
     """A card as the API lists it: its product's identity (``modeling.identity``: product_id for a crawled one,
     record_source and record_id for one from a file), its photo's URL, the current label's own score and where
-    each score comes from."""
+    each score comes from: ``scored_by`` is the model file that scored a card to file, and the audit whose
+    out-of-fold probabilities score a suspect card (each suggestion says its own, the model's completing an
+    audit's)."""
     who = identity.parse(card.subject)
+    key = items.parse(card.item, card.queue)
     return {"item": card.item, "seen": card.version, "name": card.name, "description": card.description,
             "product_id": who.product_id, "record_source": who.source, "record_id": who.record_id,
             "photo_url": f"/photos/{card.photo}" if card.photo else None,
-            "current": card.current, "current_score": card.current_score,
+            "current": card.current, "current_score": score(card.current_score),
             "current_score_source": card.current_score_source, "products": card.size, "decision": card.decision,
-            "suggestions": [vars(s) for s in card.suggestions], "unadvised": card.unadvised,
-            "scored_by": card.scored_by}
+            "suggestions": [{**vars(s), "score": score(s.score)} for s in card.suggestions],
+            "unadvised": card.unadvised,
+            "scored_by": cards.audit_label(key.audit_id) if isinstance(key, SuspectItem) else card.scored_by}
 
 
 @router.get("/queue")
@@ -173,27 +212,51 @@ def queue(state: State, db: Database, served: Model, owner: ApiReviewer,
                for item in islice((i for i in cards.pending(db, queue, state.catalogue) if i not in held), limit)]
     rescore(db, pending, served, state.catalogue, state.images)
     cards.complete_suggestions(pending, state.catalogue,
-                               lambda payloads: ranked_categories(served.model, payloads, state.images))
+                               lambda payloads: ranked_categories(served.model, payloads, state.images),
+                               str(served.path))
     return {"queue": queue, "progress": vars(progress), "cards": [card_json(c) for c in pending]}
 
 
-@router.post("/queue", dependencies=[Depends(json_body)], responses=NOT_JSON)
+@router.post("/queue", dependencies=[Depends(json_body)],
+             responses={200: {"model": list[Queued | PredictionError],
+                              "description": "one line per product, in order"}, **NOT_JSON})
 def add_to_queue(products: Annotated[list[Product], Body()], state: State, db: Database, served: Model,
                  source: Annotated[str, Query(min_length=1, max_length=200,
                                               description="the name the products' ids belong to (a file, a feed): "
                                                           "with the id, their identity")] = "api") -> list[dict]:
     """Add products to the filing queue, as ``modeling.predict --queue`` does for a file (known by ``source`` and
-    their id; one already queued is not added twice): one line per product, in order, with its card's ``item``,
-    or ``{"index", "id", "error"}`` for a product that cannot be predicted (the others are queued)."""
+    their id; one already queued is not added twice): one line per product, in order, with its card's ``item``
+    and whether it was ``added``, or ``{"index", "id", "error"}`` for a product that cannot be predicted (the
+    others are queued). A product queued already is never rewritten (a person may have its card open): posted
+    again as it was, that is a plain success; posted with another name, description or photo, its line says so in
+    ``conflict`` (which fields, the name it is queued with), so a client never takes the old card for its new
+    record."""
     lines = predict_products(served.model, products, state.images, served.thresholds)
     good = [(index, check_record(products[index], state.images.resolve())[0], line)
             for index, line in enumerate(lines) if "error" not in line]
+    table = store.filing_queue
     cards.end_reads(db)
     with db.begin():
+        before = db.execute(select(func.max(table.c.id))).scalar() or 0
         ids = queue_products(db, [(row, line) for _, row, line in good], source=source,
                              model_path=str(served.path), from_crawl=False, photo_store=state.images)
-    for (index, _, _), queue_id in zip(good, ids, strict=True):
-        lines[index] = {"index": index, "id": lines[index]["id"], "item": str(FileItem(queue_id))}
+        kept = {queue_id: json.loads(payload) for queue_id, payload in
+                db.execute(select(table.c.id, table.c.payload).where(table.c.id.in_(set(ids))))}
+    answered: set[int] = set()
+    for (index, row, _), queue_id in zip(good, ids, strict=True):
+        item = str(FileItem(queue_id))
+        line = {"index": index, "id": lines[index]["id"], "item": item,
+                "added": queue_id > before and queue_id not in answered}
+        answered.add(queue_id)
+        fields = [] if line["added"] else differences(kept[queue_id], row, from_crawl=False,
+                                                      photo_store=state.images)
+        if fields:
+            name = kept[queue_id].get("name")
+            line["conflict"] = {"fields": fields, "queued_name": name,
+                                "detail": f"{item} was queued already as {name!r}, and this product differs in "
+                                          f"{', '.join(fields)}: the queue never rewrites a queued product (a "
+                                          "person may have its card open), so nothing was changed"}
+        lines[index] = line
     return lines
 
 

@@ -19,7 +19,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from shopstyle_spider import config
 
 from .. import store
-from ..filing import DEFAULT_TARGET
+from ..filing import DEFAULT_TARGET, LEVELS
 from ..templating import STATIC
 from . import api, pages
 from .cards import Catalogue
@@ -37,11 +37,12 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, token: str | None = None,
                reviewers: dict[str, str] | None = None, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
                max_body: int = MAX_BODY_BYTES, model=None, target_accuracy: float = DEFAULT_TARGET,
-               image_runtime: str = "auto", follow: bool = False,
+               levels: Sequence[str] = LEVELS, image_runtime: str = "auto", follow: bool = False,
                check_every_s: float = CHECK_EVERY_S) -> FastAPI:
     """The app for one crawl database, model and image store; ``model`` skips loading ``model_path`` again (the
     benchmark and tests pass the one they hold); ``/api/predict`` decides at ``target_accuracy`` by the model card's
-    thresholds (a model without them sends every product to review). With ``follow``, ``model_path`` is the model in
+    thresholds for ``levels`` (``filing.thresholds_at``, as ``modeling.predict``; a model without them sends every
+    product to review). With ``follow``, ``model_path`` is the model in
     service when the app starts, and a model promoted later replaces it between requests (``serving.Serving``,
     looking every ``check_every_s`` seconds); without, the model is pinned. ``token`` is shared by every reviewer,
     ``reviewers`` gives each their own (name -> token); requests naming a host outside ``allowed_hosts`` get 400.
@@ -55,10 +56,10 @@ def create_app(db: str | Path, model_path: str | Path, images: str | Path, *, to
             catalogue = Catalogue.load(connection)
             connection.rollback()
             served = serve(db, Path(model_path), target_accuracy, pinned=not follow, model=model,
-                           image_runtime=image_runtime)
+                           image_runtime=image_runtime, levels=levels)
             serving = Serving(db, served, follow=follow, check_every_s=check_every_s,
                               load=lambda path: serve(db, path, target_accuracy, pinned=False,
-                                                      image_runtime=image_runtime))
+                                                      image_runtime=image_runtime, levels=levels))
             key_file = config.review_key(db)
             key_file.parent.mkdir(parents=True, exist_ok=True)
             app.state.review = AppState(db=db, images=Path(images), serving=serving, catalogue=catalogue,

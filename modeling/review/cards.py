@@ -38,9 +38,9 @@ from ..text import clean_text
 from . import leases
 from .items import FileItem, Queue, SuspectItem, parse
 
-__all__ = ["QUEUES", "Card", "Catalogue", "Progress", "Queue", "Suggestion", "cards", "complete_suggestions",
-           "end_reads", "latest_audit", "next_card", "pending", "photo_file", "progress", "queue_suggestions",
-           "stored_photo"]
+__all__ = ["QUEUES", "Card", "Catalogue", "Progress", "Queue", "Suggestion", "audit_label", "cards",
+           "complete_suggestions", "end_reads", "latest_audit", "next_card", "pending", "photo_file", "progress",
+           "queue_suggestions", "stored_photo"]
 
 QUEUES = {"file": "unsure", "suspect": "audit"}  # queue -> the review source its decisions are recorded under
 RATE_WINDOW_S = 600  # decisions per minute are counted over the last ten minutes
@@ -54,6 +54,7 @@ class Suggestion:
     score: float | None
     path: str
     source: str  # MODEL or AUDIT
+    scored_by: str  # the model file that scored it, or the audit whose out-of-fold probability it is (audit_label)
 
 
 @dataclass
@@ -155,19 +156,26 @@ def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | N
                     description=clean_text(payload.get("description")),
                     photo=f"queue/{row.id}" if photo_path(payload.get("image_path")) else None,
                     current=None, given={}, queue_id=row.id, subject=row.subject,
-                    suggestions=[] if unadvised else queue_suggestions(json.loads(row.prediction), catalogue),
+                    suggestions=[] if unadvised else queue_suggestions(json.loads(row.prediction), catalogue,
+                                                                       row.model_path),
                     payload=payload, scored_by=row.model_path, unadvised=unadvised,
                     filed=row.filed if row.filed in filings.AUTOMATIC else None)
         made.append(_settle(card, standing, versions, {row.subject: row.category_id}))
     return made
 
 
-def queue_suggestions(prediction: dict, catalogue: Catalogue) -> list[Suggestion]:
+def queue_suggestions(prediction: dict, catalogue: Catalogue, scored_by: str) -> list[Suggestion]:
     """A filing-queue card's suggestions: the best categories of the prediction line stored with it (none for a line
-    without one, as a restored backup's)."""
+    without one, as a restored backup's), by the model file ``scored_by``."""
     ranked = ([{"category": prediction["category"], "score": prediction["score"]},
                *prediction.get("alternatives", [])] if "category" in prediction else [])[:SUGGESTIONS]
-    return [Suggestion(s["category"], s["score"], catalogue.path(s["category"]), MODEL) for s in ranked]
+    return [Suggestion(s["category"], s["score"], catalogue.path(s["category"]), MODEL, scored_by) for s in ranked]
+
+
+def audit_label(audit_id: int) -> str:
+    """How the API names the audit that scored a suspect card (``audit 3``): its out-of-fold probabilities are the
+    card's own scores, as the page says beside each."""
+    return f"audit {audit_id}"
 
 
 def latest_audit(connection: Connection) -> int | None:
@@ -203,7 +211,7 @@ def _suspect_cards(connection: Connection, catalogue: Catalogue, group: SuspectI
                     photo=f"product/{face.product_id}" if photo_path(face.image_path) else None,
                     current=None, given={}, subject=identity.crawled(face.product_id),
                     suggestions=[Suggestion(face.suggested_label, face.suggested_score,
-                                            catalogue.path(face.suggested_label), AUDIT)],
+                                            catalogue.path(face.suggested_label), AUDIT, audit_label(audit_id))],
                     payload={"name": face.name, "description": face.description, "image_path": face.image_path})
         _settle(card, standing, versions, {identity.crawled(m.product_id): m.category_id for m in members})
         if card.current == face.given_label:
@@ -228,10 +236,10 @@ def cards(connection: Connection, queue: str, catalogue: Catalogue, item: str | 
 
 
 def complete_suggestions(found: list[Card], catalogue: Catalogue,
-                         predict: Callable[[list[dict]], list[list[tuple[str, float]]]]) -> None:
-    """Add the model's ranked categories to suspect cards (after the audit's own suggestion, without the current
-    label that "keep" already offers), and the model's score of the current label where the audit has none, for
-    all of them in one prediction."""
+                         predict: Callable[[list[dict]], list[list[tuple[str, float]]]], scored_by: str) -> None:
+    """Add the ranked categories of the model (its file ``scored_by``) to suspect cards (after the audit's own
+    suggestion, without the current label that "keep" already offers), and the model's score of the current label
+    where the audit has none, for all of them in one prediction."""
     wanting = [c for c in found if c.queue == "suspect" and len(c.suggestions) < SUGGESTIONS]
     if not wanting:
         return
@@ -241,7 +249,7 @@ def complete_suggestions(found: list[Card], catalogue: Catalogue,
             if category == card.current and card.current_score is None:
                 card.current_score, card.current_score_source = score, MODEL
             if len(card.suggestions) < SUGGESTIONS and category not in taken:
-                card.suggestions.append(Suggestion(category, score, catalogue.path(category), MODEL))
+                card.suggestions.append(Suggestion(category, score, catalogue.path(category), MODEL, scored_by))
                 taken.add(category)
 
 

@@ -1,9 +1,11 @@
 """The pages a person works in: a home page with both queues, one card at a time, sign-in when the app has a token.
 
 A browser session is signed in as one reviewer (with a token when the app has one); every form carries the CSRF
-token of the session, and every decision is committed before the answer (a redirect to the next card, so reloading
-never decides twice). The status line shows only messages this app signed for this session, and a decision refused
-keeps its card on screen with the reason beside it.
+token of the session, and every decision is committed before the answer. Every form posted answers with a redirect
+(Post/Redirect/Get): a decision to the next card, a refused one back to its card (as it is now, with the reason
+beside it), so reloading a page never posts a form again. The status line and the reason show only messages this
+app signed for this session. The cards a reviewer skipped ride along in the URL and in each form, undo's included,
+so they stay skipped until the reviewer asks to see them again.
 """
 
 from __future__ import annotations
@@ -57,10 +59,12 @@ def _signed_in_as(request: Request, state: AppState, name: str) -> Response:
     return response
 
 
-def _to_queue(request: Request, state: AppState, queue: str, message: str, **params) -> Response:
-    """A redirect to the queue's page carrying a status message this app signed for this browser session: the page
-    shows no other text from its URL."""
-    params |= {"message": message, "sig": state.guard.note(request.state.session, message)}
+def _to_queue(request: Request, state: AppState, queue: str, message: str, *, refused: bool = False,
+              **params) -> Response:
+    """A redirect to the queue's page carrying a status message this app signed for this browser session (with
+    ``refused``, the reason a decision was refused, shown beside the card): the page shows no other text from its
+    URL."""
+    params |= {"error" if refused else "message": message, "sig": state.guard.note(request.state.session, message)}
     return RedirectResponse(f"/queue/{queue}?" + urlencode(params, doseq=True), status_code=303)
 
 
@@ -90,7 +94,7 @@ def home(request: Request, state: State, db: Database, served: Model, reviewer: 
 
 
 def _card_page(request: Request, state: AppState, db: Database, served: Served, queue: str, reviewer: str,
-               card: cards.Card | None, skip: list[str], status: int = 200, message: str | None = None,
+               card: cards.Card | None, skip: list[str], message: str | None = None,
                error: str | None = None) -> Response:
     """The queue's page around ``card`` (None: nothing left), with the served model's suggestions (a queued card
     another model scored is scored again first) and its photo when it lies in the image store, a status message, or
@@ -98,11 +102,12 @@ def _card_page(request: Request, state: AppState, db: Database, served: Served, 
     if card is not None:
         rescore(db, [card], served, state.catalogue, state.images)
         cards.complete_suggestions([card], state.catalogue,
-                                   lambda payloads: ranked_categories(served.model, payloads, state.images))
+                                   lambda payloads: ranked_categories(served.model, payloads, state.images),
+                                   str(served.path))
         kind, _, key = (card.photo or "").partition("/")
         if card.photo and cards.photo_file(db, kind, int(key), state.images) is None:
             card.photo = None  # outside the image store or gone: never linked, let alone served
-    return _page(request, state, "queue.html", status=status, title=TITLES[queue], queue=queue, card=card, skip=skip,
+    return _page(request, state, "queue.html", title=TITLES[queue], queue=queue, card=card, skip=skip,
                  skip_url=f"/queue/{queue}?" + urlencode({"skip": [*skip, card.item] if card else skip}, doseq=True),
                  restart_url=f"/queue/{queue}", progress=cards.progress(db, queue, state.catalogue, time.time()),
                  leaves=state.catalogue.leaves, names=state.catalogue.names, reviewer=reviewer, message=message,
@@ -113,16 +118,22 @@ def _card_page(request: Request, state: AppState, db: Database, served: Served, 
 def queue_page(request: Request, queue: cards.Queue, state: State, db: Database, served: Model,
                reviewer: PageReviewer,
                skip: Annotated[list[str], Query()] = (), prefer: str | None = None, message: str | None = None,
-               sig: str | None = None) -> Response:
+               error: str | None = None, sig: str | None = None) -> Response:
+    """The queue's next card for this reviewer (``prefer`` first when free), or, after a refused decision (its
+    signed reason in ``error``), the refused card ``prefer`` as it is now, even when someone else holds or decided
+    it, so the reviewer sees why and can decide again."""
     if reviewer is None:
         return RedirectResponse("/", status_code=303)
-    card = cards.next_card(db, queue, state.catalogue, reviewer, time.time(), skip=skip, prefer=prefer)
     shown = message if state.guard.note_ok(request.state.session, message, sig) else None
-    return _card_page(request, state, db, served, queue, reviewer, card, list(skip), message=shown)
+    refusal = error if state.guard.note_ok(request.state.session, error, sig) else None
+    found = cards.cards(db, queue, state.catalogue, prefer) if refusal is not None and prefer else []
+    card = found[0] if found else cards.next_card(db, queue, state.catalogue, reviewer, time.time(), skip=skip,
+                                                  prefer=prefer)
+    return _card_page(request, state, db, served, queue, reviewer, card, list(skip), message=shown, error=refusal)
 
 
 @guarded.post("/queue/{queue}/decide")
-def decide(request: Request, queue: cards.Queue, state: State, db: Database, served: Model, reviewer: PageReviewer,
+def decide(request: Request, queue: cards.Queue, state: State, db: Database, reviewer: PageReviewer,
            item: Annotated[str, Form()], seen: Annotated[int, Form()], csrf: Annotated[str, Form()],
            choice: Annotated[str, Form()] = "", other: Annotated[str, Form()] = "",
            skip: Annotated[list[str], Form()] = ()) -> Response:
@@ -134,14 +145,11 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, ser
         if not decision:
             raise decisions.DecisionError("choose a suggestion, keep, exclude, or a category from the search")
         card, settled = decisions.decide(db, queue, state.catalogue, item, decision, reviewer, seen, time.time())
-    except (decisions.Stale, decisions.DecisionError) as error:  # the card stays, as it is now, with the reason
-        found = cards.cards(db, queue, state.catalogue, item)
-        return _card_page(request, state, db, served, queue, reviewer, found[0] if found else None, list(skip),
-                          status=409 if isinstance(error, decisions.Stale) else 422, error=str(error))
+    except (decisions.Stale, decisions.DecisionError) as error:  # back to the card, as it is now, with the reason
+        return _to_queue(request, state, queue, str(error), refused=True, prefer=item, skip=list(skip))
     except KeyError:  # gone from the queue: the next card, with the reason
-        card = cards.next_card(db, queue, state.catalogue, reviewer, time.time(), skip=skip)
-        return _card_page(request, state, db, served, queue, reviewer, card, list(skip), status=404,
-                          error=f"that card is no longer in this queue ({item})")
+        return _to_queue(request, state, queue, f"that card is no longer in this queue ({item})", refused=True,
+                         skip=list(skip))
     label = {decisions.KEEP: "kept their labels" if settled > 1 else "kept its label",
              store.EXCLUDE: "excluded"}.get(decision, f"filed as {state.catalogue.path(decision)}")
     return _to_queue(request, state, queue, f"{card.name}: {settled} product{'s' if settled != 1 else ''} {label}",
@@ -150,19 +158,22 @@ def decide(request: Request, queue: cards.Queue, state: State, db: Database, ser
 
 @guarded.post("/queue/{queue}/undo")
 def undo(request: Request, queue: cards.Queue, csrf: Annotated[str, Form()], state: State, db: Database,
-         reviewer: PageReviewer) -> Response:
+         reviewer: PageReviewer, skip: Annotated[list[str], Form()] = ()) -> Response:
+    """Withdraw the reviewer's latest decision in this queue and show its card first; the cards they skipped stay
+    skipped (all but the undone one, which they asked back)."""
     _checked_form(request, state, csrf)
     if reviewer is None:
         raise HTTPException(400, "say who you are on the home page first")
     try:
         undone = decisions.undo_last(db, queue, state.catalogue, reviewer, time.time())
     except decisions.Stale as error:
-        return _to_queue(request, state, queue, str(error))
+        return _to_queue(request, state, queue, str(error), skip=list(skip))
     if undone is None:
-        return _to_queue(request, state, queue, "nothing of yours to undo")
+        return _to_queue(request, state, queue, "nothing of yours to undo", skip=list(skip))
     card, settled = undone
     return _to_queue(request, state, queue,
-                     f"{card.name}: decision undone ({settled} product{'s' if settled != 1 else ''})", prefer=card.item)
+                     f"{card.name}: decision undone ({settled} product{'s' if settled != 1 else ''})", prefer=card.item,
+                     skip=[s for s in skip if s != card.item])
 
 
 @guarded.get("/report")

@@ -91,4 +91,4 @@ def rescore(connection: Connection, found: list[Card], served: Served, catalogue
             connection.execute(update(table).where(table.c.id == card.queue_id, table.c.model_path == card.scored_by)
                                .values(prediction=json.dumps(line, default=str), model_path=str(served.path)))
     for card, line in zip(stale, lines, strict=True):
-        card.suggestions, card.scored_by = queue_suggestions(line, catalogue), str(served.path)
+        card.suggestions, card.scored_by = queue_suggestions(line, catalogue, str(served.path)), str(served.path)

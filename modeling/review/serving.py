@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from shopstyle_spider import schema
 
 from .. import registry
 from ..backbones import BackboneError
-from ..filing import FilingPolicyError, load_thresholds
+from ..filing import LEVELS, FilingPolicyError, short_percent, thresholds_at
 from ..persistence import ModelFileError, load_model
 
 __all__ = ["CHECK_EVERY_S", "Served", "Serving", "describe"]
@@ -41,7 +41,9 @@ class Served:
     """One model as the app serves it: never changed, replaced whole when the model in service changes."""
     model: object
     path: Path
-    thresholds: dict[str, float | None] | None  # the card's auto-filing thresholds at the app's target accuracy
+    thresholds: dict[str, float | None] | None  # the card's auto-filing thresholds at the app's target and levels
+    target_accuracy: float  # what /api/predict files at (--target-accuracy) ...
+    levels: tuple[str, ...]  # ... and where (--levels): the rule a page and GET /api/model state
     experiment_id: int | None  # None: a --model file this database's registry does not know
     promoted_at: str | None  # its latest promotion, if it was ever promoted
     promoted_by: str | None
@@ -51,6 +53,16 @@ class Served:
     def label(self) -> str:
         """How a page names it: ``model 2 (2.joblib)``."""
         return f"{describe(self.experiment_id)} ({self.path.name})"
+
+    @property
+    def filing(self) -> str:
+        """The rule ``/api/predict`` files by, for a page: a demo that queued at 95% at the leaf and an app filing at
+        98% at the parent too answer the same product differently, and the reviewer should see which rule is in
+        force."""
+        if self.thresholds is None:
+            return "/api/predict sends every product to review (the model's card has no thresholds)"
+        where = "at the leaf or its parent" if "parent" in self.levels else "at the leaf only"
+        return f"/api/predict files at {short_percent(self.target_accuracy)} accuracy, {where}"
 
 
 def describe(experiment_id: int | None) -> str:
@@ -64,18 +76,20 @@ def _registered(db: str | Path, path: Path) -> registry.ModelEntry | None:
 
 
 def serve(db: str | Path, path: Path, target_accuracy: float, *, pinned: bool, model=None,
-          image_runtime: str = "auto") -> Served:
+          image_runtime: str = "auto", levels: Sequence[str] = LEVELS) -> Served:
     """Load (unless ``model`` is given) the model at ``path`` and what the app shows of it. Its thresholds at
-    ``target_accuracy``: none when its card has none (``/api/predict`` then sends every product to review)."""
+    ``target_accuracy`` for ``levels``, as ``modeling.predict`` reads them: none when its card has none
+    (``/api/predict`` then sends every product to review)."""
     loaded = model if model is not None else load_model(path, image_runtime=image_runtime)
     try:
-        thresholds = load_thresholds(path, target_accuracy)
+        thresholds = thresholds_at(path, target_accuracy, levels)
     except FilingPolicyError as error:
         log.warning("%s: /api/predict sends every product to review", error)
         thresholds = None
     found = _registered(db, path)
     latest = found.promotions[-1] if found and found.promotions else {}
-    return Served(model=loaded, path=path, thresholds=thresholds,
+    return Served(model=loaded, path=path, thresholds=thresholds, target_accuracy=target_accuracy,
+                  levels=tuple(level for level in LEVELS if level in levels),
                   experiment_id=found.experiment_id if found else None, promoted_at=latest.get("promoted_at"),
                   promoted_by=latest.get("promoted_by"), pinned=pinned)
 
