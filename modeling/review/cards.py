@@ -3,10 +3,10 @@
 Two queues hold the cards a person works through:
 
 - ``file``: one card per row of the filing queue (``modeling.predict --queue``, ``POST /api/queue``): a product the
-  model could not file. A product a later model filed itself (its newest filing at the leaf or the parent,
-  ``modeling.filings``) waits for nobody: it leaves the queue's work unless a person decided it, and comes back if
-  a still newer model sends it to a person again. A person can still decide it on its page, and that decision
-  stands over every model's filing.
+  model could not file. A product a model filed itself after it was queued (its newest filing since, at the leaf
+  or the parent, ``modeling.filings``) waits for nobody: it leaves the queue's work unless a person decided it, and
+  comes back if a still newer model sends it to a person again. A decision on it (the API, an import) still stands
+  over every model's filing.
 - ``suspect``: one card per group of the latest audit's label issues (copies of one product), worst first: deciding
   a group settles every product in it. Products of the test split are never shown here (see ``modeling.audit``).
 
