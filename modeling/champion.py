@@ -21,13 +21,13 @@ looser promise that still files less is refused as any model filing less is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from .filing import decide, target_key
+from .filing import LEVELS, decide, target_key
 
 __all__ = ["ALPHA", "compare", "comparison_table", "interval", "mcnemar"]
 
@@ -65,17 +65,25 @@ def _filed(rows: pd.DataFrame, thresholds: Mapping | None) -> np.ndarray:
     return decide(rows["score"], rows["parent_score"], thresholds) != "review"
 
 
+def _at_levels(thresholds: Mapping | None, levels: Sequence[str]) -> Mapping | None:
+    """A card's thresholds at one target with the levels the shop does not file at left out (they never file)."""
+    if thresholds is None:
+        return None
+    return {**thresholds, **{level: None for level in LEVELS if level not in levels}}
+
+
 def compare(champion: pd.DataFrame, challenger: pd.DataFrame, labels: Mapping[str, np.ndarray],
             champion_filing: Mapping | None, challenger_filing: Mapping | None, targets,
-            required=None) -> dict:
+            required=None, levels: Sequence[str] = LEVELS) -> dict:
     """The comparison of two models' prediction rows (``modeling.train.prediction_rows``) over the same products in
     the same order: per label set (name -> true leaves) both accuracies, their intervals and McNemar's test; per
-    target both filed shares and the test; the verdict (``promote``) and its ``reasons``, to which filing less
+    target both filed shares at the ``levels`` the shop files at (a leaf-only shop gains nothing from a model that
+    files more at the parent) and the test; the verdict (``promote``) and its ``reasons``, to which filing less
     counts at the ``required`` targets only (None: all of ``targets``)."""
     required = {target_key(t) for t in (targets if required is None else required)}
     if not np.array_equal(champion["product_id"].to_numpy(), challenger["product_id"].to_numpy()):
         raise ValueError("the champion and the challenger must be scored on the same products in the same order")
-    result: dict = {"labels": {}, "filing": {}, "reasons": []}
+    result: dict = {"labels": {}, "filing": {}, "reasons": [], "levels": list(levels)}
     for name, true in labels.items():
         true = np.asarray(true, dtype=object)
         right = {who: true == rows["predicted_category"].to_numpy(dtype=object)
@@ -89,8 +97,8 @@ def compare(champion: pd.DataFrame, challenger: pd.DataFrame, labels: Mapping[st
                 f"{entry['champion']['accuracy']:.4f} (McNemar p = {entry['mcnemar']['p']:.2g})")
     for target in targets:
         key = target_key(target)
-        filed = {"champion": _filed(champion, (champion_filing or {}).get(key)),
-                 "challenger": _filed(challenger, (challenger_filing or {}).get(key))}
+        filed = {"champion": _filed(champion, _at_levels((champion_filing or {}).get(key), levels)),
+                 "challenger": _filed(challenger, _at_levels((challenger_filing or {}).get(key), levels))}
         entry = {who: float(f.mean()) for who, f in filed.items()}
         entry["mcnemar"] = mcnemar(filed["champion"], filed["challenger"])
         held_to = [((filing or {}).get(key) or {}).get("level_target") or target
@@ -113,9 +121,10 @@ def comparison_table(comparison: Mapping) -> pd.DataFrame:
                      "champion": entry["champion"]["accuracy"],
                      "champion_95%": _span(entry["champion"]), "challenger": entry["challenger"]["accuracy"],
                      "challenger_95%": _span(entry["challenger"]), "mcnemar_p": entry["mcnemar"]["p"]})
+    only = "" if set(comparison.get("levels", LEVELS)) == set(LEVELS) else " at the leaf only"
     for key, entry in comparison["filing"].items():
         stricter = " (the challenger's promise is stricter: it may file less)" if entry.get("stricter_promise") else ""
-        rows.append({"figure": f"filed at {key}{stricter}", "champion": entry["champion"], "champion_95%": None,
+        rows.append({"figure": f"filed at {key}{only}{stricter}", "champion": entry["champion"], "champion_95%": None,
                      "challenger": entry["challenger"], "challenger_95%": None, "mcnemar_p": entry["mcnemar"]["p"]})
     return pd.DataFrame(rows)
 

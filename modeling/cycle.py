@@ -385,7 +385,7 @@ def train_command(cycle: Cycle, name: str) -> list[str]:
     o = cycle.options
     return module("modeling.train", "--db", str(cycle.db), "--images", str(o["images"]),
                   "--image-backbone", o["image_backbone"], "--promote", "if-better",
-                  "--promote-targets", str(o["target_accuracy"]), "--name", name,
+                  "--promote-targets", str(o["target_accuracy"]), "--levels", o["levels"], "--name", name,
                   *(["--cv", o["cv"]] if o.get("cv") else []),
                   *(["--batch-promise", str(o["batch_promise"])] if o.get("batch_promise") else []),
                   *(["--no-progress"] if o["no_progress"] else []))

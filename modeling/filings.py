@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from collections.abc import Iterable
 from contextlib import closing
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, Table, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from shopstyle_spider import cli, config, schema
@@ -28,7 +29,7 @@ from shopstyle_spider import cli, config, schema
 from . import identity, reviews, store
 
 __all__ = ["AUTOMATIC", "DECISIONS", "EXPORT_COLUMNS", "Writer", "changed_since", "export_csv", "in_force",
-           "in_force_query", "model_id_of", "newest_decision"]
+           "in_force_query", "model_id_of", "newest_decision", "queued_filing"]
 
 AUTOMATIC = ("leaf", "parent")  # the decisions by which a model files a product itself
 PERSON, EXCLUDED = "person", "excluded"  # a person's decision in force: a leaf, or left out of the catalogue
@@ -67,14 +68,31 @@ def newest_decision(subject: ColumnElement, after: ColumnElement) -> ScalarSelec
             .order_by(table.c.id.desc()).limit(1).scalar_subquery())
 
 
+def queued_filing(queue: Table) -> ScalarSelect:
+    """The decision of a filing-queue row's product's newest filing since it was queued (NULL: none since)."""
+    return newest_decision(queue.c.subject, func.coalesce(queue.c.after_filing, 0))
+
+
 def in_force(connection: Connection) -> list[dict]:
-    """Every filed or decided product's filing in force, as ``EXPORT_COLUMNS`` rows in the order they were made: a
-    person's decision in force (decision ``person`` with its leaf, or ``excluded``, and the reviewer) overrides any
-    model filing of the product, the newest model filing stands elsewhere."""
+    """Every filed, queued or decided product's filing in force, as ``EXPORT_COLUMNS`` rows in the order they were
+    made: a person's decision in force (decision ``person`` with its leaf, or ``excluded``, and the reviewer)
+    overrides everything; else a product queued for a person and not filed by a model since is ``review`` (also
+    when it was queued without a filing: ``POST /api/queue``, ``predict --queue`` without a target); else the
+    newest model filing stands."""
     rows: dict[str, dict] = {}
     if store.has_table(connection, store.filings):
         for row in connection.execute(in_force_query()).mappings():
             rows[row["subject"]] = {**{c: row[c] for c in EXPORT_COLUMNS if c in row}, "reviewer": None}
+    queue = store.filing_queue
+    if store.has_table(connection, queue) and store.has_table(connection, store.filings):
+        waiting = select(queue.c.subject, queue.c.model_path, queue.c.prediction, queue.c.created_at).where(
+            queue.c.subject.is_not(None), queued_filing(queue).is_(None))
+        for row in connection.execute(waiting).mappings():
+            prediction = json.loads(row["prediction"] or "{}")
+            rows[row["subject"]] = {"subject": row["subject"], "product_id": identity.parse(row["subject"]).product_id,
+                                    "decision": "review", "category": prediction.get("category"),
+                                    "score": prediction.get("score"), "target": None, "model_id": None,
+                                    "model_path": row["model_path"], "filed_at": row["created_at"], "reviewer": None}
     for subject, standing in reviews.in_force(connection).items():
         excluded = standing.decision == store.EXCLUDE
         rows[subject] = {"subject": subject, "product_id": identity.parse(subject).product_id,

@@ -41,7 +41,16 @@ from .data import (
     unlearned_products,
     with_reviewed_labels,
 )
-from .filing import CONFIDENCE, STEP, TARGETS, batch_argument, best_parents, choose_thresholds, never_files
+from .filing import (
+    CONFIDENCE,
+    STEP,
+    TARGETS,
+    batch_argument,
+    best_parents,
+    choose_thresholds,
+    levels_argument,
+    never_files,
+)
 from .image import ImageEmbedder
 from .metrics import prediction_figures
 from .persistence import ModelFileError, dump_pending, load_model, publish_model
@@ -157,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the target accuracies the shop files at: --promote if-better refuses a model that files "
                              "less at one of these (every target is compared and reported); default: all of "
                              f"{','.join(map(str, TARGETS))}")
+    levels_argument(parser, "the levels the shop files at (predict's and the cycle's --levels): --promote if-better "
+                            "compares how much each model files at these only")
     parser.add_argument("--batch-promise", type=batch_argument, metavar="N",
                         help="promise every batch of N products a level files (a week's, say) at least the target "
                              "accurate, with 95%% probability, instead of the level's accuracy: each level is then "
@@ -264,7 +275,7 @@ def challenge(args: argparse.Namespace, test: pd.DataFrame, rows: pd.DataFrame, 
     if labels == "reviewed":
         truth["reviewed"] = test["category"]
     comparison = champion.compare(prediction_rows(serving_model, test), rows, truth, card.get("filing"), filing,
-                                  TARGETS, required=args.promote_targets)
+                                  TARGETS, required=args.promote_targets, levels=args.levels.split(","))
     return {"model": serving.experiment_id, **comparison}
 
 

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     models = out / "models"
     code = run_module("modeling.train", "--db", str(db), "--images", str(images), "--out", str(models),
                       "--image-backbone", backbone_arg, "--name", "demo", "--promote", "if-better",
-                      "--promote-targets", str(TARGET))
+                      "--promote-targets", str(TARGET), "--levels", LEVELS)
     if code != 0:
         return code
     print(f"    trained in {time.perf_counter() - started:.0f} s")

@@ -100,4 +100,11 @@ def test_a_tie_within_noise_is_promoted_and_fewer_filed_is_refused():
     looser = {"0.98": {"leaf": None, "parent": None, "batch": 4000, "level_target": 0.9833}}
     assert not compare(one, one, {"crawled": truth}, {"0.98": {**per_batch["0.98"], "leaf": 0.9}}, looser,
                        (0.98,))["promote"]
+    # a leaf-only shop: a challenger filing everything at the parent but less at the leaf files less for it
+    parent_heavy = {"0.98": {"leaf": 0.999, "parent": 0.5}}
+    leaf_filing = {"0.98": {"leaf": 0.9, "parent": None}}
+    assert compare(one, one, {"crawled": truth}, leaf_filing, parent_heavy, (0.98,))["promote"]
+    leaf_only = compare(one, one, {"crawled": truth}, leaf_filing, parent_heavy, (0.98,), levels=("leaf",))
+    assert not leaf_only["promote"] and leaf_only["filing"]["0.98"]["challenger"] == 0.0
+    assert comparison_table(leaf_only)["figure"].iloc[-1] == "filed at 0.98 at the leaf only"
     assert mcnemar(np.ones(10, bool), np.ones(10, bool))["p"] == 1.0

@@ -81,7 +81,7 @@ class Reference:
     leases: dict[str, tuple[str, float]] = field(default_factory=dict)
     groups: int = 0
     filed: dict[str, tuple[str, str]] = field(default_factory=dict)  # subject -> a model's newest (decision, category)
-    queued: set[str] = field(default_factory=set)
+    queued: dict[str, str | None] = field(default_factory=dict)  # queued subject -> its prediction's category
     filed_since_queued: dict[str, str] = field(default_factory=dict)  # queued subject -> the newest filing since
 
     def withdrawn(self) -> set[int]:
@@ -109,9 +109,11 @@ class Reference:
                       if r.group == group and r.withdraws is None]
 
     def filing_in_force(self) -> dict[str, tuple[str, str | None]]:
-        """What the shop is told: a person's decision wherever one stands, else the newest model filing."""
+        """What the shop is told: a person's decision wherever one stands, else review for a queued product no model
+        filed since, else the newest model filing."""
         standing = {s: ("excluded", None) if d == store.EXCLUDE else ("person", d) for s, d in self.in_force().items()}
-        return {**self.filed, **standing}
+        waiting = {s: ("review", category) for s, category in self.queued.items() if s not in self.filed_since_queued}
+        return {**self.filed, **waiting, **standing}
 
     def latest_of(self, reviewer: str, source: str) -> int | None:
         gone = self.withdrawn()
@@ -148,7 +150,7 @@ class DecisionStore(RuleBasedStateMachine):
                       "suspect": {"audit:1:a": [crawl(c1), crawl(c2)], "audit:1:b": [crawl(c3)]}}
         self.twin = identity.filed(SOURCE, str(c1))  # a file product whose record id is crawled product c1's id
         self.ref = Reference({crawl(c1): "tees", crawl(c2): "tees", crawl(c3): "tanks", crawl(c4): "jeans",
-                              new: None, self.twin: None}, queued={crawl(c1), new})
+                              new: None, self.twin: None}, queued={crawl(c1): None, new: "tees"})
         self.looks: dict[tuple[str, str], tuple[int, tuple]] = {}
         self.now = 1000.0
 
@@ -252,7 +254,7 @@ class DecisionStore(RuleBasedStateMachine):
         assert self.twin_queued == (f"queue:{twin}" in self.items["file"])  # queued once, whatever the calls
         self.items["file"][f"queue:{twin}"] = [self.twin]
         self.twin_queued = True
-        self.ref.queued.add(self.twin)
+        self.ref.queued.setdefault(self.twin, None)
 
     @rule(data=st.data(), decision=st.sampled_from(("leaf", "parent", "review")),
           category=st.sampled_from(LEAVES))

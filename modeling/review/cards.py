@@ -140,7 +140,7 @@ def _settle(card: Card, standing: dict, versions: dict, crawled: dict[str, str |
 def _queue_cards(connection: Connection, catalogue: Catalogue, queue_id: int | None = None) -> list[Card]:
     table, products = store.filing_queue, schema.products
     query = (select(table.c.id, table.c.subject, table.c.payload, table.c.prediction, table.c.model_path,
-                    products.c.category_id, _newest_filing(table).label("filed"))
+                    products.c.category_id, filings.queued_filing(table).label("filed"))
              .outerjoin(products, products.c.id == table.c.product_id).order_by(table.c.id))
     if queue_id is not None:
         query = query.where(table.c.id == queue_id)
@@ -281,14 +281,9 @@ def next_card(connection: Connection, queue: str, catalogue: Catalogue, holder: 
     return None
 
 
-def _newest_filing(table) -> ColumnElement:
-    """The decision of a filing-queue row's product's newest filing since it was queued (NULL: none since)."""
-    return filings.newest_decision(table.c.subject, func.coalesce(table.c.after_filing, 0))
-
-
 def _filed_by_a_model(table) -> ColumnElement:
     """Whether a filing-queue row's product was filed by a model since it was queued (at the leaf or parent)."""
-    return func.coalesce(_newest_filing(table), "").in_(filings.AUTOMATIC)
+    return func.coalesce(filings.queued_filing(table), "").in_(filings.AUTOMATIC)
 
 
 def _undecided_file_ids(connection: Connection, after: int, limit: int = 200) -> list[int]:
