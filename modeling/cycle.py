@@ -500,6 +500,13 @@ def main(argv: list[str] | None = None) -> int:
               "the key must stay out of it; give the key in SHOPSTYLE_API_KEY (export SHOPSTYLE_API_KEY=KEY)",
               file=sys.stderr)
         return 2
+    if not os.environ.get("SHOPSTYLE_API_KEY") and not schema.is_url(args.db) and not Path(args.db).exists():
+        # a first cycle cannot even crawl: refused before the database (and its cycle record) is created, so the
+        # commands that name the demo's database where the default one is missing still do
+        print(f"modeling.cycle: no API key for a first cycle into {args.db}, which does not exist yet: set "
+              "SHOPSTYLE_API_KEY in the cycle's environment (export SHOPSTYLE_API_KEY=KEY); nothing was created",
+              file=sys.stderr)
+        return 2
     try:
         if args.retrain == "never" and serving_model(args.db) is None:
             print(f"modeling.cycle: {schema.display_name(args.db)} has no model in service and --retrain never "

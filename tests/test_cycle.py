@@ -231,7 +231,8 @@ def test_the_lock_refuses_a_second_cycle_and_a_dead_holders_lock_is_taken_over(t
     db = tmp_path / "crawl.db"
     with cycle.cycle_lock(db):
         refused = subprocess.run([sys.executable, "-m", "modeling.cycle", "--db", str(db)], cwd=PROJECT_ROOT,
-                                 capture_output=True, text=True, timeout=120)
+                                 capture_output=True, text=True, timeout=120,
+                                 env={**os.environ, "SHOPSTYLE_API_KEY": KEY})  # else refused sooner, for no key
     assert refused.returncode == 3
     assert f"another cycle is running on {db} (pid {os.getpid()} since " in refused.stderr
     assert not db.exists()  # refused before touching the database
@@ -270,7 +271,7 @@ def test_a_first_cycle_trains_the_first_model_after_the_refresh_and_files_with_i
     assert ("retrain", "skipped") in steps and table(db, select(store.cycles.c.status)) == [("done",)]
 
 
-def test_the_cycle_refuses_what_it_cannot_do_before_touching_anything(crawl_zero, tmp_path, capsys):
+def test_the_cycle_refuses_what_it_cannot_do_before_touching_anything(crawl_zero, tmp_path, capsys, monkeypatch):
     """--retrain never on a database with no model in service would crawl and have nothing to file with: refused,
     naming the command that trains the first model; a key given as a spider argument would be stored in the
     database with the cycle's options: refused, and not echoed. Neither creates a database or a cycle."""
@@ -284,6 +285,10 @@ def test_the_cycle_refuses_what_it_cannot_do_before_touching_anything(crawl_zero
     with closing(sqlite3.connect(db)) as connection:
         assert list(connection.iterdump()) == before  # no cycle opened, nothing written
     fresh = tmp_path / "fresh" / "crawl.db"
+    monkeypatch.delenv("SHOPSTYLE_API_KEY", raising=False)
+    assert cycle.main(["--db", str(fresh)]) == 2  # no key for a first cycle: nothing created
+    assert "no API key for a first cycle" in capsys.readouterr().err and not fresh.parent.exists()
+    monkeypatch.setenv("SHOPSTYLE_API_KEY", "secret-key")
     assert cycle.main(["--db", str(fresh), "--retrain", "never"]) == 2
     assert cycle.main(["--db", str(fresh), "--crawl-arg", "api_key=secret-key"]) == 2
     error = capsys.readouterr().err
