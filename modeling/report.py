@@ -31,7 +31,7 @@ HEADINGS = {
     "parent_coverage_98": "Parent filed alone at 98%", "macro_f1": "Macro-F1", "ece": "Calibration error (ECE)",
     "category": "Category", "precision": "Precision", "recall": "Recall", "f1": "F1", "support": "Products",
     "true": "True category", "predicted": "Predicted", "count": "Errors", "share_of_true": "Share of the true category",
-    "target": "Target accuracy", "leaf_threshold": "Score to file at the leaf",
+    "mcnemar_p": "McNemar p", "target": "Target accuracy", "leaf_threshold": "Score to file at the leaf",
     "parent_threshold": "Parent score to file at the parent", "leaf_share": "Filed at the leaf",
     "leaf_accuracy": "Leaf accuracy", "parent_share": "Filed at the parent", "review_share": "Sent to a person",
     "validation_filed": "Filed (validation split)", "recent_filed": "Filed (recent products)", "p_value": "p-value",
@@ -44,6 +44,8 @@ PERCENT = {"accuracy", "coverage_95", "coverage_98", "parent_accuracy", "parent_
            "held_to", "leaf_bound", "parent_bound"}
 # scores, not shares: three decimals tell neighbours apart; none means that nothing is filed alone there
 THRESHOLDS = {"threshold_95", "threshold_98", "leaf_threshold", "parent_threshold"}
+# a figure that does not apply (a branch without a parent figure, a level that files nothing): the console's "-"
+NONE = "–"
 # a threshold column -> the column of the same row saying why it has none (a filing level that never files)
 NEVER = {"leaf_threshold": "leaf_never", "parent_threshold": "parent_never"}
 
@@ -55,7 +57,7 @@ def _value(column: str, value: object, row: dict) -> tuple[str, bool]:
         value = value.item()
     if value is None or (isinstance(value, float) and value != value):
         if column not in THRESHOLDS:
-            return "", True
+            return NONE, True
         reason = row.get(NEVER[column]) if column in NEVER else None
         return ("never" if is_missing(reason) else f"never: {reason}"), False
     if column in PERCENT:

@@ -198,6 +198,8 @@ def test_a_level_that_never_files_says_never_and_why_in_the_report(db, tmp_path,
     index = (folder / "index.html").read_text(encoding="utf-8")
     assert f"<td>never: {never['never']}</td>" in index
     assert index.count("<td>never") == 1  # the leaf at 99% only: the other levels file
+    # no blank cell anywhere: a figure that does not apply (a branch's parent figures) says so as the console does
+    assert '<td class="num"></td>' not in index and "<td></td>" not in index and '<td class="num">–</td>' in index
     assert "<th>Parent accuracy promised</th>" in index and '<td class="num">99.1%</td>' in index  # a share
 
 

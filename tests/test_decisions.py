@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,6 +448,15 @@ def test_only_a_filing_after_a_product_was_queued_takes_its_card_out_of_a_person
     assert item not in set(cards.pending(connection, "file", catalogue))
     card, = cards.cards(connection, "file", catalogue, item)
     assert not card.waiting and card.filed == "leaf"
+    connection.close()
+
+
+def test_a_stale_card_names_who_changed_it_and_says_you_for_the_reviewer_asking(tmp_path):
+    target, connection, catalogue, item = _tiny(tmp_path)
+    decisions.decide(connection, "file", catalogue, item, "jeans", "ana", 0, 1000.0)
+    for reviewer, who in (("ana", "by you (elsewhere"), ("bob", "by ana at")):
+        with pytest.raises(decisions.Stale, match=re.escape(f"was decided (jeans) {who}")):
+            decisions.decide(connection, "file", catalogue, item, "tees", reviewer, 0, 2000.0)
     connection.close()
 
 

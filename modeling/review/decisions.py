@@ -61,7 +61,7 @@ def decide(connection: Connection, queue: str, catalogue: Catalogue, item: str, 
                 raise KeyError(item)
             card = found[0]
             if card.version != seen:
-                raise Stale(_changed(connection, card.version))
+                raise Stale(_changed(connection, card.version, reviewer))
             if decision is None:
                 mine = {s.decision_id for s in in_force(connection, card.given).values() if s.reviewer == reviewer}
                 if not mine:
@@ -84,13 +84,16 @@ def decide(connection: Connection, queue: str, catalogue: Catalogue, item: str, 
     return card, settled
 
 
-def _changed(connection: Connection, version: int) -> str:
+def _changed(connection: Connection, version: int, reviewer: str) -> str:
+    """Why a card is stale, naming who changed it: "you" when it was the reviewer asking (in another tab, through
+    the API), who would otherwise read their own name as someone else's."""
     row = connection.execute(select(store.reviews.c.reviewer, store.reviews.c.created_at, store.reviews.c.decision)
                              .where(store.reviews.c.id == version)).first()
     if row is None:
         return "this card changed since you opened it; nothing was changed"
     what = "undone" if row.decision is None else f"decided ({row.decision})"
-    return f"this card was {what} by {row.reviewer} at {row.created_at} since you opened it; nothing was changed"
+    who = "you (elsewhere: another tab, the API)" if row.reviewer == reviewer else row.reviewer
+    return f"this card was {what} by {who} at {row.created_at} since you opened it; nothing was changed"
 
 
 def undo_last(connection: Connection, queue: str, catalogue: Catalogue, reviewer: str,
