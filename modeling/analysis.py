@@ -10,6 +10,7 @@ chose on its validation split (``modeling.filing``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from sqlalchemy import text
 from shopstyle_spider import schema
 
 from . import store
-from .filing import decision_figures
+from .filing import LEVELS, at_levels, decision_figures
 from .metrics import recorded_parents
 
 __all__ = ["BRANCHES", "AnalysisError", "accuracy_coverage_curve", "branch_columns", "category_table", "confused_pairs",
@@ -78,12 +79,14 @@ def load_parents(db: str | Path) -> dict[str, str | None]:
         return dict(connection.execute(text("SELECT id, parent_id FROM categories")).fetchall())
 
 
-def decision_table(predictions: pd.DataFrame, filing: dict | None, parents: dict[str, str | None]) -> pd.DataFrame:
+def decision_table(predictions: pd.DataFrame, filing: dict | None, parents: dict[str, str | None],
+                   levels: Sequence[str] = LEVELS) -> pd.DataFrame:
     """Per target accuracy: the thresholds chosen on validation, each decision's share of these predictions and the
-    accuracy it achieved (empty without thresholds or parent probabilities)."""
+    accuracy it achieved, filing at ``levels`` only (empty without thresholds or parent probabilities)."""
     predicted_parents, parent_scores = recorded_parents(predictions)
     if not filing or parent_scores is None or predictions.empty:
         return pd.DataFrame()
+    filing = {key: at_levels(chosen, levels) for key, chosen in filing.items()}
     figures = decision_figures(predictions["true_category"], predictions["predicted_category"], predictions["score"],
                                predicted_parents, parent_scores, parents, filing)
     return pd.DataFrame([{"target": target, **entry} for target, entry in figures.items()])

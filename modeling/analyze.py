@@ -27,6 +27,7 @@ from shopstyle_spider import cli, config, schema
 from . import analysis, champion, drift, plots, registry, report
 from .backbones import BackboneError
 from .data import DataError
+from .filing import LEVELS
 from .metrics import prediction_figures
 from .persistence import ModelFileError
 from .photo_store import is_remote
@@ -83,9 +84,21 @@ def experiment_tables(experiments: pd.DataFrame, predictions: pd.DataFrame, pare
     decisions (``analysis.decision_table``, empty for an experiment that chose no thresholds)."""
     by_experiment = {e: predictions[predictions["experiment_id"] == e] for e in experiments.index}
     figures = {e: prediction_figures(rows, parents) for e, rows in by_experiment.items()}
-    decisions = {e: analysis.decision_table(rows, experiments.at[e, "metrics"].get("filing"), parents)
+    decisions = {e: analysis.decision_table(rows, experiments.at[e, "metrics"].get("filing"), parents,
+                                            levels_of(experiments.at[e, "parameters"]))
                  for e, rows in by_experiment.items()}
     return by_experiment, figures, decisions
+
+
+def levels_of(parameters: dict) -> list[str]:
+    """The levels an experiment's shop files at (``modeling.train --levels``; both for an older experiment)."""
+    return str(parameters.get("levels") or ",".join(LEVELS)).split(",")
+
+
+def decisions_title(parameters: dict) -> str:
+    """The decisions table's title, naming a leaf-only rule (whose table files nothing at the parent)."""
+    only = "" if set(levels_of(parameters)) == set(LEVELS) else ", at the leaf only (--levels leaf)"
+    return DECISIONS_TITLE + only
 
 
 def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
@@ -96,7 +109,7 @@ def report_sections(experiments: pd.DataFrame, figures: dict[int, dict],
     for e in experiments.index:
         sections.append((f"Experiment {e}: {experiments.at[e, 'name']}", report.table(figures_frame(figures[e]))))
         if len(decisions[e]):
-            sections.append((f"Experiment {e}: {DECISIONS_TITLE}",
+            sections.append((f"Experiment {e}: {decisions_title(experiments.at[e, 'parameters'])}",
                              report.table(decisions[e], DECISION_COLUMNS)))
         comparison = comparison_of(experiments, e)
         if comparison is not None:
@@ -174,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{args.split} split scored on {entry['labels']}")
         lines.append(text_table(figures_frame(entry["figures"])) if entry["figures"] else "  no predictions")
         if entry["decisions"]:
-            lines += [f"{DECISIONS_TITLE}:",
+            lines += [f"{decisions_title(experiments.at[entry['id'], 'parameters'])}:",
                       text_table(decisions[entry["id"]][list(DECISION_COLUMNS)])]
         comparison = comparison_of(experiments, entry["id"])
         if comparison is not None:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from .filing import LEVELS, decide, target_key
+from .filing import LEVELS, at_levels, decide, target_key
 
 __all__ = ["ALPHA", "compare", "comparison_table", "interval", "mcnemar"]
 
@@ -65,13 +65,6 @@ def _filed(rows: pd.DataFrame, thresholds: Mapping | None) -> np.ndarray:
     return decide(rows["score"], rows["parent_score"], thresholds) != "review"
 
 
-def _at_levels(thresholds: Mapping | None, levels: Sequence[str]) -> Mapping | None:
-    """A card's thresholds at one target with the levels the shop does not file at left out (they never file)."""
-    if thresholds is None:
-        return None
-    return {**thresholds, **{level: None for level in LEVELS if level not in levels}}
-
-
 def compare(champion: pd.DataFrame, challenger: pd.DataFrame, labels: Mapping[str, np.ndarray],
             champion_filing: Mapping | None, challenger_filing: Mapping | None, targets,
             required=None, levels: Sequence[str] = LEVELS) -> dict:
@@ -97,8 +90,10 @@ def compare(champion: pd.DataFrame, challenger: pd.DataFrame, labels: Mapping[st
                 f"{entry['champion']['accuracy']:.4f} (McNemar p = {entry['mcnemar']['p']:.2g})")
     for target in targets:
         key = target_key(target)
-        filed = {"champion": _filed(champion, _at_levels((champion_filing or {}).get(key), levels)),
-                 "challenger": _filed(challenger, _at_levels((challenger_filing or {}).get(key), levels))}
+        at_target = [(filing or {}).get(key) for filing in (champion_filing, challenger_filing)]
+        filed = {who: _filed(rows, None if chosen is None else at_levels(chosen, levels))
+                 for who, rows, chosen in (("champion", champion, at_target[0]),
+                                           ("challenger", challenger, at_target[1]))}
         entry = {who: float(f.mean()) for who, f in filed.items()}
         entry["mcnemar"] = mcnemar(filed["champion"], filed["challenger"])
         held_to = [((filing or {}).get(key) or {}).get("level_target") or target

@@ -48,7 +48,7 @@ from scipy.stats import beta
 from .metrics import parent_correct
 from .persistence import card_path
 
-__all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound",
+__all__ = ["CONFIDENCE", "DECISIONS", "LEVELS", "TARGETS", "FilingPolicyError", "accuracy_lower_bound", "at_levels",
            "batch_argument", "batch_target", "best_parents", "choose_thresholds", "decide", "decision_figures",
            "first_candidate", "guaranteed_threshold", "level_rule", "levels_argument", "load_thresholds",
            "never_files", "never_reason", "short_percent", "target_key", "thresholds_at"]
@@ -352,12 +352,18 @@ def load_thresholds(model_path: str | Path, target: float) -> dict[str, float | 
     return filing[key]
 
 
-def thresholds_at(model_path: str | Path, target: float, levels: Sequence[str] = LEVELS) -> dict[str, float | None]:
-    """The card's thresholds for ``target`` without the levels ``levels`` leaves out (their threshold None, and why:
-    they never file). ``modeling.predict`` and the review app's ``/api/predict`` both decide by these, so a product
-    filed by one is filed alike by the other at the same target and levels."""
-    thresholds = dict(load_thresholds(model_path, target))
+def at_levels(thresholds: Mapping, levels: Sequence[str]) -> dict:
+    """A card's thresholds at one target without the levels ``levels`` leaves out (their threshold None, and why:
+    they never file)."""
+    left_out = {}
     for level in LEVELS:
         if level not in levels:
-            thresholds.update({level: None, f"{level}_never": "left out by --levels"})
-    return thresholds
+            left_out.update({level: None, f"{level}_never": "left out by --levels"})
+    return {**thresholds, **left_out}
+
+
+def thresholds_at(model_path: str | Path, target: float, levels: Sequence[str] = LEVELS) -> dict[str, float | None]:
+    """The card's thresholds for ``target`` at ``levels`` (``at_levels``). ``modeling.predict`` and the review app's
+    ``/api/predict`` both decide by these, so a product filed by one is filed alike by the other at the same target
+    and levels."""
+    return at_levels(load_thresholds(model_path, target), levels)

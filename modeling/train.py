@@ -461,6 +461,7 @@ def run(args: argparse.Namespace, cluster: ExitStack) -> int:
                        "min_products": args.min_products, "text_classifier": args.text_classifier,
                        "text_alpha": args.text_alpha, "text_C": args.text_C, "stemming": not args.no_stemming,
                        "cv": args.cv, "seed": args.seed, "keep": args.keep, "model": verdict,
+                       "levels": args.levels,
                        "train_products": len(train), "train_seconds": round(time.perf_counter() - started, 1),
                        "new_products": new_since_last_experiment(args.db, frame["id"]),
                        **label_counts},

@@ -105,6 +105,15 @@ def test_the_report_figures_equal_the_hand_computed_ones(db, capsys):
     assert (at95["leaf_share"], at95["leaf_accuracy"]) == (pytest.approx(0.4), pytest.approx(0.5))
     assert (at95["parent_share"], at95["parent_accuracy"]) == (pytest.approx(0.4), 1.0)
     assert at95["review_share"] == pytest.approx(0.2) and at95["leaf_threshold"] == 0.9
+    # a leaf-only shop (train --levels leaf): what the parent filed goes to a person instead, and the title says so
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("UPDATE experiments SET parameters = json_set(parameters, '$.levels', 'leaf') WHERE id = 1")
+    code, out, _ = run(capsys, "--db", path, "--json")
+    (leaf_only,) = {e["id"]: e["decisions"] for e in json.loads(out)["experiments"]}[1]
+    assert (leaf_only["leaf_share"], leaf_only["parent_share"]) == (pytest.approx(0.4), 0.0)
+    assert leaf_only["review_share"] == pytest.approx(0.6) and leaf_only["parent_never"] == "left out by --levels"
+    code, out, _ = run(capsys, "--db", path)
+    assert "at the leaf only (--levels leaf):" in out
     assert first["text"]["accuracy"] == pytest.approx(0.4)
     assert first["image"]["n"] == 2 and first["image"]["accuracy"] == 1.0
     assert "image" not in {e["id"]: e for e in report["experiments"]}[2]["figures"]
