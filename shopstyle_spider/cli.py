@@ -35,6 +35,8 @@ def help_with_default(action: argparse.Action) -> str | None:
     """An option's help with its default (``default_text``) appended, unless there is none to show or the help
     already speaks of it (in words, "default: ...", or with argparse's ``%(default)s``)."""
     shown = default_text(action.default)
+    if isinstance(action, argparse.BooleanOptionalAction) and action.default is True:
+        shown = action.option_strings[0]  # "(default: --access-log)", not "(default: True)"
     if shown is None or action.help == argparse.SUPPRESS or "default" in (action.help or "").lower():
         return action.help
     return f"{action.help or ''} (default: {shown.replace('%', '%%')})"

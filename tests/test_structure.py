@@ -94,4 +94,5 @@ def test_every_command_prints_its_help_with_each_default_once_as_typed(command, 
         said = " ".join(option.split())
         assert said.lower().count("default") <= 1, said
         assert "default: None" not in said and "default: False" not in said and "['" not in said, said
+        assert "default: True" not in said, said
         assert "{leaf,leaf,parent}" not in said, said
