@@ -9,7 +9,7 @@ products crawled since a model was trained against its validation split (``model
 filing or the categories moved beyond noise. ``--experiment N`` adds the per-category table and the most confused
 pairs; ``--html`` writes its most confident errors with their photos; ``--plots`` draws the charts and an index page;
 ``--json`` prints the same figures machine-readable; ``--compare A B`` sets two experiments side by side, saying so
-when they were scored on different labels (``scored_on``).
+when they were scored on different labels (``registry.scored_on``).
 """
 
 from __future__ import annotations
@@ -130,19 +130,6 @@ def comparison_title(e: int, comparison: dict) -> str:
             f"McNemar's exact test: {verdict}")
 
 
-def scored_on(parameters: dict) -> str:
-    """Which labels an experiment's figures were scored against: the catalog's own, or the decisions in force when
-    it trained (people's labels change between experiments, so two reviewed experiments can differ too).
-
-    >>> scored_on({}), scored_on({"labels": "reviewed", "reviewed_labels": 3, "relabelled": 1, "excluded": 0})
-    ('crawled labels', 'reviewed labels (3 decided, 1 relabelled, 0 excluded, 0 from files)')
-    """
-    if parameters.get("labels", "crawled") == "crawled":
-        return "crawled labels"
-    return (f"reviewed labels ({parameters.get('reviewed_labels', 0)} decided, {parameters.get('relabelled', 0)} "
-            f"relabelled, {parameters.get('excluded', 0)} excluded, {parameters.get('file_products', 0)} from files)")
-
-
 def recorded_images(parameters: dict) -> Path | None:
     """The image store an experiment was trained on, where its photos are on this machine: None for a bucket (the
     page then says "no photo"), the default store for an experiment older than the record."""
@@ -178,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict = {"db": schema.display_name(args.db), "split": args.split, "experiments": [
         {"id": int(e), "name": experiments.at[e, "name"], "created_at": experiments.at[e, "created_at"],
-         "model": experiments.at[e, "parameters"].get("model"), "labels": scored_on(experiments.at[e, "parameters"]),
+         "model": experiments.at[e, "parameters"].get("model"),
+         "labels": registry.scored_on(experiments.at[e, "parameters"]),
          "figures": figures[e],
          "decisions": decisions[e].to_dict("records")} for e in experiments.index]}
     lines = []
@@ -240,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         a, b = args.compare
         frame_a, frame_b = figures_frame(figures[a]).set_index("branch"), figures_frame(figures[b]).set_index("branch")
         difference = frame_b.subtract(frame_a, fill_value=None)
-        labels_a, labels_b = (scored_on(experiments.at[e, "parameters"]) for e in (a, b))
+        labels_a, labels_b = (registry.scored_on(experiments.at[e, "parameters"]) for e in (a, b))
         result["compare"] = {"a": a, "b": b, "a_figures": figures[a], "b_figures": figures[b],
                              "a_labels": labels_a, "b_labels": labels_b, "same_labels": labels_a == labels_b,
                              "difference": json.loads(difference.to_json(orient="index"))}

@@ -14,7 +14,7 @@ import sys
 from shopstyle_spider import cli, config, schema
 
 from .filing import LEVELS, level_rule, short_percent
-from .registry import ModelEntry, RegistryError, entries, entry, promote, serving_path, whoami
+from .registry import ModelEntry, RegistryError, entries, entry, promote, scored_on, serving_path, whoami
 
 
 def shared_options(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +51,7 @@ def show_lines(entry: ModelEntry) -> list[str]:
     test = card.get("metrics", {}).get("test", {}).get("stacked", {})
     lines = [f"model {entry.experiment_id}: {entry.name}{' (in service)' if entry.in_service else ''}",
              f"  file: {entry.path} (sha256 {entry.sha256})", f"  card: {entry.card_path}",
-             f"  trained: {entry.created_at} on {json.dumps(entry.labels)}",
+             f"  trained: {entry.created_at} on {scored_on(entry.labels)}",
              f"  test accuracy: {short_percent(test['accuracy'])} over {test.get('n', 0)} products"
              if "accuracy" in test else "  test accuracy: not on its card"]
     for target, chosen in card.get("filing", {}).items():

@@ -28,7 +28,7 @@ from shopstyle_spider import config, schema
 from . import store
 
 __all__ = ["ModelEntry", "RegistryError", "checksum", "entries", "entry", "folder_name", "in_service", "models_folder",
-           "promote", "register", "serving_path", "whoami"]
+           "promote", "register", "scored_on", "serving_path", "whoami"]
 
 
 class RegistryError(RuntimeError):
@@ -170,3 +170,16 @@ def promote(db: str | Path, experiment_id: int, by: str | None = None, reason: s
                 model_id=experiment_id, replaces=replaces, promoted_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 promoted_by=by or whoami(), reason=reason))
     return replaces
+
+
+def scored_on(parameters: dict) -> str:
+    """Which labels an experiment's figures were scored against: the catalog's own, or the decisions in force when
+    it trained (people's labels change between experiments, so two reviewed experiments can differ too).
+
+    >>> scored_on({}), scored_on({"labels": "reviewed", "reviewed_labels": 3, "relabelled": 1, "excluded": 0})
+    ('crawled labels', 'reviewed labels (3 decided, 1 relabelled, 0 excluded, 0 from files)')
+    """
+    if parameters.get("labels", "crawled") == "crawled":
+        return "crawled labels"
+    return (f"reviewed labels ({parameters.get('reviewed_labels', 0)} decided, {parameters.get('relabelled', 0)} "
+            f"relabelled, {parameters.get('excluded', 0)} excluded, {parameters.get('file_products', 0)} from files)")
