@@ -329,12 +329,24 @@ def record_experiment(db: Path, out: Path, model: ProductClassifier, card: dict,
 
 
 def summary_lines(metrics: dict) -> list[str]:
-    lines = [f"{'split':<11} {'branch':<19} {'n':>6} {'accuracy':>9} {'cov@95':>7} {'cov@98':>7} {'parent':>7} "
+    """The summary's table of figures per split and branch, in columns as wide as the longest split's name (the
+    crawled labels' test split too); '-' where a figure does not apply (a branch has no parent accuracy).
+
+    >>> for line in summary_lines({"test": {"text": {"n": 5, "accuracy": 0.8, "coverage_95": 0.2,
+    ...                                               "coverage_98": 0.0, "ece": 0.1}}}):
+    ...     print(line)
+    split branch                   n  accuracy  cov@95  cov@98  parent    ECE
+    test  text                     5    0.8000   0.200   0.000       -  0.100
+    """
+    width = max([len("split"), *map(len, metrics)])
+    lines = [f"{'split':<{width}} {'branch':<19} {'n':>6} {'accuracy':>9} {'cov@95':>7} {'cov@98':>7} {'parent':>7} "
              f"{'ECE':>6}"]
     for split, branches in metrics.items():
         for branch, f in branches.items():
-            lines.append(f"{split:<11} {branch:<19} {f['n']:>6} {f['accuracy']:>9.4f} {f['coverage_95']:>7.3f} "
-                         f"{f['coverage_98']:>7.3f} {f.get('parent_accuracy', float('nan')):>7.4f} {f['ece']:>6.3f}")
+            parent = f.get("parent_accuracy")
+            parent = "-" if parent is None or parent != parent else f"{parent:.4f}"
+            lines.append(f"{split:<{width}} {branch:<19} {f['n']:>6} {f['accuracy']:>9.4f} {f['coverage_95']:>7.3f} "
+                         f"{f['coverage_98']:>7.3f} {parent:>7} {f['ece']:>6.3f}")
     return lines
 
 
