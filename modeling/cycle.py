@@ -51,6 +51,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import func, insert, select, text, update
 
@@ -489,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:  # not echoed: a mistyped api_key:KEY would print the key
         print(f"modeling.cycle: --crawl-arg number {bad[0]}: expected NAME=VALUE", file=sys.stderr)
         return 2
-    if redact_url(args.api_url) != args.api_url:  # stored with the options, printed in summaries
+    if API_KEY_PARAMETER in parse_qs(urlsplit(args.api_url).query, keep_blank_values=True):  # stored, printed
         print(f"modeling.cycle: --api-url {redact_url(args.api_url)} carries the API key ({API_KEY_PARAMETER}=...): "
               "refused, the cycle stores its options in the database; give the key in SHOPSTYLE_API_KEY",
               file=sys.stderr)

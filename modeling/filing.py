@@ -358,7 +358,7 @@ def at_levels(thresholds: Mapping, levels: Sequence[str]) -> dict:
     left_out = {}
     for level in LEVELS:
         if level not in levels:
-            left_out.update({level: None, f"{level}_never": "left out by --levels"})
+            left_out.update({level: None, f"{level}_bound": None, f"{level}_never": "left out by --levels"})
     return {**thresholds, **left_out}
 
 

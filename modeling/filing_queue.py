@@ -5,7 +5,8 @@ keeps what a person needs to decide without the model at hand: the product as pr
 predict wrote for it (prediction, its suggestions), with the model that made it. Every row carries the product's
 identity (``modeling.identity``): a crawled product by its id, a product from a file by the file's name and its
 record id, so a file's record "5" never stands for crawled product 5. A product already queued is not queued again,
-so running predict twice over the same crawl or file leaves one card per product. A file product's photo is copied
+so running predict twice over the same crawl or file leaves one card per product; queued again, its card is a
+person's work again even if a model filed it in between (``after_filing``). A file product's photo is copied
 into the image store the review app serves (named by its content), so the card and training still have it when the
 file's folder is gone.
 """
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 
 from . import identity, store
 from .fields import photo_path
@@ -86,6 +87,9 @@ def queue_products(connection: Connection, pairs: list[tuple[dict, dict]], *, so
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     after_filing = connection.execute(select(func.coalesce(func.max(store.filings.c.id), 0))).scalar()
     ids = []
+    again = [queued[s] for s in set(subjects) if s in queued]
+    if again:  # queued again: for a person, whatever a model filed since the first time (content never rewritten)
+        connection.execute(update(table).where(table.c.id.in_(again)).values(after_filing=after_filing))
     for subject, (row, line) in zip(subjects, pairs, strict=True):
         if subject not in queued:
             payload = queued_payload(row, from_crawl=from_crawl, photo_store=photo_store)

@@ -76,9 +76,10 @@ def queued_filing(queue: Table) -> ScalarSelect:
 def in_force(connection: Connection) -> list[dict]:
     """Every filed, queued or decided product's filing in force, as ``EXPORT_COLUMNS`` rows in the order they were
     made: a person's decision in force (decision ``person`` with its leaf, or ``excluded``, and the reviewer)
-    overrides everything; else a product queued for a person and not filed by a model since is ``review`` (also
-    when it was queued without a filing: ``POST /api/queue``, ``predict --queue`` without a target); else the
-    newest model filing stands."""
+    overrides everything; else the newest model filing stands; a product queued for a person and not filed by a
+    model since is ``review`` unless that filing filed it (queued without a filing: ``POST /api/queue``, ``predict
+    --queue`` without a target; a product a model filed before someone queued it stays filed until a person
+    decides)."""
     rows: dict[str, dict] = {}
     if store.has_table(connection, store.filings):
         for row in connection.execute(in_force_query()).mappings():
@@ -88,6 +89,8 @@ def in_force(connection: Connection) -> list[dict]:
         waiting = select(queue.c.subject, queue.c.model_path, queue.c.prediction, queue.c.created_at).where(
             queue.c.subject.is_not(None), queued_filing(queue).is_(None))
         for row in connection.execute(waiting).mappings():
+            if rows.get(row["subject"], {}).get("decision") in AUTOMATIC:
+                continue  # filed by a model before it was queued: the shop keeps that filing until a person decides
             prediction = json.loads(row["prediction"] or "{}")
             rows[row["subject"]] = {"subject": row["subject"], "product_id": identity.parse(row["subject"]).product_id,
                                     "decision": "review", "category": prediction.get("category"),

@@ -178,8 +178,12 @@ def scored_on(parameters: dict) -> str:
 
     >>> scored_on({}), scored_on({"labels": "reviewed", "reviewed_labels": 3, "relabelled": 1, "excluded": 0})
     ('crawled labels', 'reviewed labels (3 decided, 1 relabelled, 0 excluded, 0 from files)')
+    >>> scored_on({"labels": "reviewed"})
+    'reviewed labels (counts not recorded)'
     """
     if parameters.get("labels", "crawled") == "crawled":
         return "crawled labels"
+    if "reviewed_labels" not in parameters:  # a model adopted into the registry: its counts were not recorded
+        return "reviewed labels (counts not recorded)"
     return (f"reviewed labels ({parameters.get('reviewed_labels', 0)} decided, {parameters.get('relabelled', 0)} "
             f"relabelled, {parameters.get('excluded', 0)} excluded, {parameters.get('file_products', 0)} from files)")

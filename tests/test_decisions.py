@@ -110,10 +110,11 @@ class Reference:
                       if r.group == group and r.withdraws is None]
 
     def filing_in_force(self) -> dict[str, tuple[str, str | None]]:
-        """What the shop is told: a person's decision wherever one stands, else review for a queued product no model
-        filed since, else the newest model filing."""
+        """What the shop is told: a person's decision wherever one stands, else the newest model filing, else review
+        for a queued product no model filed since (one filed before it was queued stays filed)."""
         standing = {s: ("excluded", None) if d == store.EXCLUDE else ("person", d) for s, d in self.in_force().items()}
-        waiting = {s: ("review", category) for s, category in self.queued.items() if s not in self.filed_since_queued}
+        waiting = {s: ("review", category) for s, category in self.queued.items()
+                   if s not in self.filed_since_queued and self.filed.get(s, ("review",))[0] not in filings.AUTOMATIC}
         return {**self.filed, **waiting, **standing}
 
     def latest_of(self, reviewer: str, source: str) -> int | None:
@@ -256,6 +257,7 @@ class DecisionStore(RuleBasedStateMachine):
         self.items["file"][f"queue:{twin}"] = [self.twin]
         self.twin_queued = True
         self.ref.queued.setdefault(self.twin, None)
+        self.ref.filed_since_queued.pop(self.twin, None)  # queued again: a person's work again
 
     @rule(data=st.data(), decision=st.sampled_from(("leaf", "parent", "review")),
           category=st.sampled_from(LEAVES))
@@ -448,6 +450,15 @@ def test_only_a_filing_after_a_product_was_queued_takes_its_card_out_of_a_person
     assert item not in set(cards.pending(connection, "file", catalogue))
     card, = cards.cards(connection, "file", catalogue, item)
     assert not card.waiting and card.filed == "leaf"
+    # queued again (someone asks a person after all): the same card, a person's work again, its content unchanged
+    cards.end_reads(connection)
+    with connection.begin():
+        again, = queue_products(connection, [({"id": "late", "name": "another name"}, {})], source=SOURCE,
+                                model_path="m", from_crawl=False)
+    card, = cards.cards(connection, "file", catalogue, item)
+    assert again == queue_id and card.waiting and card.name == "a late product"
+    shop = {row["subject"]: row["decision"] for row in filings.in_force(connection)}
+    assert shop[identity.filed(SOURCE, "late")] == "leaf"  # the shop keeps the model's filing until a person decides
     connection.close()
 
 
@@ -483,7 +494,7 @@ def test_an_older_databases_reviews_keep_working_under_the_new_identity(any_data
         for index in ("reviews_subject", "reviews_withdraws", "filing_queue_subject"):
             old.execute(text(f"DROP INDEX {index}"))
         for table, column in (("reviews", "subject"), ("reviews", "decision_id"), ("reviews", "withdraws"),
-                              ("filing_queue", "subject")):
+                              ("filing_queue", "subject"), ("filing_queue", "after_filing")):
             old.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         old.execute(text("INSERT INTO filing_queue (id, product_id, record_id, payload, prediction, model_path, "
                          "created_at) VALUES (7, NULL, 'new-1', '{\"name\": \"a new product\"}', '{}', 'm', :now)"),
