@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, Table, func, insert, or_, select
+from sqlalchemy import Connection, ScalarSelect, Select, Table, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from shopstyle_spider import cli, config, schema
@@ -29,7 +29,7 @@ from shopstyle_spider import cli, config, schema
 from . import identity, reviews, store
 
 __all__ = ["AUTOMATIC", "DECISIONS", "EXPORT_COLUMNS", "Writer", "changed_since", "export_csv", "in_force",
-           "in_force_query", "model_id_of", "newest_decision", "queued_filing"]
+           "in_force_query", "model_id_of", "queued_filing"]
 
 AUTOMATIC = ("leaf", "parent")  # the decisions by which a model files a product itself
 PERSON, EXCLUDED = "person", "excluded"  # a person's decision in force: a leaf, or left out of the catalogue
@@ -59,18 +59,14 @@ def in_force_query() -> Select:
     return select(table).join(newest, table.c.id == newest.c.id).order_by(table.c.id)
 
 
-def newest_decision(subject: ColumnElement, after: ColumnElement) -> ScalarSelect:
-    """The decision of the newest filing of the product ``subject`` names made after filing id ``after`` (NULL when
-    no model filed it since), as a correlated subquery (an index seek per product): what the review app asks of
-    each queued product, about the filings since it was queued."""
-    table = store.filings
-    return (select(table.c.decision).where(table.c.subject == subject, table.c.id > after)
-            .order_by(table.c.id.desc()).limit(1).scalar_subquery())
-
-
 def queued_filing(queue: Table) -> ScalarSelect:
-    """The decision of a filing-queue row's product's newest filing since it was queued (NULL: none since)."""
-    return newest_decision(queue.c.subject, func.coalesce(queue.c.after_filing, 0))
+    """The decision of a filing-queue row's product's newest filing since it was queued (its ``after_filing``; NULL
+    when no model filed it since), as a correlated subquery (an index seek per product): what the review app and
+    the export ask of each queued product."""
+    table = store.filings
+    return (select(table.c.decision)
+            .where(table.c.subject == queue.c.subject, table.c.id > func.coalesce(queue.c.after_filing, 0))
+            .order_by(table.c.id.desc()).limit(1).scalar_subquery())
 
 
 def in_force(connection: Connection) -> list[dict]:
