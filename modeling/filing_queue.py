@@ -6,7 +6,7 @@ predict wrote for it (prediction, its suggestions), with the model that made it.
 identity (``modeling.identity``): a crawled product by its id, a product from a file by the file's name and its
 record id, so a file's record "5" never stands for crawled product 5. A product already queued is not queued again,
 so running predict twice over the same crawl or file leaves one card per product; queued again, its card is a
-person's work again even if a model filed it in between (``after_filing``). A file product's photo is copied
+person's work again even if a model filed it in between (its ``filed`` cleared). A file product's photo is copied
 into the image store the review app serves (named by its content), so the card and training still have it when the
 file's folder is gone.
 """
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from . import identity, store
 from .fields import photo_path
@@ -85,18 +85,17 @@ def queue_products(connection: Connection, pairs: list[tuple[dict, dict]], *, so
     queued = dict(connection.execute(select(table.c.subject, table.c.id).where(table.c.subject.in_(set(subjects))))
                   .all())
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
-    after_filing = connection.execute(select(func.coalesce(func.max(store.filings.c.id), 0))).scalar()
     ids = []
     again = [queued[s] for s in set(subjects) if s in queued]
     if again:  # queued again: for a person, whatever a model filed since the first time (content never rewritten)
-        connection.execute(update(table).where(table.c.id.in_(again)).values(after_filing=after_filing))
+        connection.execute(update(table).where(table.c.id.in_(again)).values(filed=None))
     for subject, (row, line) in zip(subjects, pairs, strict=True):
         if subject not in queued:
             payload = queued_payload(row, from_crawl=from_crawl, photo_store=photo_store)
             queued[subject] = connection.execute(insert(table).values(
                 product_id=int(row["id"]) if from_crawl else None, record_id=str(row["id"]), subject=subject,
                 payload=json.dumps(payload), prediction=json.dumps(line, default=str), model_path=model_path,
-                created_at=created_at, after_filing=after_filing)).inserted_primary_key[0]
+                created_at=created_at)).inserted_primary_key[0]
         ids.append(queued[subject])
     return ids
 

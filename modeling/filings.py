@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from sqlalchemy import Connection, ScalarSelect, Select, Table, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from shopstyle_spider import cli, config, schema
@@ -59,14 +59,10 @@ def in_force_query() -> Select:
     return select(table).join(newest, table.c.id == newest.c.id).order_by(table.c.id)
 
 
-def queued_filing(queue: Table) -> ScalarSelect:
-    """The decision of a filing-queue row's product's newest filing since it was queued (its ``after_filing``; NULL
-    when no model filed it since), as a correlated subquery (an index seek per product): what the review app and
-    the export ask of each queued product."""
-    table = store.filings
-    return (select(table.c.decision)
-            .where(table.c.subject == queue.c.subject, table.c.id > func.coalesce(queue.c.after_filing, 0))
-            .order_by(table.c.id.desc()).limit(1).scalar_subquery())
+def queued_filing(queue: Table) -> ColumnElement:
+    """The decision of a filing-queue row's product's newest model filing since it was queued (NULL: none since),
+    as ``Writer`` keeps it on the row."""
+    return queue.c.filed
 
 
 def in_force(connection: Connection) -> list[dict]:
@@ -169,8 +165,12 @@ class Writer:
                          "category": line["parent"] if at_parent else line["category"],
                          "score": line["parent_score"] if at_parent else line["score"], "filed_at": filed_at})
         if rows:
+            queue = store.filing_queue
             with self.connection.begin():
                 self.connection.execute(insert(store.filings), rows)
+                for decision in {row["decision"] for row in rows}:  # on the queued products' rows (queued_filing)
+                    filed = [row["subject"] for row in rows if row["decision"] == decision]
+                    self.connection.execute(update(queue).where(queue.c.subject.in_(filed)).values(filed=decision))
             self.written += len(rows)
 
 

@@ -124,9 +124,10 @@ filing_queue = Table(
     Column("model_path", Text, nullable=False),
     Column("created_at", Text, nullable=False),
     Column("subject", Text),  # NULL only in an older database's rows until ``connect`` fills it
-    # the newest ``filings`` id when the product was queued (0: none yet; NULL in an older database's rows): only a
-    # filing after it can take the card out of a person's work (``modeling.review.cards``)
-    Column("after_filing", Integer),
+    # the decision of the newest model filing since the product was queued (``filings.Writer`` sets it, queueing
+    # again clears it; NULL: none since): a leaf or parent filing takes the card out of a person's work
+    # (``modeling.review.cards``), read from this row so that counting a 100,000-card queue stays one scan
+    Column("filed", Text),
     Index("filing_queue_product", "product_id"),
     Index("filing_queue_subject", "subject"),
 )

@@ -494,7 +494,7 @@ def test_an_older_databases_reviews_keep_working_under_the_new_identity(any_data
         for index in ("reviews_subject", "reviews_withdraws", "filing_queue_subject"):
             old.execute(text(f"DROP INDEX {index}"))
         for table, column in (("reviews", "subject"), ("reviews", "decision_id"), ("reviews", "withdraws"),
-                              ("filing_queue", "subject"), ("filing_queue", "after_filing")):
+                              ("filing_queue", "subject"), ("filing_queue", "filed")):
             old.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         old.execute(text("INSERT INTO filing_queue (id, product_id, record_id, payload, prediction, model_path, "
                          "created_at) VALUES (7, NULL, 'new-1', '{\"name\": \"a new product\"}', '{}', 'm', :now)"),

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Connection, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from shopstyle_spider import schema
@@ -315,14 +315,15 @@ def progress(connection: Connection, queue: str, catalogue: Catalogue, now: floa
     if queue == "file":  # the decided are read from the decisions in force, not by scanning the whole queue
         table, standing = store.filing_queue, in_force_query().subquery()
         recently = standing.c.created_at >= since
-        # a person's work: every card but those a model filed since, unless a person decided them anyway
-        total = connection.execute(
-            select(func.count()).select_from(table.outerjoin(standing, standing.c.subject == table.c.subject))
-            .where(or_(standing.c.id.is_not(None), ~_filed_by_a_model(table)))).scalar()
-        done, recent, first = connection.execute(
+        done, recent, first, decided_and_filed = connection.execute(
             select(func.count(standing.c.id), func.coalesce(func.sum(case((recently, 1), else_=0)), 0),
-                   func.min(case((recently, standing.c.created_at))))
+                   func.min(case((recently, standing.c.created_at))),
+                   func.coalesce(func.sum(case((_filed_by_a_model(table), 1), else_=0)), 0))
             .select_from(standing.join(table, table.c.subject == standing.c.subject))).one()
+        # a person's work: every card but those a model filed since, unless a person decided them anyway (one scan
+        # of the queue's own column, the decided ones read from the decisions in force)
+        total = connection.execute(select(func.count()).select_from(table).where(~_filed_by_a_model(table))).scalar()
+        total += decided_and_filed
     else:
         found = cards(connection, queue, catalogue)
         decided = [c.decided_at for c in found if c.done and c.decided_at]
