@@ -124,7 +124,8 @@ def changed_since(connection: Connection, since: str, model_path: str | Path | N
 
 class Writer:
     """Appends predict's decided lines to a database's ``filings``, a chunk per transaction (what was filed before an
-    interruption stays recorded). ``from_crawl``: the rows' ids are crawled products'; else a file's records,
+    interruption stays recorded), and notes each decision on the product's filing-queue row if it is queued
+    (``queued_filing``). ``from_crawl``: the rows' ids are crawled products'; else a file's records,
     known by ``source`` (the file's name) and their id. With no database it does nothing."""
 
     def __init__(self, db: str | Path | None, model_path: str | Path, target: float | None, *, from_crawl: bool,
